@@ -1,0 +1,2 @@
+//! `complex`: placeholder until the worker processes land.
+fn main() {}

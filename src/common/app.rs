@@ -1,0 +1,284 @@
+//! The application runner: the reference's `Application.run()`, without `asyncio.run()`.
+//!
+//! **Problem.** `#[tokio::main]` (like `asyncio.run()`) ends by dropping every task at its
+//! next await, in no order anyone chose, and waits forever for a stuck blocking task.
+//!
+//! **Fix.** The runner builds the runtime itself and drives the lifecycle explicitly:
+//! 1. start the services in order, under the shield (a signal is recorded, not acted on);
+//! 2. if a stop was requested meanwhile, go straight to stop; otherwise wait for a request
+//!    or for `--run-for`;
+//! 3. stop the started services in reverse order, under the shield, the whole stop watched
+//!    by a thread that forces the exit at `--stop-timeout`;
+//! 4. cancel and report any task a service spawned and did not stop;
+//! 5. shut the runtime down with a bound, so a stuck blocking task cannot hang the exit.
+//!
+//! A failed start stops what had started, in reverse, and exits 1. The process then ends as
+//! [`crate::exit`] says, after a final `component=app phase=exit` event.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::cli::CommonArgs;
+use crate::components::Components;
+use crate::exit::{self, ExitStatus};
+use crate::logging;
+use crate::service::{Service, ServiceContext};
+use crate::shutdown::{ForceReason, Shutdown, StopReason};
+use crate::signals;
+
+/// How long the runtime's own shutdown may take: a blocking task still running after it
+/// is abandoned (its thread leaks until the process ends, a moment later).
+const RUNTIME_SHUTDOWN_BOUND: Duration = Duration::from_secs(1);
+
+/// Sets up logging, signal intake and the forced-exit path, runs `services` and ends the
+/// process as the contract says. This is all a binary's `main` needs to call.
+pub fn run_main(args: &CommonArgs, services: Vec<Box<dyn Service>>) -> ! {
+    if let Err(error) = logging::init("main", args.log_format, args.log_level) {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+    let shutdown = Shutdown::new(args.force_after);
+    let components = Components::new();
+    let ctx = ServiceContext::new(
+        args.time_scale,
+        shutdown.clone(),
+        components.clone(),
+        args.fail_start.clone(),
+    );
+    install_force_handler(&ctx);
+    let intake = shutdown.clone();
+    if let Err(error) = signals::install(move |signal| intake.on_signal(signal)) {
+        tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "cannot install the signal handlers");
+        finish(ExitStatus::Failed);
+    }
+    tracing::info!("main: begin");
+    let application = Application {
+        services,
+        run_for: args.run_for,
+        stop_timeout: args.stop_timeout,
+    };
+    let status = application.run(&ctx);
+    tracing::info!("main: end");
+    finish(status)
+}
+
+/// Logs the final event and ends the process. If another thread is already ending it (a
+/// forced exit racing the normal one), this thread waits for the end instead.
+pub fn finish(status: ExitStatus) -> ! {
+    if !exit::claim() {
+        park_forever();
+    }
+    finish_claimed(status)
+}
+
+fn finish_claimed(status: ExitStatus) -> ! {
+    let code = status.code();
+    let signal = status.signal().map(|s| s.name());
+    let how = match status.signal() {
+        Some(signal) => format!("ends by {signal}, status {code}"),
+        None => format!("exits with status {code}"),
+    };
+    logging::write_final(|| {
+        tracing::info!(target: "lifecycle", component = "app", phase = "exit", status = code, signal, "app: {how}");
+    });
+    exit::terminate(status)
+}
+
+fn park_forever() -> ! {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The forced exit: log what had not finished, run the force hooks (kill child processes),
+/// mark the unfinished components `failed`, and end the process. Runs on whichever thread
+/// forced it (the signal thread or the stop watchdog), so it works with a stuck runtime.
+fn install_force_handler(ctx: &ServiceContext) {
+    let components = ctx.components.clone();
+    let hooks = ctx.force_hooks();
+    let shutdown = ctx.shutdown.clone();
+    ctx.shutdown.set_force_handler(move |reason: ForceReason| {
+        if !exit::claim() {
+            park_forever();
+        }
+        let unfinished = components.unfinished().join(", ");
+        tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
+        hooks.run_all();
+        components.fail_unfinished(&format!("exit forced ({reason})"));
+        finish_claimed(ExitStatus::from_stop(shutdown.first_signal(), true))
+    });
+}
+
+/// An ordered list of services and how long to run them.
+pub struct Application {
+    services: Vec<Box<dyn Service>>,
+    run_for: Option<Duration>,
+    stop_timeout: Duration,
+}
+
+struct Outcome {
+    failed: bool,
+    /// Kept alive until the runtime is down: the stop's bound covers the runtime's shutdown.
+    watchdog: Option<Watchdog>,
+}
+
+impl Application {
+    /// Runs the whole lifecycle on a runtime of its own; returns how the process should end.
+    fn run(self, ctx: &ServiceContext) -> ExitStatus {
+        let components = &ctx.components;
+        components.starting("app");
+        // A multi-threaded runtime, so a service that blocks a worker thread by mistake slows
+        // the others instead of freezing them; named threads so the logs say who spoke.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name_fn(|| {
+                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+                format!(
+                    "tokio-{}",
+                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                )
+            })
+            .enable_time()
+            .build();
+        let runtime = match runtime {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                components.failed("app", &format!("cannot build the tokio runtime: {error}"));
+                return ExitStatus::Failed;
+            }
+        };
+        let outcome = runtime.block_on(self.lifecycle(ctx));
+        tracing::debug!("runtime: shutting down (bounded by {RUNTIME_SHUTDOWN_BOUND:?})");
+        runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);
+        tracing::debug!("runtime: shut down");
+        drop(outcome.watchdog);
+        let failed = outcome.failed || matches!(ctx.shutdown.reason(), Some(StopReason::Fatal(_)));
+        if components.phase("app") == Some(crate::components::Phase::Stopping) {
+            components.stopped("app");
+        }
+        ExitStatus::from_stop(ctx.shutdown.first_signal(), failed)
+    }
+
+    async fn lifecycle(self, ctx: &ServiceContext) -> Outcome {
+        let components = &ctx.components;
+        let shutdown = &ctx.shutdown;
+
+        let start_shield = shutdown.shield("start");
+        let mut started: Vec<Box<dyn Service>> = Vec::new();
+        let mut start_error = None;
+        for mut service in self.services {
+            let name = service.name();
+            components.starting(name);
+            match service.start(ctx).await {
+                Ok(()) => {
+                    components.started(name);
+                    started.push(service);
+                }
+                Err(error) => {
+                    components.failed(name, &format!("{error:#}"));
+                    start_error = Some((name, error));
+                    break;
+                }
+            }
+        }
+        // The last guard: a signal that arrived during start is delivered right here.
+        drop(start_shield);
+
+        if let Some((name, error)) = &start_error {
+            tracing::error!(
+                component = "app",
+                cause = %format!("{error:#}"),
+                "start failed at {name}; stopping the {} service(s) already started, in reverse order",
+                started.len()
+            );
+        } else {
+            components.started("app");
+            if shutdown.is_delivered() {
+                tracing::warn!("a stop was requested during start; stopping at once");
+            } else {
+                wait_for_stop(shutdown, self.run_for).await;
+            }
+        }
+
+        let _stop_shield = shutdown.shield("stop");
+        let watchdog = Watchdog::arm(self.stop_timeout, shutdown.clone());
+        if start_error.is_none() {
+            components.stopping("app");
+        }
+        let mut stop_failed = false;
+        for service in started.iter_mut().rev() {
+            let name = service.name();
+            components.stopping(name);
+            match service.stop(ctx).await {
+                Ok(()) => components.stopped(name),
+                Err(error) => {
+                    stop_failed = true;
+                    components.failed(name, &format!("{error:#}"));
+                }
+            }
+        }
+
+        let leftovers = ctx.tasks().abort_leftovers();
+        for task in &leftovers {
+            tracing::warn!(
+                task,
+                "task {task} was still running after every service stopped; cancelled it"
+            );
+        }
+        ctx.tasks().tracker.wait().await;
+        tracing::debug!(leftovers = leftovers.len(), "every tracked task has ended");
+
+        if let Some((name, _)) = start_error {
+            components.failed("app", &format!("{name} failed to start"));
+        }
+        Outcome {
+            failed: start_error.is_some() || stop_failed,
+            watchdog,
+        }
+    }
+}
+
+async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {
+    match run_for {
+        Some(run_for) => {
+            tracing::info!(
+                "running; stopping by itself after {}, or on Ctrl+C",
+                humantime::format_duration(run_for)
+            );
+            tokio::select! {
+                () = shutdown.delivered() => {}
+                () = tokio::time::sleep(run_for) => shutdown.request(StopReason::RunForElapsed),
+            }
+        }
+        None => {
+            tracing::info!("running; press Ctrl+C (or send SIGTERM/SIGHUP) to stop");
+            shutdown.delivered().await;
+        }
+    }
+}
+
+/// A thread that forces the exit if the stop outlives its bound; disarmed by dropping it.
+/// A thread, not a tokio timer, so a service that blocks the runtime cannot hold it off.
+struct Watchdog {
+    _disarm: mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn arm(timeout: Duration, shutdown: Shutdown) -> Option<Self> {
+        let (disarm, disarmed) = mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("stop-watchdog".into())
+            .spawn(move || {
+                if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(timeout) {
+                    shutdown.force(ForceReason::StopTimeout(timeout));
+                }
+            });
+        match spawned {
+            Ok(_) => Some(Self { _disarm: disarm }),
+            Err(error) => {
+                tracing::error!(cause = %error, "cannot start the stop watchdog; the stop is unbounded");
+                None
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The command-line options both binaries share (DESIGN.md's contract), for `#[command(flatten)]`.
+
+use std::time::Duration;
+
+use clap::Args;
+use tracing_subscriber::filter::LevelFilter;
+
+use crate::logging::LogFormat;
+use crate::time_scale::TimeScale;
+
+/// Options every binary of the suite takes.
+#[derive(Args, Clone, Debug)]
+pub struct CommonArgs {
+    /// Multiply every simulated delay by F (0 skips them: only the shutdown machinery runs)
+    #[arg(long, value_name = "F", default_value = "1", value_parser = TimeScale::parse)]
+    pub time_scale: TimeScale,
+
+    /// Stop by itself after running for this long (e.g. 500ms, 5s); exit status 0
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub run_for: Option<Duration>,
+
+    /// Bound on the whole stop; past it the exit is forced, naming what had not stopped
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub stop_timeout: Duration,
+
+    /// The Nth shutdown signal forces the exit (0: never)
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub force_after: u32,
+
+    /// Log lines for people (text) or for tools (json, one object per line)
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
+    /// Lowest level logged: error, warn, info, debug, trace or off (RUST_LOG overrides)
+    #[arg(long, value_name = "LEVEL", default_value = "debug")]
+    pub log_level: LevelFilter,
+
+    /// Make this component's start fail, to watch the already-started ones stop in reverse
+    #[arg(long, value_name = "COMPONENT")]
+    pub fail_start: Option<String>,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 250ms, 2s, 1m)"))
+}

@@ -1,0 +1,144 @@
+//! Lifecycle events, and the record of who is where, for the forced exit.
+//!
+//! Every component logs its steps through [`Components`], so each line carries the
+//! contract's `component` and `phase` fields, and the registry always knows which components
+//! started and have not stopped. A forced exit reads that to log `failed` for each of them,
+//! naming why, instead of vanishing mid-sentence.
+
+use std::fmt::Display;
+use std::sync::{Arc, Mutex};
+
+/// A step of a component's life, as the `phase` field spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Start under way.
+    Starting,
+    /// Start completed.
+    Started,
+    /// Stop under way.
+    Stopping,
+    /// Stop completed.
+    Stopped,
+    /// Start or stop failed, or the exit was forced before it stopped.
+    Failed,
+}
+
+impl Phase {
+    /// The `phase` field's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starting => "starting",
+            Self::Started => "started",
+            Self::Stopping => "stopping",
+            Self::Stopped => "stopped",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn is_unfinished(self) -> bool {
+        matches!(self, Self::Starting | Self::Started | Self::Stopping)
+    }
+}
+
+/// The registry of this process's components; clones share it.
+#[derive(Clone, Default)]
+pub struct Components {
+    inner: Arc<Mutex<Vec<(String, Phase)>>>,
+}
+
+impl Components {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Logs `component: starting`.
+    pub fn starting(&self, component: &str) {
+        self.record(component, Phase::Starting);
+        tracing::info!(target: "lifecycle", component, phase = "starting", "{component}: starting");
+    }
+
+    /// Logs `component: started`.
+    pub fn started(&self, component: &str) {
+        self.record(component, Phase::Started);
+        tracing::info!(target: "lifecycle", component, phase = "started", "{component}: started");
+    }
+
+    /// Logs `component: stopping`.
+    pub fn stopping(&self, component: &str) {
+        self.record(component, Phase::Stopping);
+        tracing::info!(target: "lifecycle", component, phase = "stopping", "{component}: stopping");
+    }
+
+    /// Logs `component: stopped`.
+    pub fn stopped(&self, component: &str) {
+        self.record(component, Phase::Stopped);
+        tracing::info!(target: "lifecycle", component, phase = "stopped", "{component}: stopped");
+    }
+
+    /// Logs `component: failed` with its cause.
+    pub fn failed(&self, component: &str, cause: &dyn Display) {
+        self.record(component, Phase::Failed);
+        tracing::error!(target: "lifecycle", component, phase = "failed", cause = %cause, "{component}: failed: {cause}");
+    }
+
+    /// The components that are starting, started or stopping, in the order they began.
+    pub fn unfinished(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|(_, phase)| phase.is_unfinished())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Logs `failed` for every unfinished component, latest first (reverse start order,
+    /// like a stop), and returns their names.
+    pub fn fail_unfinished(&self, cause: &dyn Display) -> Vec<String> {
+        let names = self.unfinished();
+        for name in names.iter().rev() {
+            self.failed(name, cause);
+        }
+        names
+    }
+
+    /// The last recorded phase of `component`.
+    pub fn phase(&self, component: &str) -> Option<Phase> {
+        self.lock()
+            .iter()
+            .find(|(name, _)| name == component)
+            .map(|(_, phase)| *phase)
+    }
+
+    fn record(&self, component: &str, phase: Phase) {
+        let mut all = self.lock();
+        match all.iter_mut().find(|(name, _)| name == component) {
+            Some(entry) => entry.1 = phase,
+            None => all.push((component.to_owned(), phase)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Phase)>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unfinished_lists_what_started_and_did_not_stop() {
+        let components = Components::new();
+        components.starting("a");
+        components.started("a");
+        components.starting("b");
+        components.started("b");
+        components.stopping("b");
+        components.stopped("b");
+        components.starting("c");
+        assert_eq!(components.unfinished(), vec!["a", "c"]);
+        assert_eq!(components.fail_unfinished(&"forced"), vec!["a", "c"]);
+        assert!(components.unfinished().is_empty());
+        assert_eq!(components.phase("a"), Some(Phase::Failed));
+    }
+}

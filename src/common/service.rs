@@ -1,0 +1,145 @@
+//! What a service is to the runner, and what the runner lends a service.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio_util::task::TaskTracker;
+
+use crate::components::Components;
+use crate::shutdown::Shutdown;
+use crate::time_scale::TimeScale;
+
+/// A boxed future, so services of different types can sit in one list.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A part of the application with a start and a stop, run by [`crate::app::Application`].
+///
+/// The runner calls `start` under the shield, in order; `stop` under the shield, in reverse
+/// order, only for services whose `start` succeeded. The runner logs each service's
+/// `starting`/`started`/`stopping`/`stopped`/`failed`; a service logs its own details.
+pub trait Service: Send {
+    /// The component name in the logs (`AsyncService1`, ...).
+    fn name(&self) -> &'static str;
+
+    /// Brings the service up. On error, nothing of it may be left running.
+    fn start<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// Brings the service down, stopping every task it spawned.
+    fn stop<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>>;
+}
+
+/// What the runner lends every service: settings, the lifecycle registry, and a tracked
+/// `spawn`, so a task a service forgets to stop is found, reported and cancelled at the end.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// `--time-scale`.
+    pub time_scale: TimeScale,
+    /// The shutdown controller, to request a stop on a fatal error.
+    pub shutdown: Shutdown,
+    /// The lifecycle registry, for sub-components (`pool`, `MPM`, `worker-N`).
+    pub components: Components,
+    fail_start: Option<String>,
+    tasks: TrackedTasks,
+    force_hooks: ForceHooks,
+}
+
+impl ServiceContext {
+    pub(crate) fn new(
+        time_scale: TimeScale,
+        shutdown: Shutdown,
+        components: Components,
+        fail_start: Option<String>,
+    ) -> Self {
+        Self {
+            time_scale,
+            shutdown,
+            components,
+            fail_start,
+            tasks: TrackedTasks::default(),
+            force_hooks: ForceHooks::default(),
+        }
+    }
+
+    /// Whether `--fail-start` names `component`.
+    pub fn should_fail_start(&self, component: &str) -> bool {
+        self.fail_start.as_deref() == Some(component)
+    }
+
+    /// `--fail-start`'s value.
+    pub fn fail_start(&self) -> Option<&str> {
+        self.fail_start.as_deref()
+    }
+
+    /// Spawns a task the runner tracks: if it is still running when every service has
+    /// stopped, the runner logs it by `name` and cancels it.
+    pub fn spawn<F>(&self, name: impl Into<String>, task: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = self.tasks.tracker.spawn(task);
+        self.tasks.lock().push((name.into(), handle.abort_handle()));
+        handle
+    }
+
+    /// Registers what a forced exit must do before the process ends (kill child processes).
+    /// Hooks run on the forcing thread, newest first, and must not block for long.
+    pub fn on_force(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.force_hooks
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(hook));
+    }
+
+    pub(crate) fn force_hooks(&self) -> ForceHooks {
+        self.force_hooks.clone()
+    }
+
+    pub(crate) fn tasks(&self) -> &TrackedTasks {
+        &self.tasks
+    }
+}
+
+/// Tasks spawned through [`ServiceContext::spawn`].
+#[derive(Clone, Default)]
+pub(crate) struct TrackedTasks {
+    pub(crate) tracker: TaskTracker,
+    named: Arc<Mutex<Vec<(String, AbortHandle)>>>,
+}
+
+impl TrackedTasks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, AbortHandle)>> {
+        self.named.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Closes the tracker and aborts every task still running; returns their names.
+    pub(crate) fn abort_leftovers(&self) -> Vec<String> {
+        self.tracker.close();
+        let mut leftovers = Vec::new();
+        for (name, handle) in self.lock().iter() {
+            if !handle.is_finished() {
+                handle.abort();
+                leftovers.push(name.clone());
+            }
+        }
+        leftovers
+    }
+}
+
+/// Actions a forced exit runs; see [`ServiceContext::on_force`].
+#[derive(Clone, Default)]
+pub(crate) struct ForceHooks(Arc<Mutex<Vec<ForceHook>>>);
+
+type ForceHook = Box<dyn Fn() + Send + Sync>;
+
+impl ForceHooks {
+    pub(crate) fn run_all(&self) {
+        let hooks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for hook in hooks.iter().rev() {
+            hook();
+        }
+    }
+}

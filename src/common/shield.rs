@@ -1,0 +1,232 @@
+//! The shield: the counterpart of the reference's `DelayedKeyboardInterrupt`.
+//!
+//! **Problem.** Python injects `KeyboardInterrupt` into whatever code is running, so the
+//! reference swaps the signal handlers while `start()`/`stop()` run and replays the signal
+//! afterwards. Rust injects nothing into running code; what still matters is the
+//! *deferral*: a request to stop that arrives during start must be neither lost nor acted
+//! on mid-start, and must be acted on the moment start is done.
+//!
+//! **Fix.** A [`Shield`] counts its live guards. [`Shield::defer`] runs an action at once
+//! when no guard is held, and otherwise keeps it until the last guard drops, which runs it.
+//! Guards nest and may be held from sync or async code on any thread.
+//!
+//! **Why atomics, not a mutex.** Holding and releasing a guard is on every start/stop path
+//! and may sit in hot code; it is two atomic operations and a load. The rare deferral takes
+//! a mutex. The handover between the two is the classic store-then-load pair: `defer` stores
+//! "pending" then loads the depth; a dropping guard stores the depth then loads "pending".
+//! With sequentially consistent ordering at least one of them sees the other's store, so a
+//! deferred action is never stranded (`tests::no_deferral_is_ever_lost` hammers this).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+type Action = Box<dyn FnOnce() + Send>;
+
+/// Delays actions while any of its guards is held. Cheap to clone: clones share the state.
+///
+/// Protocol: while any [`ShieldGuard`] lives, [`Shield::defer`] stores its action (the
+/// caller logs it as `action=delayed`); when the last guard drops, the stored actions run,
+/// on the dropping thread, in the order they were deferred.
+#[derive(Clone, Default)]
+pub struct Shield {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    depth: AtomicUsize,
+    has_pending: AtomicBool,
+    pending: Mutex<Vec<Action>>,
+}
+
+/// What [`Shield::defer`] did with the action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deferral {
+    /// No guard was held: the action already ran.
+    RanNow,
+    /// A guard was held: the action runs when the last guard drops (possibly already has).
+    Delayed,
+}
+
+impl Shield {
+    /// A shield with no guard held.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Raises the shield until the returned guard drops. Guards nest.
+    pub fn hold(&self) -> ShieldGuard {
+        self.inner.depth.fetch_add(1, SeqCst);
+        ShieldGuard {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Whether any guard is held right now (a snapshot: it may change at once).
+    pub fn is_held(&self) -> bool {
+        self.inner.depth.load(SeqCst) > 0
+    }
+
+    /// Runs `action` now if no guard is held, otherwise when the last guard drops.
+    pub fn defer(&self, action: impl FnOnce() + Send + 'static) -> Deferral {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(action));
+        self.inner.has_pending.store(true, SeqCst);
+        if self.inner.depth.load(SeqCst) == 0 {
+            self.inner.run_pending();
+            Deferral::RanNow
+        } else {
+            Deferral::Delayed
+        }
+    }
+}
+
+impl Inner {
+    fn run_pending(&self) {
+        if !self.has_pending.swap(false, SeqCst) {
+            return;
+        }
+        let actions = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        // Run outside the lock: an action may log, defer again or take a guard.
+        for action in actions {
+            action();
+        }
+    }
+}
+
+/// Keeps the shield raised while it lives; dropping the last one runs deferred actions.
+#[must_use = "the shield lifts when this guard drops; bind it: `let _shield = shield.hold();`"]
+pub struct ShieldGuard {
+    inner: Arc<Inner>,
+}
+
+impl Drop for ShieldGuard {
+    fn drop(&mut self) {
+        if self.inner.depth.fetch_sub(1, SeqCst) == 1 && self.inner.has_pending.load(SeqCst) {
+            self.inner.run_pending();
+        }
+    }
+}
+
+impl std::fmt::Debug for ShieldGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShieldGuard").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    fn counter() -> (Arc<AtomicU32>, impl Fn() -> Box<dyn FnOnce() + Send>) {
+        let count = Arc::new(AtomicU32::new(0));
+        let c = count.clone();
+        (count, move || {
+            let c = c.clone();
+            Box::new(move || {
+                c.fetch_add(1, SeqCst);
+            })
+        })
+    }
+
+    #[test]
+    fn unshielded_request_runs_at_once() {
+        let shield = Shield::new();
+        let (ran, action) = counter();
+        assert_eq!(shield.defer(action()), Deferral::RanNow);
+        assert_eq!(ran.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn request_is_delayed_until_the_guard_drops() {
+        let shield = Shield::new();
+        let (ran, action) = counter();
+        let guard = shield.hold();
+        assert_eq!(shield.defer(action()), Deferral::Delayed);
+        assert_eq!(ran.load(SeqCst), 0, "must not run while shielded");
+        drop(guard);
+        assert_eq!(ran.load(SeqCst), 1, "must run when the shield lifts");
+        assert!(!shield.is_held());
+    }
+
+    #[test]
+    fn nested_guards_deliver_on_the_last_drop_only() {
+        let shield = Shield::new();
+        let (ran, action) = counter();
+        let outer = shield.hold();
+        let inner = shield.hold();
+        shield.defer(action());
+        drop(inner);
+        assert_eq!(ran.load(SeqCst), 0, "outer guard still held");
+        drop(outer);
+        assert_eq!(ran.load(SeqCst), 1);
+    }
+
+    #[test]
+    fn several_requests_are_all_kept_and_run_once_each() {
+        let shield = Shield::new();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let guard = shield.hold();
+        for n in 0..3 {
+            let order = order.clone();
+            shield.defer(move || order.lock().unwrap().push(n));
+        }
+        drop(guard);
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2]);
+        // A later hold/drop does not replay them.
+        drop(shield.hold());
+        assert_eq!(order.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn guards_on_several_threads_deliver_when_the_last_thread_lets_go() {
+        let shield = Shield::new();
+        let (ran, action) = counter();
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let mut releases = Vec::new();
+        let mut threads = Vec::new();
+        for _ in 0..4 {
+            let shield = shield.clone();
+            let held_tx = held_tx.clone();
+            let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+            releases.push(release_tx);
+            threads.push(std::thread::spawn(move || {
+                let _guard = shield.hold();
+                held_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+            }));
+        }
+        for _ in 0..4 {
+            held_rx.recv().unwrap();
+        }
+        shield.defer(action());
+        for (i, (release, thread)) in releases.into_iter().zip(threads).enumerate() {
+            assert_eq!(ran.load(SeqCst), 0, "ran with {} guards still held", 4 - i);
+            release.send(()).unwrap();
+            thread.join().unwrap();
+        }
+        assert_eq!(ran.load(SeqCst), 1);
+    }
+
+    /// The store-then-load handover: a deferral racing the last guard's drop must run.
+    #[test]
+    fn no_deferral_is_ever_lost() {
+        for _ in 0..2_000 {
+            let shield = Shield::new();
+            let (ran, action) = counter();
+            let guard = shield.hold();
+            let racer = {
+                let shield = shield.clone();
+                let action = action();
+                std::thread::spawn(move || shield.defer(action))
+            };
+            drop(guard);
+            racer.join().unwrap();
+            assert_eq!(ran.load(SeqCst), 1);
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! The shutdown controller: where signals, the shield and the stop request meet.
+//!
+//! Every way a stop can be asked for ends here: a signal ([`Shutdown::on_signal`]),
+//! `--run-for` elapsing or a fatal error ([`Shutdown::request`]). The controller counts the
+//! signals, asks [`escalation::decide`] what each one means, logs the decision, and
+//! performs it: cancel the stop token now, defer that through the [`Shield`], or force the
+//! exit through the handler the application installed.
+
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::escalation::{self, SignalAction};
+use crate::shield::{Shield, ShieldGuard};
+use crate::signals::ShutdownSignal;
+
+/// Why a stop was requested; the first request wins and decides the exit status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// A shutdown signal (the first one received).
+    Signal(ShutdownSignal),
+    /// `--run-for` elapsed.
+    RunForElapsed,
+    /// Something the application cannot run without failed (e.g. the worker restart budget).
+    Fatal(String),
+}
+
+/// Why the exit is being forced.
+#[derive(Clone, Debug)]
+pub enum ForceReason {
+    /// The `--force-after`th signal arrived.
+    Signal {
+        /// The signal that tipped it.
+        signal: ShutdownSignal,
+        /// How many shutdown signals had arrived, this one included.
+        count: u32,
+    },
+    /// The stop outlived `--stop-timeout`.
+    StopTimeout(std::time::Duration),
+}
+
+impl std::fmt::Display for ForceReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Signal { signal, count } => write!(f, "{signal} was shutdown signal number {count}"),
+            Self::StopTimeout(timeout) => {
+                write!(
+                    f,
+                    "stop did not finish within --stop-timeout {}",
+                    humantime::format_duration(*timeout)
+                )
+            }
+        }
+    }
+}
+
+type ForceHandler = Box<dyn Fn(ForceReason) + Send + Sync>;
+
+/// Shared handle to the controller; clones share the state.
+///
+/// Protocol: [`token`](Self::token) is cancelled when a stop is *delivered*: at once when
+/// nothing is shielded, or when the last [`ShieldGuard`] drops. Until then the request is
+/// only recorded. Signals after the first are counted; the `force_after`th forces the exit.
+#[derive(Clone)]
+pub struct Shutdown {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shield: Shield,
+    token: CancellationToken,
+    requested: AtomicBool,
+    state: Mutex<State>,
+    force_after: u32,
+    on_force: OnceLock<ForceHandler>,
+}
+
+#[derive(Default)]
+struct State {
+    signal_count: u32,
+    first_signal: Option<ShutdownSignal>,
+    reason: Option<StopReason>,
+    /// What the shield currently protects, for the "delaying until ..." message.
+    stage: &'static str,
+}
+
+impl Shutdown {
+    /// A controller whose `force_after`th signal forces the exit (0: never).
+    pub fn new(force_after: u32) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shield: Shield::new(),
+                token: CancellationToken::new(),
+                requested: AtomicBool::new(false),
+                state: Mutex::new(State {
+                    stage: "start",
+                    ..State::default()
+                }),
+                force_after,
+                on_force: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// Installs what a forced exit does (it must not return). Only the first call counts.
+    pub fn set_force_handler(&self, handler: impl Fn(ForceReason) + Send + Sync + 'static) {
+        let _ = self.inner.on_force.set(Box::new(handler));
+    }
+
+    /// Raises the shield: requests are delayed until every guard has dropped.
+    /// `stage` names what is protected ("start", "stop") in the delay message.
+    pub fn shield(&self, stage: &'static str) -> ShieldGuard {
+        self.lock().stage = stage;
+        self.inner.shield.hold()
+    }
+
+    /// The stop token: cancelled once a stop request is delivered.
+    pub fn token(&self) -> CancellationToken {
+        self.inner.token.clone()
+    }
+
+    /// Resolves when a stop request is delivered. Cancel-safe.
+    pub fn delivered(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.token.cancelled()
+    }
+
+    /// Whether a stop request has been delivered (the token is cancelled).
+    pub fn is_delivered(&self) -> bool {
+        self.inner.token.is_cancelled()
+    }
+
+    /// Whether a stop was requested, delivered or still delayed by the shield.
+    pub fn is_requested(&self) -> bool {
+        self.inner.requested.load(SeqCst)
+    }
+
+    /// The first shutdown signal received, if any: the process ends by it.
+    pub fn first_signal(&self) -> Option<ShutdownSignal> {
+        self.lock().first_signal
+    }
+
+    /// Why the stop was requested, if it was.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.lock().reason.clone()
+    }
+
+    /// Requests a stop for a reason other than a signal. Not shielded: `--run-for` fires
+    /// only while running, and a fatal error must not wait. Later requests are ignored.
+    pub fn request(&self, reason: StopReason) {
+        {
+            let mut state = self.lock();
+            if self.inner.requested.swap(true, SeqCst) {
+                return;
+            }
+            tracing::info!(target: "lifecycle", reason = ?reason, "stop requested: {}", describe(&reason));
+            state.reason = Some(reason);
+        }
+        self.inner.token.cancel();
+    }
+
+    /// Handles one arriving shutdown signal: count, decide, log, act.
+    pub fn on_signal(&self, signal: ShutdownSignal) {
+        let (count, action, stage) = {
+            let mut state = self.lock();
+            state.signal_count += 1;
+            state.first_signal.get_or_insert(signal);
+            let action = escalation::decide(
+                state.signal_count,
+                self.inner.requested.load(SeqCst),
+                self.inner.shield.is_held(),
+                self.inner.force_after,
+            );
+            if matches!(action, SignalAction::Delayed | SignalAction::Shutdown) {
+                self.inner.requested.store(true, SeqCst);
+                state.reason = Some(StopReason::Signal(signal));
+            }
+            (state.signal_count, action, state.stage)
+        };
+        let name = signal.name();
+        let act = action.as_str();
+        match action {
+            SignalAction::Delayed => {
+                tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; delaying shutdown until {stage} completes");
+                let token = self.inner.token.clone();
+                self.inner.shield.defer(move || {
+                    tracing::warn!(target: "lifecycle", signal = name, "delivering the delayed {name}: {stage} completed, stopping now");
+                    token.cancel();
+                });
+            }
+            SignalAction::Shutdown => {
+                tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; shutting down");
+                self.inner.token.cancel();
+            }
+            SignalAction::Counted {
+                remaining: Some(remaining),
+            } => {
+                tracing::warn!(
+                    target: "lifecycle",
+                    signal = name, action = act, count, remaining,
+                    "{name} received (signal {count}); the stop is already under way; {remaining} more will force the exit"
+                );
+            }
+            SignalAction::Counted { remaining: None } => {
+                tracing::warn!(
+                    target: "lifecycle",
+                    signal = name, action = act, count,
+                    "{name} received (signal {count}); the stop is already under way; forcing is off (--force-after 0)"
+                );
+            }
+            SignalAction::Forced => {
+                tracing::error!(target: "lifecycle", signal = name, action = act, count, "{name} received (signal {count}); forcing the exit");
+                self.force(ForceReason::Signal { signal, count });
+            }
+            SignalAction::Ignored => {
+                tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; ignored");
+            }
+        }
+    }
+
+    /// Forces the exit through the installed handler; without one, ends the process.
+    pub fn force(&self, reason: ForceReason) {
+        match self.inner.on_force.get() {
+            Some(handler) => handler(reason),
+            None => crate::exit::terminate(crate::exit::ExitStatus::from_stop(self.first_signal(), true)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn describe(reason: &StopReason) -> String {
+    match reason {
+        StopReason::Signal(signal) => format!("{signal} received"),
+        StopReason::RunForElapsed => "--run-for elapsed".into(),
+        StopReason::Fatal(cause) => format!("fatal error: {cause}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_during_start_is_delivered_when_the_shield_drops() {
+        let shutdown = Shutdown::new(3);
+        let guard = shutdown.shield("start");
+        shutdown.on_signal(ShutdownSignal::Interrupt);
+        assert!(shutdown.is_requested());
+        assert!(!shutdown.token().is_cancelled(), "delivered mid-start");
+        drop(guard);
+        assert!(shutdown.token().is_cancelled());
+        assert_eq!(shutdown.first_signal(), Some(ShutdownSignal::Interrupt));
+    }
+
+    #[test]
+    fn later_request_does_not_replace_the_first_reason() {
+        let shutdown = Shutdown::new(3);
+        shutdown.request(StopReason::RunForElapsed);
+        shutdown.on_signal(ShutdownSignal::Terminate);
+        assert_eq!(shutdown.reason(), Some(StopReason::RunForElapsed));
+        // ... but the process still ends by the signal it received.
+        assert_eq!(shutdown.first_signal(), Some(ShutdownSignal::Terminate));
+    }
+
+    #[test]
+    fn third_signal_calls_the_force_handler() {
+        let shutdown = Shutdown::new(3);
+        let (tx, rx) = std::sync::mpsc::channel();
+        shutdown.set_force_handler(move |reason| tx.send(reason.to_string()).unwrap());
+        let _stop = shutdown.shield("stop");
+        shutdown.on_signal(ShutdownSignal::Interrupt);
+        shutdown.on_signal(ShutdownSignal::Interrupt);
+        assert!(rx.try_recv().is_err());
+        shutdown.on_signal(ShutdownSignal::Hangup);
+        assert_eq!(rx.try_recv().unwrap(), "SIGHUP was shutdown signal number 3");
+    }
+}

@@ -1,0 +1,137 @@
+//! Signal intake: OS signals become [`ShutdownSignal`] values at this one edge.
+//!
+//! **Problem.** Three signals mean "please stop": SIGINT (a terminal's Ctrl+C), SIGTERM
+//! (`kill`, an init system) and SIGHUP (the terminal went away). The logs must name the one
+//! that arrived and the process must, once stopped, end by that same signal. `ctrlc` is the
+//! portable way to catch Ctrl+C (it also covers the Windows console), but its handler does
+//! not say which signal fired (ctrlc issue #129), and it *overwrites* an existing SIGINT
+//! handler, while signal-hook's handlers chain.
+//!
+//! **Fix.** Each signal has exactly one owner: `ctrlc` owns SIGINT (built without its
+//! `termination` feature, so it touches nothing else); signal-hook owns SIGTERM and SIGHUP
+//! on Unix. Both hand the signal, already named, to one callback, on an ordinary thread
+//! (never inside the async-signal context), so the callback may lock and log.
+//!
+//! Past this module no code sees a libc signal number, except [`ShutdownSignal::number`]
+//! used to end the process by the same signal.
+
+use std::fmt;
+
+/// A request to stop, named by the signal that carried it.
+///
+/// The variants are named by the Unix signal because that is what the logs and the exit
+/// status report; the Windows counterpart is given on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ShutdownSignal {
+    /// SIGINT: a terminal's Ctrl+C. Windows: the console's Ctrl+C or Ctrl+Break (via ctrlc).
+    Interrupt,
+    /// SIGTERM: `kill PID`, an init system, a container runtime. Windows: none.
+    Terminate,
+    /// SIGHUP: the controlling terminal closed. Windows: none.
+    Hangup,
+}
+
+impl ShutdownSignal {
+    /// Every variant, in the order the docs list them.
+    pub const ALL: [ShutdownSignal; 3] = [Self::Interrupt, Self::Terminate, Self::Hangup];
+
+    /// The conventional Unix name, as the logs spell it (`SIGINT`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Interrupt => "SIGINT",
+            Self::Terminate => "SIGTERM",
+            Self::Hangup => "SIGHUP",
+        }
+    }
+
+    /// The signal's number on this platform (2, 15 and 1 on Linux).
+    pub fn number(self) -> i32 {
+        match self {
+            Self::Interrupt => libc::SIGINT,
+            Self::Terminate => libc::SIGTERM,
+            Self::Hangup => libc::SIGHUP,
+        }
+    }
+
+    /// The status a shell reports for a process ended by this signal: 128 + N.
+    pub fn exit_code(self) -> i32 {
+        128 + self.number()
+    }
+}
+
+impl fmt::Display for ShutdownSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why the signal handlers could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// ctrlc refused (another handler already owns SIGINT, or the OS call failed).
+    #[error("failed to install the Ctrl+C handler")]
+    CtrlC(#[source] ctrlc::Error),
+    /// signal-hook could not register SIGTERM/SIGHUP.
+    #[error("failed to install the SIGTERM/SIGHUP handlers")]
+    Hook(#[source] std::io::Error),
+    /// The thread that forwards SIGTERM/SIGHUP could not be started.
+    #[error("failed to start the signal thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Installs the handlers for SIGINT, SIGTERM and SIGHUP and calls `on_signal` for each
+/// arrival, on a dedicated thread, in arrival order per signal.
+///
+/// Call it once, early, before anything else installs a SIGINT handler: ctrlc replaces
+/// whatever was there. Signals that arrive before this call take their default action
+/// (the process ends silently); that is the contract, not an accident.
+pub fn install<F>(on_signal: F) -> Result<(), SignalError>
+where
+    F: Fn(ShutdownSignal) + Send + Sync + 'static,
+{
+    let on_signal = std::sync::Arc::new(on_signal);
+    let on_interrupt = on_signal.clone();
+    ctrlc::set_handler(move || on_interrupt(ShutdownSignal::Interrupt)).map_err(SignalError::CtrlC)?;
+    platform::install_others(move |signal| on_signal(signal))
+}
+
+#[cfg(unix)]
+mod platform {
+    use super::{ShutdownSignal, SignalError};
+    use signal_hook::iterator::Signals;
+
+    /// SIGTERM and SIGHUP through signal-hook's self-pipe, forwarded from a named thread.
+    pub(super) fn install_others<F>(on_signal: F) -> Result<(), SignalError>
+    where
+        F: Fn(ShutdownSignal) + Send + 'static,
+    {
+        let mut signals = Signals::new([libc::SIGTERM, libc::SIGHUP]).map_err(SignalError::Hook)?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for number in signals.forever() {
+                    let signal = if number == libc::SIGTERM {
+                        ShutdownSignal::Terminate
+                    } else {
+                        ShutdownSignal::Hangup
+                    };
+                    on_signal(signal);
+                }
+            })
+            .map_err(SignalError::Thread)?;
+        Ok(())
+    }
+}
+
+#[cfg(not(unix))]
+mod platform {
+    use super::{ShutdownSignal, SignalError};
+
+    /// Windows has no SIGTERM or SIGHUP to catch: ctrlc already covers the console events.
+    pub(super) fn install_others<F>(_on_signal: F) -> Result<(), SignalError>
+    where
+        F: Fn(ShutdownSignal) + Send + 'static,
+    {
+        Ok(())
+    }
+}
