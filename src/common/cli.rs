@@ -43,3 +43,23 @@ pub struct CommonArgs {
 fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (expected e.g. 250ms, 2s, 1m)"))
 }
+
+/// The exit statuses, for each binary's `--help`.
+pub const EXIT_STATUS_HELP: &str = "\
+Exit status: 0 after --run-for; after a signal, the process ends by that same signal \
+(a shell shows 128+N: 130 for Ctrl+C, 143 for SIGTERM), even when the third signal forced \
+it; 1 when a start fails or on a fatal error; 2 on a bad command line.";
+
+/// Checks `--fail-start` against the binary's components; the error reads after "error: ".
+pub fn check_fail_start(
+    args: &CommonArgs,
+    known: impl Fn(&str) -> bool,
+    expected: &str,
+) -> Result<(), String> {
+    match &args.fail_start {
+        Some(component) if !known(component) => Err(format!(
+            "invalid value '{component}' for '--fail-start <COMPONENT>': expected one of {expected}"
+        )),
+        _ => Ok(()),
+    }
+}

@@ -143,3 +143,40 @@ impl ForceHooks {
         }
     }
 }
+
+/// A service that only takes time to start and stop: the reference's dummy services
+/// (simple's AsyncService1 and AsyncService2, complex's AsyncService2).
+pub struct Dummy {
+    name: &'static str,
+    delay: std::time::Duration,
+}
+
+impl Dummy {
+    /// A dummy named `name` whose start and stop each take `delay` (scaled by `--time-scale`).
+    pub fn new(name: &'static str, delay: std::time::Duration) -> Self {
+        Self { name, delay }
+    }
+}
+
+impl Service for Dummy {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn start<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            ctx.time_scale.sleep(self.delay).await;
+            if ctx.should_fail_start(self.name) {
+                anyhow::bail!("start failed on purpose (--fail-start {})", self.name);
+            }
+            Ok(())
+        })
+    }
+
+    fn stop<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            ctx.time_scale.sleep(self.delay).await;
+            Ok(())
+        })
+    }
+}

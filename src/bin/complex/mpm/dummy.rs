@@ -1,0 +1,53 @@
+//! `DummyManager`: the reference's stand-in for CPU-heavy work (think of a YARA rules
+//! manager: `process_*` would be `match()`, `update()` would reload the rules).
+
+use std::time::Duration;
+
+use graceful::time_scale::TimeScale;
+
+use super::protocol::Method;
+
+/// The simulated heavy worker living inside each worker process.
+pub struct DummyManager {
+    version: u64,
+    time_scale: TimeScale,
+}
+
+impl DummyManager {
+    /// A manager at version 1, whose work takes the reference's times, scaled.
+    pub fn new(time_scale: TimeScale) -> Self {
+        Self {
+            version: 1,
+            time_scale,
+        }
+    }
+
+    /// Runs one call: 0.5 s for `process_string`, 0.3 s for `process_number`, scaled.
+    /// Returns the version it ran at.
+    pub fn process(&mut self, method: &Method) -> u64 {
+        let cost = match method {
+            Method::ProcessString(parameter) => {
+                tracing::debug!("DummyManager.process_string(parameter={parameter:?})");
+                Duration::from_millis(500)
+            }
+            Method::ProcessNumber(parameter) => {
+                tracing::debug!("DummyManager.process_number(parameter={parameter})");
+                Duration::from_millis(300)
+            }
+        };
+        self.time_scale.block(cost);
+        self.version
+    }
+
+    /// 5 s of simulated work (scaled), then the version goes up by one.
+    pub fn update(&mut self) -> u64 {
+        tracing::info!(
+            "DummyManager.update: version {} -> {}",
+            self.version,
+            self.version + 1
+        );
+        self.time_scale.block(Duration::from_secs(5));
+        self.version += 1;
+        self.version
+    }
+}

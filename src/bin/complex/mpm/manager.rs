@@ -1,0 +1,763 @@
+//! `MPM`, the MultiProcessManager: a blocking API over N worker processes.
+//!
+//! - `start`: spawn every worker, then the reference's two-step handshake: every worker
+//!   `bootstrapped` within 5 s, then every worker `started` within 30 s. Any failure or delay
+//!   kills and reaps every spawned worker and fails the start.
+//! - `process_string` / `process_number`: sent to the least-loaded live worker; the caller
+//!   blocks for the answer (30 s at most). `update`: sent to every worker, one update at a
+//!   time, waiting for all.
+//! - A monitor thread per worker reads its answers and notices its end at once (end of its
+//!   stdout). An unexpected end fails the calls in flight on it, naming it, and starts a
+//!   replacement with the handshake while the others keep serving; past the restart budget
+//!   (OTP's restart intensity: N restarts within T) the manager asks the application to stop.
+//! - `stop`: the stop command to every worker, wait with a deadline, kill the late ones,
+//!   reap all, then release every caller still waiting with an error. Idempotent.
+
+use std::collections::{HashMap, VecDeque};
+use std::ffi::OsString;
+use std::io::BufReader;
+use std::path::PathBuf;
+use std::process::ChildStdout;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use graceful::components::Components;
+use graceful::logging::LogFormat;
+use graceful::time_scale::TimeScale;
+use tracing_subscriber::filter::LevelFilter;
+
+use super::child::{WorkerProcess, describe_exit};
+use super::protocol::{Command, Method, Report};
+use crate::cli::Fault;
+
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(5);
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `stop` waits for the workers to finish the item in hand and exit.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a forced exit waits for killed workers to be reaped.
+const KILL_REAP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// What the manager is told at construction.
+#[derive(Clone, Debug)]
+pub struct MpmConfig {
+    /// How many worker processes.
+    pub workers: usize,
+    /// Passed to the workers: their simulated work is scaled by it.
+    pub time_scale: TimeScale,
+    /// Passed to the workers, so their lines match the parent's.
+    pub log_format: LogFormat,
+    /// Passed to the workers.
+    pub log_level: LevelFilter,
+    /// The worker (1-based) whose start fails on purpose (`--fail-start worker-N`).
+    pub fail_start: Option<usize>,
+    /// A planted fault, for proving the torture tool catches it.
+    pub fault: Option<Fault>,
+    /// Restart budget: at most this many restarts ...
+    pub restart_limit: u32,
+    /// ... within this window.
+    pub restart_window: Duration,
+}
+
+/// What a call or an update answered.
+#[derive(Debug)]
+pub enum Reply {
+    /// A `process_*` call ran at this DummyManager version; the parameter is echoed.
+    Processed {
+        /// The worker's DummyManager version.
+        version: u64,
+        /// The parameter, echoed.
+        parameter: Method,
+    },
+    /// An update finished at this version.
+    Updated {
+        /// The new version.
+        version: u64,
+    },
+}
+
+/// Why a manager operation failed. Messages read after "failed to ...".
+#[derive(Debug, thiserror::Error)]
+pub enum MpmError {
+    /// The manager is stopped (or stopping): nothing new is accepted.
+    #[error("MPM is stopped")]
+    Stopped,
+    /// The stop came first: the caller was released without a result.
+    #[error("stopped while waiting for the result")]
+    StoppedWhileWaiting,
+    /// The stop came in the middle of an update.
+    #[error("stopped while updating")]
+    StoppedWhileUpdating,
+    /// The worker handling the call ended before answering.
+    #[error("{worker} crashed while handling the call ({how})")]
+    WorkerCrashed {
+        /// `worker-N`.
+        worker: String,
+        /// How it ended.
+        how: String,
+    },
+    /// No worker can take a call right now (every one is being replaced).
+    #[error("no worker is available")]
+    NoWorker,
+    /// No answer in time.
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    /// A worker could not be spawned or failed its handshake.
+    #[error("{worker} failed to start: {cause}")]
+    StartFailed {
+        /// `worker-N`.
+        worker: String,
+        /// What went wrong.
+        cause: String,
+    },
+}
+
+/// The manager; cheap to clone (clones share it).
+#[derive(Clone)]
+pub struct Mpm {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: MpmConfig,
+    exe: PathBuf,
+    components: Components,
+    on_fatal: Box<dyn Fn(String) + Send + Sync>,
+    /// Current incarnation per slot (None before start and after a failed start).
+    slots: Vec<Mutex<Option<Arc<WorkerProcess>>>>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    running: AtomicBool,
+    stopping: AtomicBool,
+    one_update_at_a_time: Mutex<()>,
+    restarts: Mutex<VecDeque<Instant>>,
+    monitors: Mutex<Vec<JoinHandle<()>>>,
+    stats: Stats,
+}
+
+#[derive(Default)]
+struct Stats {
+    calls_ok: AtomicU64,
+    calls_failed: AtomicU64,
+    updates: AtomicU64,
+    restarts: AtomicU64,
+}
+
+/// A caller waiting for an answer from a given incarnation.
+struct Pending {
+    worker: Arc<WorkerProcess>,
+    what: &'static str,
+    reply: SyncSender<Result<Reply, MpmError>>,
+}
+
+/// A handshake step, from a monitor to whoever started the worker.
+enum Handshake {
+    Bootstrapped,
+    Started,
+    Failed(String),
+}
+
+impl Mpm {
+    /// A manager for `config.workers` workers (none spawned yet). `on_fatal` is called once
+    /// the restart budget is exhausted: the application must stop.
+    pub fn new(
+        config: MpmConfig,
+        components: Components,
+        on_fatal: impl Fn(String) + Send + Sync + 'static,
+    ) -> Self {
+        let exe = std::env::current_exe()
+            .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
+        Self {
+            shared: Arc::new(Shared {
+                slots: (0..config.workers).map(|_| Mutex::new(None)).collect(),
+                config,
+                exe,
+                components,
+                on_fatal: Box::new(on_fatal),
+                pending: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+                running: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
+                one_update_at_a_time: Mutex::new(()),
+                restarts: Mutex::new(VecDeque::new()),
+                monitors: Mutex::new(Vec::new()),
+                stats: Stats::default(),
+            }),
+        }
+    }
+
+    /// Spawns every worker and runs the two-step handshake. On failure every spawned worker
+    /// is killed and reaped before this returns.
+    pub fn start(&self) -> Result<(), MpmError> {
+        let shared = &self.shared;
+        shared.components.starting("MPM");
+        tracing::debug!("MPM.start: spawning {} workers", shared.config.workers);
+        let mut handshakes = Vec::new();
+        for slot in 0..shared.config.workers {
+            match shared.launch(slot) {
+                Ok(launched) => handshakes.push(launched),
+                Err(error) => return Err(self.abort_start(error)),
+            }
+        }
+        for (step, timeout) in [
+            (Handshake::Bootstrapped, BOOTSTRAP_TIMEOUT),
+            (Handshake::Started, START_TIMEOUT),
+        ] {
+            let step_name = step.name();
+            tracing::debug!(
+                "MPM.start: waiting for every worker to report {step_name:?} (timeout {timeout:?})"
+            );
+            let deadline = Instant::now() + timeout;
+            for (worker, handshake) in &handshakes {
+                if let Err(error) = await_step(worker, handshake, &step, deadline) {
+                    return Err(self.abort_start(error));
+                }
+            }
+        }
+        shared.running.store(true, SeqCst);
+        shared.components.started("MPM");
+        Ok(())
+    }
+
+    fn abort_start(&self, error: MpmError) -> MpmError {
+        tracing::error!("MPM.start: start failed: {error}; killing every spawned worker");
+        self.shared.stopping.store(true, SeqCst);
+        self.shared.kill_all_and_reap();
+        self.shared.join_monitors();
+        self.shared.components.failed("MPM", &error);
+        error
+    }
+
+    /// Stops every worker (stop command, deadline, kill), reaps them all, releases every
+    /// caller still waiting, and logs a summary. Idempotent.
+    pub fn stop(&self) {
+        let shared = &self.shared;
+        if shared.stopping.swap(true, SeqCst) {
+            return;
+        }
+        shared.components.stopping("MPM");
+        let workers = shared.current_workers();
+        tracing::debug!("MPM.stop: sending the stop command to {} workers", workers.len());
+        for worker in &workers {
+            worker.close();
+        }
+        tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
+        let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
+        for worker in &workers {
+            if !worker.wait_ended(deadline) {
+                tracing::warn!(
+                    pid = worker.pid,
+                    "MPM.stop: {} did not exit within {WORKER_STOP_TIMEOUT:?}; killing it",
+                    worker.name
+                );
+                worker.kill();
+                worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT);
+            }
+        }
+        shared.join_monitors();
+        shared.release_waiting_callers();
+        let stats = &shared.stats;
+        tracing::info!(
+            target: "lifecycle",
+            component = "MPM",
+            calls_ok = stats.calls_ok.load(SeqCst),
+            calls_failed = stats.calls_failed.load(SeqCst),
+            updates = stats.updates.load(SeqCst),
+            restarts = stats.restarts.load(SeqCst),
+            "MPM.stop: summary"
+        );
+        shared.components.stopped("MPM");
+    }
+
+    /// The forced exit's hook: kill every worker now and wait (briefly) for their reaping.
+    pub fn kill_all(&self) {
+        self.shared.stopping.store(true, SeqCst);
+        self.shared.kill_all_and_reap();
+    }
+
+    /// Runs `update()` in every worker, one update at a time; returns the new version.
+    pub fn update(&self) -> Result<u64, MpmError> {
+        let shared = &self.shared;
+        let _one = shared
+            .one_update_at_a_time
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if shared.stopping.load(SeqCst) {
+            return Err(MpmError::Stopped);
+        }
+        tracing::info!("MPM.update: started");
+        let workers = shared.current_workers();
+        let (reply, replies) = sync_channel(workers.len());
+        for worker in &workers {
+            let id = shared.next_id.fetch_add(1, SeqCst);
+            shared.register(id, worker, "update", reply.clone())?;
+            if worker.send(&Command::Update { id }).is_err() {
+                shared.forget(id);
+            }
+        }
+        drop(reply);
+        let deadline = Instant::now() + UPDATE_TIMEOUT;
+        let mut version = 0;
+        for _ in &workers {
+            let answer = match replies.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(answer) => answer,
+                Err(RecvTimeoutError::Timeout) => Err(MpmError::Timeout(UPDATE_TIMEOUT)),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match answer {
+                Ok(Reply::Updated { version: v }) => version = version.max(v),
+                Ok(Reply::Processed { .. }) => {}
+                Err(_) if shared.stopping.load(SeqCst) => {
+                    tracing::error!("MPM.update: stopped while updating");
+                    return Err(MpmError::StoppedWhileUpdating);
+                }
+                Err(error) => {
+                    tracing::error!("MPM.update: failed: {error}");
+                    return Err(error);
+                }
+            }
+        }
+        shared.stats.updates.fetch_add(1, SeqCst);
+        tracing::info!("MPM.update: finished, version {version}");
+        Ok(version)
+    }
+
+    /// `process_string(parameter)` in some worker.
+    pub fn process_string(&self, parameter: String) -> Result<Reply, MpmError> {
+        tracing::debug!("MPM.process_string(parameter={parameter:?})");
+        self.call(Method::ProcessString(parameter))
+    }
+
+    /// `process_number(parameter)` in some worker.
+    pub fn process_number(&self, parameter: i64) -> Result<Reply, MpmError> {
+        tracing::debug!("MPM.process_number(parameter={parameter})");
+        self.call(Method::ProcessNumber(parameter))
+    }
+
+    fn call(&self, method: Method) -> Result<Reply, MpmError> {
+        let shared = &self.shared;
+        let result = shared.call(method);
+        let counter = if result.is_ok() {
+            &shared.stats.calls_ok
+        } else {
+            &shared.stats.calls_failed
+        };
+        counter.fetch_add(1, SeqCst);
+        result
+    }
+}
+
+impl Handshake {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Bootstrapped => "bootstrapped",
+            Self::Started => "started",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Waits for `worker` to report `step` by `deadline`.
+fn await_step(
+    worker: &WorkerProcess,
+    handshake: &Receiver<Handshake>,
+    step: &Handshake,
+    deadline: Instant,
+) -> Result<(), MpmError> {
+    let failed = |cause: String| MpmError::StartFailed {
+        worker: worker.name.clone(),
+        cause,
+    };
+    match handshake.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Handshake::Failed(cause)) => Err(failed(cause)),
+        Ok(reported) if reported.name() == step.name() => Ok(()),
+        Ok(reported) => Err(failed(format!(
+            "reported {:?} instead of {:?}",
+            reported.name(),
+            step.name()
+        ))),
+        Err(RecvTimeoutError::Timeout) => Err(failed(format!("no {:?} report in time", step.name()))),
+        Err(RecvTimeoutError::Disconnected) => Err(failed("ended during the handshake".into())),
+    }
+}
+
+impl Shared {
+    /// Spawns the worker for `slot`, installs it, and starts its monitor thread.
+    fn launch(self: &Arc<Self>, slot: usize) -> Result<(Arc<WorkerProcess>, Receiver<Handshake>), MpmError> {
+        let name = format!("worker-{}", slot + 1);
+        let failed = |cause: String| MpmError::StartFailed {
+            worker: name.clone(),
+            cause,
+        };
+        let mut current = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
+        if self.stopping.load(SeqCst) {
+            return Err(failed("MPM is stopping".into()));
+        }
+        let (worker, stdout) = WorkerProcess::spawn(&self.exe, &self.worker_args(slot), slot)
+            .map_err(|e| failed(format!("cannot spawn: {e}")))?;
+        tracing::debug!(pid = worker.pid, "MPM: spawned {name} (pid {})", worker.pid);
+        *current = Some(worker.clone());
+        drop(current);
+        let (handshake, handshakes) = sync_channel(3);
+        let shared = self.clone();
+        let monitored = worker.clone();
+        let monitor = std::thread::Builder::new()
+            .name(format!("MPM-{name}"))
+            .spawn(move || shared.monitor(monitored, stdout, handshake));
+        match monitor {
+            Ok(monitor) => self
+                .monitors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(monitor),
+            Err(error) => {
+                // Without a monitor nobody would reap it: do it here.
+                worker.kill();
+                worker.reap();
+                worker.set_ended("killed: no monitor".into());
+                return Err(failed(format!("cannot start its monitor thread: {error}")));
+            }
+        }
+        Ok((worker, handshakes))
+    }
+
+    fn worker_args(&self, slot: usize) -> Vec<OsString> {
+        let config = &self.config;
+        let mut args: Vec<OsString> = vec![
+            "worker".into(),
+            "--index".into(),
+            (slot + 1).to_string().into(),
+            "--time-scale".into(),
+            config.time_scale.factor().to_string().into(),
+            "--log-format".into(),
+            match config.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+            .into(),
+            "--log-level".into(),
+            config.log_level.to_string().to_lowercase().into(),
+        ];
+        if config.fail_start == Some(slot + 1) {
+            args.push("--fail-start".into());
+        }
+        if let Some(fault) = config.fault {
+            args.push("--inject-fault".into());
+            args.push(fault.as_str().into());
+        }
+        args
+    }
+
+    /// The monitor thread of one incarnation: reads its reports until its stdout ends, then
+    /// reaps it, reports how it ended, fails its calls in flight, and replaces it if needed.
+    fn monitor(
+        self: Arc<Self>,
+        worker: Arc<WorkerProcess>,
+        stdout: ChildStdout,
+        handshake: SyncSender<Handshake>,
+    ) {
+        let mut reports = BufReader::new(stdout);
+        let mut started = false;
+        let mut reported_failure = false;
+        let broken = loop {
+            match Report::read_from(&mut reports) {
+                Ok(Some(Report::Bootstrapped)) => {
+                    let _ = handshake.try_send(Handshake::Bootstrapped);
+                }
+                Ok(Some(Report::Started)) => {
+                    started = true;
+                    let _ = handshake.try_send(Handshake::Started);
+                }
+                Ok(Some(Report::StartFailed(cause))) => {
+                    reported_failure = true;
+                    let _ = handshake.try_send(Handshake::Failed(cause));
+                }
+                Ok(Some(Report::Result {
+                    id,
+                    version,
+                    parameter,
+                })) => {
+                    self.complete(id, Ok(Reply::Processed { version, parameter }));
+                }
+                Ok(Some(Report::Updated { id, version })) => {
+                    self.complete(id, Ok(Reply::Updated { version }))
+                }
+                Ok(None) => break None,
+                Err(error) => break Some(error),
+            }
+        };
+        if let Some(error) = &broken {
+            tracing::error!(
+                pid = worker.pid,
+                "MPM: {} sent garbage ({error}); killing it",
+                worker.name
+            );
+            worker.kill();
+        }
+        let how = describe_exit(worker.reap());
+        let expected = worker.was_closed() && broken.is_none() && how == "exit status 0";
+        let how = match broken {
+            Some(error) => format!("sent garbage ({error}), then {how}"),
+            None => how,
+        };
+        if expected {
+            tracing::debug!(
+                pid = worker.pid,
+                "MPM: {} (pid {}) exited: {how}",
+                worker.name,
+                worker.pid
+            );
+        } else if !reported_failure {
+            // Only the parent can report a worker that could not say it ended (the worker
+            // logs its own `failed` when it refuses to start).
+            self.components.failed(
+                &worker.name,
+                &format!("pid {} ended unexpectedly: {how}", worker.pid),
+            );
+        }
+        self.fail_in_flight(&worker, &how);
+        worker.set_ended(how.clone());
+        let _ = handshake.try_send(Handshake::Failed(how));
+        if !expected && started && self.running.load(SeqCst) && !self.stopping.load(SeqCst) {
+            self.replace(worker.slot);
+        }
+    }
+
+    /// Starts a replacement for `slot` within the restart budget; past it, asks the
+    /// application to stop.
+    fn replace(self: &Arc<Self>, slot: usize) {
+        let name = format!("worker-{}", slot + 1);
+        loop {
+            if self.stopping.load(SeqCst) {
+                return;
+            }
+            let Some(restart) = self.take_restart() else {
+                let cause = format!(
+                    "restart budget exhausted: {} restarts within {}; {name} cannot be replaced",
+                    self.config.restart_limit,
+                    humantime::format_duration(self.config.restart_window)
+                );
+                tracing::error!(target: "lifecycle", component = "MPM", "MPM: {cause}; stopping the application");
+                (self.on_fatal)(cause);
+                return;
+            };
+            tracing::warn!(
+                "MPM: restarting {name} (restart {restart} of {} allowed within {})",
+                self.config.restart_limit,
+                humantime::format_duration(self.config.restart_window)
+            );
+            let outcome = self.launch(slot).and_then(|(worker, handshake)| {
+                for (step, timeout) in [
+                    (Handshake::Bootstrapped, BOOTSTRAP_TIMEOUT),
+                    (Handshake::Started, START_TIMEOUT),
+                ] {
+                    if let Err(error) = await_step(&worker, &handshake, &step, Instant::now() + timeout) {
+                        worker.kill();
+                        return Err(error);
+                    }
+                }
+                Ok(worker)
+            });
+            match outcome {
+                Ok(worker) => {
+                    tracing::info!(pid = worker.pid, "MPM: {name} replaced (pid {})", worker.pid);
+                    return;
+                }
+                Err(error) => tracing::error!("MPM: replacing {name} failed: {error}"),
+            }
+        }
+    }
+
+    /// Counts a restart against the budget; `None` once it is exhausted.
+    fn take_restart(&self) -> Option<usize> {
+        let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        while restarts
+            .front()
+            .is_some_and(|&at| now.duration_since(at) > self.config.restart_window)
+        {
+            restarts.pop_front();
+        }
+        if restarts.len() >= self.config.restart_limit as usize {
+            return None;
+        }
+        restarts.push_back(now);
+        self.stats.restarts.fetch_add(1, SeqCst);
+        Some(restarts.len())
+    }
+
+    fn call(&self, method: Method) -> Result<Reply, MpmError> {
+        if self.stopping.load(SeqCst) {
+            return Err(MpmError::Stopped);
+        }
+        let (reply, answer) = sync_channel(1);
+        let id = self.next_id.fetch_add(1, SeqCst);
+        let what = method.name();
+        let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
+        self.register(id, &worker, what, reply)?;
+        tracing::trace!("MPM: call {id} ({what}) sent to {}", worker.name);
+        if worker.send(&Command::Call { id, method }).is_err() {
+            // Its monitor fails the pending call (or already did); wait for that below.
+            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
+        }
+        match answer.recv_timeout(CALL_TIMEOUT) {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(error)) => {
+                tracing::warn!("MPM: call {id} ({what}) on {} failed: {error}", worker.name);
+                Err(error)
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.forget(id);
+                tracing::error!("MPM: call {id} ({what}) on {} timed out", worker.name);
+                Err(MpmError::Timeout(CALL_TIMEOUT))
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(MpmError::StoppedWhileWaiting),
+        }
+    }
+
+    fn least_loaded(&self) -> Option<Arc<WorkerProcess>> {
+        self.current_workers()
+            .into_iter()
+            .filter(|w| w.alive.load(SeqCst) && !w.was_closed())
+            .min_by_key(|w| w.in_flight.load(SeqCst))
+    }
+
+    /// Records a waiting caller. Under the pending lock, so a worker's monitor either sees
+    /// the entry when it fails the worker's calls, or the caller sees the worker dead.
+    fn register(
+        &self,
+        id: u64,
+        worker: &Arc<WorkerProcess>,
+        what: &'static str,
+        reply: SyncSender<Result<Reply, MpmError>>,
+    ) -> Result<(), MpmError> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if self.stopping.load(SeqCst) {
+            return Err(MpmError::Stopped);
+        }
+        if !worker.alive.load(SeqCst) {
+            return Err(MpmError::WorkerCrashed {
+                worker: worker.name.clone(),
+                how: "ended before the call".into(),
+            });
+        }
+        worker.in_flight.fetch_add(1, SeqCst);
+        pending.insert(
+            id,
+            Pending {
+                worker: worker.clone(),
+                what,
+                reply,
+            },
+        );
+        Ok(())
+    }
+
+    fn take_pending(&self, id: u64) -> Option<Pending> {
+        let taken = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if let Some(pending) = &taken {
+            pending.worker.in_flight.fetch_sub(1, SeqCst);
+        }
+        taken
+    }
+
+    fn complete(&self, id: u64, answer: Result<Reply, MpmError>) {
+        match self.take_pending(id) {
+            // The caller may have timed out and gone: nobody to tell.
+            Some(pending) => {
+                let _ = pending.reply.try_send(answer);
+            }
+            None => tracing::debug!("MPM: answer to call {id} arrived after its caller gave up"),
+        }
+    }
+
+    fn forget(&self, id: u64) {
+        self.take_pending(id);
+    }
+
+    /// Marks `worker` dead and fails every call in flight on it, naming it.
+    fn fail_in_flight(&self, worker: &Arc<WorkerProcess>, how: &str) {
+        let failed: Vec<Pending> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            worker.alive.store(false, SeqCst);
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| p.worker.incarnation == worker.incarnation)
+                .map(|(&id, _)| id)
+                .collect();
+            ids.into_iter().filter_map(|id| pending.remove(&id)).collect()
+        };
+        for pending in failed {
+            pending.worker.in_flight.fetch_sub(1, SeqCst);
+            let error = if self.stopping.load(SeqCst) {
+                MpmError::StoppedWhileWaiting
+            } else {
+                MpmError::WorkerCrashed {
+                    worker: worker.name.clone(),
+                    how: how.to_owned(),
+                }
+            };
+            let _ = pending.reply.try_send(Err(error));
+        }
+    }
+
+    /// After the stop: every caller still waiting gets an error now instead of a timeout.
+    fn release_waiting_callers(&self) {
+        let stranded: Vec<(u64, Pending)> = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        tracing::debug!("MPM.stop: {} callers still waiting", stranded.len());
+        for (id, pending) in stranded {
+            tracing::warn!(
+                "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
+                pending.what,
+                pending.worker.name
+            );
+            let _ = pending.reply.try_send(Err(MpmError::StoppedWhileWaiting));
+        }
+    }
+
+    fn current_workers(&self) -> Vec<Arc<WorkerProcess>> {
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .collect()
+    }
+
+    fn kill_all_and_reap(&self) {
+        let workers = self.current_workers();
+        for worker in &workers {
+            worker.kill();
+        }
+        let deadline = Instant::now() + KILL_REAP_TIMEOUT;
+        for worker in &workers {
+            if !worker.wait_ended(deadline) {
+                tracing::error!(
+                    pid = worker.pid,
+                    "MPM: {} was killed but not reaped in time",
+                    worker.name
+                );
+            }
+        }
+    }
+
+    /// Joins every monitor thread, including any started while joining (a replacement).
+    fn join_monitors(&self) {
+        loop {
+            let monitors = std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
+            if monitors.is_empty() {
+                return;
+            }
+            for monitor in monitors {
+                let _ = monitor.join();
+            }
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The process layer: the MultiProcessManager (`MPM`) and its worker processes.
+//!
+//! - [`manager`]: the parent side, a blocking API (start, stop, update, process_*).
+//! - [`child`]: one worker process as the parent holds it (pipes, kill, reap).
+//! - [`spawn`]: spawning with the shutdown signals blocked until the worker is ready.
+//! - [`protocol`]: the frames on the pipes.
+//! - [`worker`]: the child side, `complex worker`.
+//! - [`lanes`]: the worker's stop > update > call priority lanes.
+//! - [`dummy`]: the DummyManager that does the simulated work.
+
+pub mod child;
+pub mod dummy;
+pub mod lanes;
+pub mod manager;
+pub mod protocol;
+pub mod spawn;
+pub mod worker;
+
+pub use manager::{Mpm, MpmConfig, Reply};

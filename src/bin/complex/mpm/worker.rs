@@ -1,0 +1,176 @@
+//! The worker process: `complex worker --index N ...`, started by the manager, never by hand.
+//!
+//! Lessons of the reference this answers:
+//! - *Catch or ignore KeyboardInterrupt in workers*: a terminal's Ctrl+C reaches the whole
+//!   process group; the worker logs it (`action=ignored`) and leaves the decision to its
+//!   parent, which will send the stop command. It never dies abruptly or prints junk.
+//! - *...but an orphan then never stops*: the worker also stops when its stdin reaches
+//!   end-of-file, which happens whenever the parent is gone, even killed by SIGKILL: the
+//!   parent holds the only write end of that pipe. It finishes the item in hand and exits.
+//! - *Synchronise worker start*: `bootstrapped` once its handlers are in place (it was
+//!   spawned with the signals blocked, see `spawn.rs`), `started` once initialised.
+
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+
+use graceful::components::Components;
+use graceful::signals;
+
+use super::dummy::DummyManager;
+use super::lanes::{Lanes, StopCause, Work};
+use super::protocol::{Command, Report};
+use super::spawn::unblock_shutdown_signals;
+use crate::cli::{Fault, WorkerArgs};
+
+/// Runs the worker to its end; the exit status is 0 after a stop, 1 after a failed start,
+/// 2 when started by hand.
+pub fn run(args: WorkerArgs) -> ! {
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: `complex worker` is the worker process that `complex` starts and talks to over \
+             stdin/stdout; it is not run by hand. Run `complex` instead (see `complex --help`)."
+        );
+        std::process::exit(2);
+    }
+    let name = format!("worker-{}", args.index);
+    if let Err(error) = graceful::logging::init(&name, args.log_format, args.log_level) {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+    if install_signal_intake(&name) {
+        // Handlers are in place: a signal that arrived since spawn is delivered (and ignored) now.
+        unblock_shutdown_signals();
+    }
+
+    let components = Components::new();
+    components.starting(&name);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if send(&mut out, &Report::Bootstrapped).is_err() {
+        exit_parent_gone(&components, &name);
+    }
+    if args.fail_start {
+        let reason = format!("start failed on purpose (--fail-start {name})");
+        let _ = send(&mut out, &Report::StartFailed(reason.clone()));
+        components.failed(&name, &reason);
+        std::process::exit(1);
+    }
+    let mut manager = DummyManager::new(args.time_scale);
+    let lanes = Arc::new(Lanes::default());
+    if let Err(error) = start_reader(lanes.clone()) {
+        let reason = format!("cannot start the stdin reader thread: {error}");
+        let _ = send(&mut out, &Report::StartFailed(reason.clone()));
+        components.failed(&name, &reason);
+        std::process::exit(1);
+    }
+    if send(&mut out, &Report::Started).is_err() {
+        exit_parent_gone(&components, &name);
+    }
+    components.started(&name);
+
+    let cause = work_loop(&lanes, &mut manager, &mut out, args.inject_fault);
+    match &cause {
+        StopCause::Command => tracing::debug!("{name}: stop command received"),
+        StopCause::ParentGone => tracing::warn!("{name}: the parent is gone; stopping"),
+        StopCause::Garbage(what) => tracing::error!("{name}: unreadable command stream ({what}); stopping"),
+    }
+    components.stopping(&name);
+    let _ = out.flush();
+    components.stopped(&name);
+    std::process::exit(0)
+}
+
+/// Takes work from the lanes until a stop; answers go out in batches (flushed when idle).
+fn work_loop(
+    lanes: &Lanes,
+    manager: &mut DummyManager,
+    out: &mut impl Write,
+    fault: Option<Fault>,
+) -> StopCause {
+    loop {
+        let (work, more_queued) = lanes.next();
+        let answer = match work {
+            Work::Stop(cause) if fault == Some(Fault::WorkerIgnoresStop) => {
+                tracing::warn!("injected fault: ignoring the stop ({cause:?}) and idling forever");
+                loop {
+                    std::thread::park();
+                }
+            }
+            Work::Stop(cause) => return cause,
+            Work::Update(id) => Report::Updated {
+                id,
+                version: manager.update(),
+            },
+            Work::Call(id, parameter) => {
+                let version = manager.process(&parameter);
+                Report::Result {
+                    id,
+                    version,
+                    parameter,
+                }
+            }
+        };
+        let written = answer
+            .write_to(out)
+            .and_then(|()| if more_queued { Ok(()) } else { out.flush() });
+        if written.is_err() {
+            // stdout broke: nobody reads our answers any more.
+            return StopCause::ParentGone;
+        }
+    }
+}
+
+fn send(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    report.write_to(out)?;
+    out.flush()
+}
+
+/// Reads commands from stdin into the lanes; end-of-file means the parent is gone.
+fn start_reader(lanes: Arc<Lanes>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("stdin-reader".into())
+        .spawn(move || {
+            let mut input = BufReader::new(std::io::stdin().lock());
+            loop {
+                match Command::read_from(&mut input) {
+                    Ok(Some(command)) => lanes.push(command),
+                    Ok(None) => return lanes.stop(StopCause::ParentGone),
+                    Err(error) => return lanes.stop(StopCause::Garbage(error.to_string())),
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Shutdown signals are logged and ignored: the parent decides when this worker stops.
+/// Returns whether the handlers are installed.
+fn install_signal_intake(name: &str) -> bool {
+    let name = name.to_owned();
+    let count = AtomicU32::new(0);
+    let installed = signals::install(move |signal| {
+        let count = count.fetch_add(1, Relaxed) + 1;
+        tracing::warn!(
+            target: "lifecycle",
+            signal = signal.name(),
+            action = "ignored",
+            count,
+            "{signal} received; ignored: {name} stops on its parent's stop command, or when the parent is gone"
+        );
+    });
+    match installed {
+        Ok(()) => true,
+        Err(error) => {
+            // Without handlers the signals stay blocked (spawn.rs), so the worker is still safe.
+            tracing::error!(cause = %error, "cannot install the signal handlers; shutdown signals stay blocked");
+            false
+        }
+    }
+}
+
+fn exit_parent_gone(components: &Components, name: &str) -> ! {
+    components.failed(
+        name,
+        &"the parent is gone (stdout closed) before the handshake completed",
+    );
+    std::process::exit(1)
+}

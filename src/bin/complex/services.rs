@@ -1,0 +1,361 @@
+//! The async facade: AsyncService1 over the pool and the manager, as in complex.py.
+//!
+//! AsyncService1 starts the pool, then the manager (through the pool, as the reference
+//! does), then an update task (every 10 s) and `--busy-tasks` tasks that loop: a random
+//! pause of up to 1 s, `process_number`, `process_string`, parameter + 1.
+//!
+//! Both of the reference's task variants are here. **Shielded** (default): a cancelled task
+//! finishes the call in hand, then leaves; nothing is abandoned. **Unshielded**
+//! (`--unshielded`): a cancelled task leaves at once; the call it abandoned keeps running in
+//! the pool, and the manager's stop reports the stranded caller and releases it.
+//!
+//! Stop order: update task, busy tasks, manager (on its own thread, never behind pool
+//! work), pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use graceful::service::{BoxFuture, Service, ServiceContext};
+use graceful::shutdown::StopReason;
+use graceful::time_scale::{PERIOD_FLOOR, TimeScale};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::mpm::{Mpm, MpmConfig, Reply};
+use crate::pool::{BlockingPool, on_own_thread};
+
+const UPDATE_PERIOD: Duration = Duration::from_secs(10);
+const MAX_BUSY_PAUSE: Duration = Duration::from_secs(1);
+/// How long the pool may take to finish its running jobs once the manager has stopped
+/// (they are released by then, so this only bounds a bug).
+const POOL_DRAIN_BOUND: Duration = Duration::from_secs(5);
+
+/// AsyncService1's settings.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The manager's settings.
+    pub mpm: MpmConfig,
+    /// `--pool-threads`.
+    pub pool_threads: usize,
+    /// `--busy-tasks`.
+    pub busy_tasks: usize,
+    /// Not `--unshielded`.
+    pub shielded: bool,
+}
+
+/// The service wrapping the manager, as in the reference.
+pub struct AsyncService1 {
+    settings: Settings,
+    running: Option<Running>,
+}
+
+struct Running {
+    facade: Facade,
+    stop_update: CancellationToken,
+    update_task: JoinHandle<()>,
+    stop_busy: CancellationToken,
+    busy_tasks: Vec<JoinHandle<()>>,
+}
+
+/// The async methods of AsyncService1: each runs the manager's blocking call in the pool.
+#[derive(Clone)]
+struct Facade {
+    pool: Arc<BlockingPool>,
+    mpm: Mpm,
+}
+
+impl Facade {
+    async fn process_number(&self, parameter: i64) -> anyhow::Result<Reply> {
+        let mpm = self.mpm.clone();
+        Ok(self
+            .pool
+            .run("MPM.process_number", move || mpm.process_number(parameter))
+            .await??)
+    }
+
+    async fn process_string(&self, parameter: String) -> anyhow::Result<Reply> {
+        let mpm = self.mpm.clone();
+        Ok(self
+            .pool
+            .run("MPM.process_string", move || mpm.process_string(parameter))
+            .await??)
+    }
+
+    async fn update(&self) -> anyhow::Result<u64> {
+        let mpm = self.mpm.clone();
+        Ok(self.pool.run("MPM.update", move || mpm.update()).await??)
+    }
+}
+
+impl AsyncService1 {
+    /// Not started yet.
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            running: None,
+        }
+    }
+
+    async fn start_inner(&mut self, ctx: &ServiceContext) -> anyhow::Result<()> {
+        let components = &ctx.components;
+        components.starting("pool");
+        let pool = match BlockingPool::new(self.settings.pool_threads) {
+            Ok(pool) => Arc::new(pool),
+            Err(error) => {
+                components.failed("pool", &error);
+                return Err(error).context("cannot build the blocking pool");
+            }
+        };
+        components.started("pool");
+
+        let shutdown = ctx.shutdown.clone();
+        let mpm = Mpm::new(self.settings.mpm.clone(), components.clone(), move |cause| {
+            shutdown.request(StopReason::Fatal(cause));
+        });
+        let doomed = mpm.clone();
+        ctx.on_force(move || doomed.kill_all());
+        let facade = Facade { pool, mpm };
+
+        tracing::debug!("AsyncService1: starting MPM (through the pool)");
+        let starter = facade.mpm.clone();
+        let started = facade.pool.run("MPM.start", move || starter.start()).await;
+        if let Err(error) = started
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.map_err(anyhow::Error::from))
+        {
+            stop_pool(ctx, &facade.pool).await;
+            return Err(error.context("MPM failed to start"));
+        }
+        if ctx.should_fail_start("AsyncService1") {
+            // Nothing of a failed start may be left running: undo what did start.
+            stop_mpm(&facade.mpm).await;
+            stop_pool(ctx, &facade.pool).await;
+            anyhow::bail!("start failed on purpose (--fail-start AsyncService1)");
+        }
+
+        tracing::debug!("AsyncService1: creating the update task");
+        let stop_update = CancellationToken::new();
+        let update_task = ctx.spawn(
+            "AsyncService1 update task",
+            update_task(
+                facade.clone(),
+                stop_update.clone(),
+                self.settings.shielded,
+                ctx.time_scale,
+            ),
+        );
+
+        tracing::debug!("AsyncService1: creating {} busy tasks", self.settings.busy_tasks);
+        let stop_busy = CancellationToken::new();
+        let busy_tasks = (0..self.settings.busy_tasks)
+            .map(|index| {
+                let task = busy_task(
+                    index,
+                    facade.clone(),
+                    stop_busy.clone(),
+                    self.settings.shielded,
+                    ctx.time_scale,
+                );
+                ctx.spawn(format!("AsyncService1 busy task {index}"), task)
+            })
+            .collect();
+        self.running = Some(Running {
+            facade,
+            stop_update,
+            update_task,
+            stop_busy,
+            busy_tasks,
+        });
+        Ok(())
+    }
+
+    async fn stop_inner(&mut self, ctx: &ServiceContext) -> anyhow::Result<()> {
+        let Some(running) = self.running.take() else {
+            return Ok(());
+        };
+        tracing::debug!("AsyncService1: cancelling the update task");
+        running.stop_update.cancel();
+        let _ = running.update_task.await;
+
+        tracing::debug!(
+            "AsyncService1: cancelling {} busy tasks",
+            running.busy_tasks.len()
+        );
+        running.stop_busy.cancel();
+        for task in running.busy_tasks {
+            let _ = task.await;
+        }
+        // Whatever is still queued in the pool now was abandoned by a cancelled task
+        // (--unshielded): skip it rather than run it against a stopping manager.
+        running.facade.pool.close();
+
+        stop_mpm(&running.facade.mpm).await;
+        stop_pool(ctx, &running.facade.pool).await;
+        Ok(())
+    }
+}
+
+impl Service for AsyncService1 {
+    fn name(&self) -> &'static str {
+        "AsyncService1"
+    }
+
+    fn start<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.start_inner(ctx))
+    }
+
+    fn stop<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(self.stop_inner(ctx))
+    }
+}
+
+/// The manager's stop, on a thread of its own: it must never queue behind pool work.
+async fn stop_mpm(mpm: &Mpm) {
+    tracing::debug!("AsyncService1: stopping MPM (on its own thread, not in the pool)");
+    let mpm = mpm.clone();
+    if let Err(error) = on_own_thread("MPM-stop", move || mpm.stop()).await {
+        tracing::error!("AsyncService1: the MPM stop thread failed: {error}; killing the workers");
+    }
+}
+
+async fn stop_pool(ctx: &ServiceContext, pool: &BlockingPool) {
+    ctx.components.stopping("pool");
+    if pool.stop(POOL_DRAIN_BOUND).await {
+        ctx.components.stopped("pool");
+    } else {
+        ctx.components
+            .failed("pool", &format!("jobs still running after {POOL_DRAIN_BOUND:?}"));
+    }
+}
+
+/// Every 10 s (scaled), an update in every worker.
+async fn update_task(facade: Facade, cancel: CancellationToken, shielded: bool, time_scale: TimeScale) {
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(time_scale.period(UPDATE_PERIOD)) => {}
+        }
+        if shielded {
+            log_update(facade.update().await);
+            if cancel.is_cancelled() {
+                tracing::warn!(
+                    "AsyncService1._update_task_worker: cancelled; the update in hand finished first"
+                );
+                return;
+            }
+        } else {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    tracing::warn!(
+                        "AsyncService1._update_task_worker: cancelled; abandoning the update in hand \
+                         (it keeps running in the pool)"
+                    );
+                    return;
+                }
+                outcome = facade.update() => log_update(outcome),
+            }
+        }
+    }
+    tracing::warn!("AsyncService1._update_task_worker: cancelled");
+}
+
+fn log_update(outcome: anyhow::Result<u64>) {
+    match outcome {
+        Ok(version) => tracing::debug!("AsyncService1: updated to version {version}"),
+        Err(error) => tracing::warn!("AsyncService1: update failed: {error:#}"),
+    }
+}
+
+/// Loops: random pause, `process_number`, `process_string`, parameter + 1.
+async fn busy_task(
+    index: usize,
+    facade: Facade,
+    cancel: CancellationToken,
+    shielded: bool,
+    time_scale: TimeScale,
+) {
+    let mut parameter = index as i64 * 1000;
+    let mut pauses = Pauses::new(index as u64);
+    loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            () = time_scale.sleep(pauses.next(MAX_BUSY_PAUSE)) => {}
+        }
+        let calls = async {
+            let number = facade.process_number(parameter).await;
+            log_call(index, "process_number", &number);
+            if shielded && cancel.is_cancelled() {
+                return number.is_ok();
+            }
+            let string = facade.process_string(format!("string-{parameter}")).await;
+            log_call(index, "process_string", &string);
+            number.is_ok() && string.is_ok()
+        };
+        let succeeded = if shielded {
+            // The calls are not raced against the cancellation: the one in hand finishes.
+            let succeeded = calls.await;
+            if cancel.is_cancelled() {
+                tracing::debug!(
+                    "AsyncService1._process_worker {index}: cancelled; the call in hand finished first"
+                );
+                return;
+            }
+            succeeded
+        } else {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    tracing::debug!(
+                        "AsyncService1._process_worker {index}: cancelled; abandoning the call in hand \
+                         (it keeps running in the pool)"
+                    );
+                    return;
+                }
+                succeeded = calls => succeeded,
+            }
+        };
+        if !succeeded {
+            // A worker is being replaced: back off a moment instead of spinning on errors.
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(PERIOD_FLOOR) => {}
+            }
+        }
+        parameter += 1;
+    }
+    tracing::debug!("AsyncService1._process_worker {index}: cancelled");
+}
+
+fn log_call(index: usize, method: &str, outcome: &anyhow::Result<Reply>) {
+    match outcome {
+        Ok(Reply::Processed { version, parameter }) => {
+            tracing::trace!(
+                "AsyncService1._process_worker {index}: {method} -> version {version}, {parameter:?}"
+            );
+        }
+        Ok(Reply::Updated { .. }) => {}
+        Err(error) => tracing::warn!("AsyncService1._process_worker {index}: {method} failed: {error:#}"),
+    }
+}
+
+/// Pseudo-random pauses (xorshift64*): the reference's `random.random()`, with no crate.
+struct Pauses(u64);
+
+impl Pauses {
+    fn new(seed: u64) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Self((nanos ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+    }
+
+    fn next(&mut self, max: Duration) -> Duration {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let unit = (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64;
+        max.mul_f64(unit)
+    }
+}
