@@ -1,0 +1,2 @@
+//! Placeholder: the benchmark tool.
+fn main() {}

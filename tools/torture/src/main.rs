@@ -1,0 +1,2 @@
+//! Placeholder: the torture tool.
+fn main() {}
