@@ -18,7 +18,7 @@ use std::ffi::OsString;
 use std::io::BufReader;
 use std::path::PathBuf;
 use std::process::ChildStdout;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -131,6 +131,7 @@ struct Shared {
     slots: Vec<Mutex<Option<Arc<WorkerProcess>>>>,
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
+    next_turn: AtomicUsize,
     running: AtomicBool,
     stopping: AtomicBool,
     one_update_at_a_time: Mutex<()>,
@@ -180,6 +181,7 @@ impl Mpm {
                 on_fatal: Box::new(on_fatal),
                 pending: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
+                next_turn: AtomicUsize::new(0),
                 running: AtomicBool::new(false),
                 stopping: AtomicBool::new(false),
                 one_update_at_a_time: Mutex::new(()),
@@ -290,19 +292,26 @@ impl Mpm {
             return Err(MpmError::Stopped);
         }
         tracing::info!("MPM.update: started");
-        let workers = shared.current_workers();
+        // A worker being replaced misses this update: its replacement starts at version 1.
+        let workers: Vec<_> = shared
+            .current_workers()
+            .into_iter()
+            .filter(|w| w.alive.load(SeqCst))
+            .collect();
         let (reply, replies) = sync_channel(workers.len());
+        let mut expected = 0;
         for worker in &workers {
             let id = shared.next_id.fetch_add(1, SeqCst);
             shared.register(id, worker, "update", reply.clone())?;
-            if worker.send(&Command::Update { id }).is_err() {
-                shared.forget(id);
+            match worker.send(&Command::Update { id }) {
+                Ok(()) => expected += 1,
+                Err(_) => shared.forget(id),
             }
         }
         drop(reply);
         let deadline = Instant::now() + UPDATE_TIMEOUT;
         let mut version = 0;
-        for _ in &workers {
+        for _ in 0..expected {
             let answer = match replies.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(answer) => answer,
                 Err(RecvTimeoutError::Timeout) => Err(MpmError::Timeout(UPDATE_TIMEOUT)),
@@ -619,11 +628,19 @@ impl Shared {
         }
     }
 
+    /// The live worker with the fewest calls in flight; ties go round-robin, so an idle
+    /// set of workers shares the load instead of worker-1 taking every call.
     fn least_loaded(&self) -> Option<Arc<WorkerProcess>> {
-        self.current_workers()
-            .into_iter()
+        let workers = self.current_workers();
+        let first = self.next_turn.fetch_add(1, SeqCst) % workers.len().max(1);
+        workers
+            .iter()
+            .cycle()
+            .skip(first)
+            .take(workers.len())
             .filter(|w| w.alive.load(SeqCst) && !w.was_closed())
             .min_by_key(|w| w.in_flight.load(SeqCst))
+            .cloned()
     }
 
     /// Records a waiting caller. Under the pending lock, so a worker's monitor either sees
