@@ -29,7 +29,7 @@ const LIFECYCLE_FLOOR: &str = "lifecycle=info";
 pub enum LogFormat {
     /// `time | process | thread | target | level | message`, coloured on a terminal.
     Text,
-    /// One JSON object per line with the contract's keys (see DESIGN.md).
+    /// One JSON object per line with the keys tools read (see the README, "Logs").
     Json,
 }
 
