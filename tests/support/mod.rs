@@ -1,0 +1,738 @@
+//! The harness for the integration tests: run a binary of the suite as a user would, watch
+//! its JSON log lines, signal it, and check what the contract (DESIGN.md) promises.
+//!
+//! **Problem.** A shutdown test is only worth something if it sends a *real* signal at a
+//! *known* moment of the lifecycle, and then proves that nothing was lost, nothing ran out
+//! of order and nothing was left running. Sleeping "long enough" before the signal makes a
+//! test that passes on a quiet laptop and lies on a loaded CI machine.
+//!
+//! **Fix.** [`Run`] spawns the binary with `--log-format json` in its own process group (so
+//! a signal to the group reaches it and its workers, as a terminal's Ctrl+C does, and never
+//! the test runner). A reader thread turns each stderr line into an [`Event`]; the test
+//! synchronises on those events ([`Run::wait_for`]) and sends its signal right after the
+//! one it waited for. Every timeout here is a failure bound, never a synchronisation: when
+//! it fires the test panics with the whole log.
+//!
+//! After [`Run::wait_exit`] the `assert_*` methods read the complete log: order of
+//! lifecycle events, reverse stop order, every start matched by a stop, no panic text, the
+//! `phase=exit` event last, and no process of the run left alive. [`Drop`] kills the whole
+//! process group and reaps the child, so a failing test leaves nothing behind.
+//!
+//! The harness knows about several processes writing to one stderr (the `complex` binary's
+//! workers log with `"process":"worker-N"` and their own `"pid"`), so the same checks serve
+//! the tests of both binaries.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+/// How long any single wait may take before the test fails: generous, because it only
+/// bounds a failure (a hung binary); a passing test never waits anywhere near it.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Text that must never appear in a run's output: a panic, or the hint printed with one.
+const PANIC_MARKERS: [&str; 2] = ["panicked at", "RUST_BACKTRACE"];
+
+/// A Unix signal the tests send, named as the logs name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// A terminal's Ctrl+C.
+    Int,
+    /// `kill PID`, an init system.
+    Term,
+    /// The terminal went away.
+    Hup,
+}
+
+impl Signal {
+    /// The name the logs use (`SIGINT`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Int => "SIGINT",
+            Self::Term => "SIGTERM",
+            Self::Hup => "SIGHUP",
+        }
+    }
+
+    /// The signal's number on this platform.
+    pub fn number(self) -> i32 {
+        match self {
+            Self::Int => libc::SIGINT,
+            Self::Term => libc::SIGTERM,
+            Self::Hup => libc::SIGHUP,
+        }
+    }
+
+    /// The status a shell shows for a process ended by this signal: 128 + N.
+    pub fn shell_status(self) -> i64 {
+        128 + i64::from(self.number())
+    }
+}
+
+/// One stderr line of a run: a JSON log event, or raw text (clap's messages, or garbage
+/// that a test must be able to see and reject).
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// The line as written, without its newline.
+    pub raw: String,
+    fields: Option<Map<String, Value>>,
+}
+
+impl Event {
+    fn parse(raw: String) -> Self {
+        let fields = match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Object(map)) => Some(map),
+            _ => None,
+        };
+        Self { raw, fields }
+    }
+
+    /// Whether the line is a JSON object (a log event), rather than raw text.
+    pub fn is_json(&self) -> bool {
+        self.fields.is_some()
+    }
+
+    /// A string field, if the line is JSON and has it.
+    pub fn str(&self, key: &str) -> Option<&str> {
+        self.fields.as_ref()?.get(key)?.as_str()
+    }
+
+    /// An integer field, if the line is JSON and has it.
+    pub fn int(&self, key: &str) -> Option<i64> {
+        self.fields.as_ref()?.get(key)?.as_i64()
+    }
+
+    /// `component`, for lifecycle events.
+    pub fn component(&self) -> Option<&str> {
+        self.str("component")
+    }
+
+    /// `phase`, for lifecycle events.
+    pub fn phase(&self) -> Option<&str> {
+        self.str("phase")
+    }
+
+    /// `process`: `main`, `worker-1`, ...
+    pub fn process(&self) -> Option<&str> {
+        self.str("process")
+    }
+
+    /// Whether this is the lifecycle event `component: phase`.
+    pub fn is(&self, component: &str, phase: &str) -> bool {
+        self.component() == Some(component) && self.phase() == Some(phase)
+    }
+
+    /// Whether this is a signal event for `signal` with `action`.
+    pub fn is_signal(&self, signal: &str, action: &str) -> bool {
+        self.str("signal") == Some(signal) && self.str("action") == Some(action)
+    }
+
+    /// Whether this is the main process's final event, `component=app phase=exit`.
+    pub fn is_exit(&self) -> bool {
+        self.process() == Some("main") && self.is("app", "exit")
+    }
+
+    /// `component phase`, the way [`Run::lifecycle`] lists it.
+    fn lifecycle_label(&self) -> Option<String> {
+        Some(format!("{} {}", self.component()?, self.phase()?))
+    }
+}
+
+/// Something an [`Event`] can be checked against: a [`Pattern`], or any closure
+/// `|event: &Event| -> bool`.
+pub trait Matcher {
+    /// Whether `event` matches.
+    fn matches(&self, event: &Event) -> bool;
+    /// What is being looked for, for failure messages.
+    fn describe(&self) -> String;
+}
+
+impl<F: Fn(&Event) -> bool> Matcher for F {
+    fn matches(&self, event: &Event) -> bool {
+        self(event)
+    }
+    fn describe(&self) -> String {
+        "an event matching the test's predicate".to_owned()
+    }
+}
+
+/// The two kinds of contract events the tests name.
+#[derive(Clone, Copy, Debug)]
+pub enum Pattern {
+    /// `component=C phase=P`, from any process.
+    Phase(&'static str, &'static str),
+    /// `signal=S action=A`, from any process.
+    Signal(&'static str, &'static str),
+}
+
+/// The lifecycle event `component: phase`.
+pub fn phase(component: &'static str, phase: &'static str) -> Pattern {
+    Pattern::Phase(component, phase)
+}
+
+/// The signal event for `signal` (e.g. `SIGINT`) with `action` (e.g. `delayed`).
+pub fn signal_event(signal: &'static str, action: &'static str) -> Pattern {
+    Pattern::Signal(signal, action)
+}
+
+impl Matcher for Pattern {
+    fn matches(&self, event: &Event) -> bool {
+        match *self {
+            Self::Phase(component, phase) => event.is(component, phase),
+            Self::Signal(signal, action) => event.is_signal(signal, action),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Self::Phase(component, phase) => format!("component={component} phase={phase}"),
+            Self::Signal(signal, action) => format!("signal={signal} action={action}"),
+        }
+    }
+}
+
+/// A running (or finished) binary of the suite, and everything it has logged so far.
+///
+/// Protocol: `wait_for` consumes the log in order (each call searches after the previous
+/// match), `signal`/`signal_group` act at that moment, `wait_exit` reaps the process and
+/// reads the log to its end; the `assert_*` methods then check the complete run.
+pub struct Run {
+    child: Child,
+    /// The child's pid, which is also its process group's id (`process_group(0)`).
+    pid: i32,
+    lines: Receiver<String>,
+    log: Vec<Event>,
+    /// Index in `log` where the next `wait_for` starts searching.
+    cursor: usize,
+    /// Set once `wait_exit` has reaped the child and read stderr to its end.
+    status: Option<ExitStatus>,
+    /// Set once the process group was found empty: then `Drop` must not signal it (its id
+    /// may belong to someone else by then).
+    group_gone: bool,
+}
+
+impl Run {
+    /// Starts `binary` (`env!("CARGO_BIN_EXE_simple")`) with `--log-format json` and `args`,
+    /// in a new process group of its own, stdin and stdout null, stderr read line by line.
+    #[track_caller]
+    pub fn spawn(binary: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(binary)
+            .arg("--log-format")
+            .arg("json")
+            .args(args)
+            // Its own group: our signals to the group reach it and its workers only, and a
+            // Ctrl+C typed at the terminal running `cargo test` reaches the tests, not it.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to spawn {binary}: {error}"));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sender, lines) = mpsc::channel();
+        // The thread ends at EOF, i.e. once every process holding the pipe has exited; it is
+        // not joined: `wait_exit` observes that as the channel's disconnection, with a bound.
+        let reader = std::thread::Builder::new().name(format!("stderr-of-{}", child.id()));
+        let spawned = reader.spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut buffer = Vec::new();
+            loop {
+                buffer.clear();
+                match reader.read_until(b'\n', &mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buffer);
+                        let line = line.strip_suffix('\n').unwrap_or(&line).to_owned();
+                        if sender.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("failed to start the stderr reader thread: {error}");
+        }
+        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+        Self {
+            child,
+            pid,
+            lines,
+            log: Vec::new(),
+            cursor: 0,
+            status: None,
+            group_gone: false,
+        }
+    }
+
+    /// Waits until an event after the previous match satisfies `matcher`, and returns it.
+    /// Panics with the whole log if the process ends first or `timeout` passes.
+    #[track_caller]
+    pub fn wait_for(&mut self, matcher: impl Matcher, timeout: Duration) -> Event {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(offset) = self.log[self.cursor..].iter().position(|e| matcher.matches(e)) {
+                let index = self.cursor + offset;
+                self.cursor = index + 1;
+                return self.log[index].clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.log.push(Event::parse(line)),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.fail(&format!("waited {timeout:?} for {}", matcher.describe()))
+                }
+                Err(RecvTimeoutError::Disconnected) => self.fail(&format!(
+                    "stderr closed (the run ended) before {} was logged",
+                    matcher.describe()
+                )),
+            }
+        }
+    }
+
+    /// Sends `signal` to the main process only, as `kill -s SIG PID` does.
+    #[track_caller]
+    pub fn signal(&self, signal: Signal) {
+        self.kill(self.pid, signal, "the main process");
+    }
+
+    /// Sends `signal` to the whole process group, as a terminal's Ctrl+C does: the main
+    /// process and every worker receive it at once.
+    #[track_caller]
+    pub fn signal_group(&self, signal: Signal) {
+        self.kill(-self.pid, signal, "the process group");
+    }
+
+    #[track_caller]
+    fn kill(&self, target: i32, signal: Signal, whom: &str) {
+        assert!(
+            self.status.is_none(),
+            "cannot signal {whom}: the run has already been reaped"
+        );
+        // SAFETY: kill(2) with a valid signal number; the target is our unreaped child or
+        // its group, so the id cannot have been reused by another process.
+        let rc = unsafe { libc::kill(target, signal.number()) };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            self.fail(&format!(
+                "kill({target}, {}) to {whom} failed: {error}",
+                signal.name()
+            ));
+        }
+    }
+
+    /// Waits (bounded by [`PATIENCE`]) for the run to end: reads stderr to its end, which
+    /// needs every process of the run to have exited, then reaps the main process.
+    #[track_caller]
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        if let Some(status) = self.status {
+            return status;
+        }
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.log.push(Event::parse(line)),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => self.fail(&format!(
+                    "stderr still open after {PATIENCE:?}: the main process or one of its \
+                     children is still running (or an orphan holds the pipe)"
+                )),
+            }
+        }
+        // Stderr is closed, so the main process has exited or is exiting: reaping it is a
+        // matter of moments, but it is still bounded.
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.status = Some(status);
+                    return status;
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                Ok(None) => self.fail(&format!(
+                    "the main process closed stderr but did not exit within {PATIENCE:?}"
+                )),
+                Err(error) => self.fail(&format!("failed to wait for the main process: {error}")),
+            }
+        }
+    }
+
+    /// Every line logged so far.
+    pub fn log(&self) -> &[Event] {
+        &self.log
+    }
+
+    /// The main process's lifecycle events, as `component phase` (`"AsyncService1 started"`),
+    /// in the order logged: the shape of a run, for an exact comparison.
+    pub fn lifecycle(&self) -> Vec<String> {
+        self.log
+            .iter()
+            .filter(|e| e.process() == Some("main"))
+            .filter_map(Event::lifecycle_label)
+            .collect()
+    }
+
+    /// Asserts the main process's lifecycle events are exactly `expected`, as
+    /// [`lifecycle`](Self::lifecycle) lists them.
+    #[track_caller]
+    pub fn assert_lifecycle(&self, expected: &[&str]) {
+        let seen = self.lifecycle();
+        if seen != expected {
+            self.fail(&format!(
+                "lifecycle events differ\n expected: {expected:?}\n     seen: {seen:?}"
+            ));
+        }
+    }
+
+    /// Index of the first event matching `matcher` at or after `from`.
+    pub fn position(&self, matcher: &impl Matcher, from: usize) -> Option<usize> {
+        self.log[from..]
+            .iter()
+            .position(|e| matcher.matches(e))
+            .map(|i| from + i)
+    }
+
+    /// Every event matching `matcher`.
+    pub fn all(&self, matcher: &impl Matcher) -> Vec<&Event> {
+        self.log.iter().filter(|e| matcher.matches(e)).collect()
+    }
+
+    /// Asserts the process ended by `signal` (not by `exit`), as a shell expects after a
+    /// signal-initiated stop.
+    #[track_caller]
+    pub fn assert_ended_by(&self, signal: Signal) {
+        let status = self.reaped();
+        if status.signal() != Some(signal.number()) || status.core_dumped() {
+            self.fail(&format!(
+                "expected the process to end by {} ({}), it ended with {status}",
+                signal.name(),
+                signal.number()
+            ));
+        }
+    }
+
+    /// Asserts the process exited with `code` (and not by a signal).
+    #[track_caller]
+    pub fn assert_exit_code(&self, code: i32) {
+        let status = self.reaped();
+        if status.code() != Some(code) {
+            self.fail(&format!(
+                "expected exit code {code}, the process ended with {status}"
+            ));
+        }
+    }
+
+    /// Asserts each pattern is logged after the previous one (other events may come between).
+    #[track_caller]
+    pub fn assert_order(&self, patterns: &[Pattern]) {
+        let mut from = 0;
+        let mut previous = "the start of the log".to_owned();
+        for pattern in patterns {
+            match self.position(pattern, from) {
+                Some(index) => {
+                    from = index + 1;
+                    previous = format!("{} (line {})", pattern.describe(), index + 1);
+                }
+                None => {
+                    let anywhere = self.position(pattern, 0).map_or_else(
+                        || "it is not logged at all".to_owned(),
+                        |i| format!("it is logged at line {}, too early", i + 1),
+                    );
+                    self.fail(&format!(
+                        "expected {} after {previous}; {anywhere}",
+                        pattern.describe()
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Asserts the lifecycle pairing of the contract, per process: a component that logged
+    /// `starting` logged `started` or `failed` later; one that logged `started` logged
+    /// `stopped` or `failed` later.
+    #[track_caller]
+    pub fn assert_every_component_finished(&self) {
+        let mut problems = Vec::new();
+        for (index, event) in self.log.iter().enumerate() {
+            let (Some(component), Some(phase)) = (event.component(), event.phase()) else {
+                continue;
+            };
+            let needed: &[&str] = match phase {
+                "starting" => &["started", "failed"],
+                "started" => &["stopped", "failed"],
+                _ => continue,
+            };
+            let answered = self.log[index + 1..].iter().any(|later| {
+                later.process() == event.process()
+                    && later.component() == Some(component)
+                    && later.phase().is_some_and(|p| needed.contains(&p))
+            });
+            if !answered {
+                problems.push(format!(
+                    "{component} ({}) logged {phase} at line {} and never {}",
+                    event.process().unwrap_or("?"),
+                    index + 1,
+                    needed.join(" or ")
+                ));
+            }
+        }
+        if !problems.is_empty() {
+            self.fail(&problems.join("\n"));
+        }
+    }
+
+    /// Asserts `services` (in the order the binary starts them) started in that order, and
+    /// stopped in reverse: each service's `stopped` (or `failed`) comes before the
+    /// `stopping` of the one started before it. A service that never logged `stopping`
+    /// (a forced exit) only has to come after the later ones.
+    #[track_caller]
+    pub fn assert_reverse_stop_order(&self, services: &[&str]) {
+        let first = |component: &str, phases: &[&str]| {
+            self.log.iter().position(|e| {
+                e.process() == Some("main")
+                    && e.component() == Some(component)
+                    && e.phase().is_some_and(|p| phases.contains(&p))
+            })
+        };
+        let started: Vec<(&str, usize)> = services
+            .iter()
+            .filter_map(|&s| first(s, &["started"]).map(|i| (s, i)))
+            .collect();
+        if started.windows(2).any(|pair| pair[0].1 > pair[1].1) {
+            self.fail(&format!(
+                "expected {services:?} to start in that order; got {started:?}"
+            ));
+        }
+        for pair in started.windows(2) {
+            let (earlier, later) = (pair[0].0, pair[1].0);
+            let Some(earlier_stopping) = first(earlier, &["stopping"]) else {
+                continue;
+            };
+            match first(later, &["stopped", "failed"]) {
+                Some(later_done) if later_done < earlier_stopping => {}
+                _ => self.fail(&format!(
+                    "{earlier} began stopping (line {}) before {later}, started after it, had \
+                     stopped or failed",
+                    earlier_stopping + 1
+                )),
+            }
+        }
+    }
+
+    /// Asserts the shield's promise: no service began stopping before the last service's
+    /// start had finished (`started` or `failed`): a request during start is acted on only
+    /// once the start is complete.
+    #[track_caller]
+    pub fn assert_no_stop_before_start_completed(&self) {
+        let in_main = |e: &Event| e.process() == Some("main");
+        // Where each service's start ended: the first `started` or `failed` after its
+        // `starting` (a `failed` logged by a forced exit later does not count).
+        let start_ends = self.log.iter().enumerate().filter_map(|(index, event)| {
+            let component = event.component().filter(|&c| c != "app" && in_main(event))?;
+            if event.phase() != Some("starting") {
+                return None;
+            }
+            let offset = self.log[index + 1..].iter().position(|e| {
+                in_main(e)
+                    && e.component() == Some(component)
+                    && matches!(e.phase(), Some("started" | "failed"))
+            })?;
+            Some(index + 1 + offset)
+        });
+        let last_start = start_ends.max();
+        let first_stop = self
+            .log
+            .iter()
+            .position(|e| in_main(e) && e.phase() == Some("stopping"));
+        if let (Some(last_start), Some(first_stop)) = (last_start, first_stop) {
+            if first_stop < last_start {
+                self.fail(&format!(
+                    "a stop began (line {}) before the start had completed (line {})",
+                    first_stop + 1,
+                    last_start + 1
+                ));
+            }
+        }
+    }
+
+    /// Asserts no line carries panic text, and every line is a JSON object: a run in JSON
+    /// mode writes nothing else to stderr, not even from a worker dying noisily.
+    #[track_caller]
+    pub fn assert_clean_output(&self) {
+        for (index, event) in self.log.iter().enumerate() {
+            if let Some(marker) = PANIC_MARKERS.iter().find(|m| event.raw.contains(*m)) {
+                self.fail(&format!("line {} carries panic text ({marker:?})", index + 1));
+            }
+            if !event.is_json() {
+                self.fail(&format!(
+                    "line {} is not a JSON log event: {:?}",
+                    index + 1,
+                    event.raw
+                ));
+            }
+        }
+    }
+
+    /// Asserts the run's very last line, from any process, is the main process's
+    /// `component=app phase=exit` with `status` (and `signal` when it ended by one), and
+    /// that it is logged exactly once.
+    #[track_caller]
+    pub fn assert_last_line_is_exit(&self, status: i64, signal: Option<Signal>) {
+        let exits = self.log.iter().filter(|e| e.is_exit()).count();
+        if exits != 1 {
+            self.fail(&format!("expected exactly one app exit event, found {exits}"));
+        }
+        let Some(last) = self.log.last() else {
+            self.fail("the run logged nothing")
+        };
+        if !last.is_exit() {
+            self.fail("the last line is not the main process's component=app phase=exit event");
+        }
+        if last.int("status") != Some(status) {
+            self.fail(&format!("expected the exit event's status to be {status}"));
+        }
+        if last.str("signal") != signal.map(Signal::name) {
+            self.fail(&format!(
+                "expected the exit event's signal to be {:?}",
+                signal.map(Signal::name)
+            ));
+        }
+    }
+
+    /// Asserts no process of the run outlives it: the process group is empty and every pid
+    /// seen in the logs is gone. Call after [`wait_exit`](Self::wait_exit), which reaped the
+    /// main process (until then it is a zombie and still "exists").
+    #[track_caller]
+    pub fn assert_nothing_left(&mut self) {
+        self.reaped();
+        let pids: BTreeSet<i64> = self.log.iter().filter_map(|e| e.int("pid")).collect();
+        let mut alive: Vec<String> = pids
+            .iter()
+            .filter_map(|&pid| i32::try_from(pid).ok())
+            .filter(|&pid| is_alive(pid))
+            .map(|pid| format!("pid {pid}"))
+            .collect();
+        if is_alive(-self.pid) {
+            alive.push(format!("a member of process group {}", self.pid));
+        } else {
+            self.group_gone = true;
+        }
+        if !alive.is_empty() {
+            self.fail(&format!(
+                "processes of the run are still alive: {}",
+                alive.join(", ")
+            ));
+        }
+    }
+
+    /// Every check that holds for any run ended by `signal` after a complete stop: ended
+    /// by it, status 128+N last, every component finished, the services in reverse order,
+    /// no stop before the start completed, clean output, nothing left.
+    #[track_caller]
+    pub fn assert_graceful_end_by(&mut self, signal: Signal, services: &[&str]) {
+        self.wait_exit();
+        self.assert_ended_by(signal);
+        self.assert_last_line_is_exit(signal.shell_status(), Some(signal));
+        self.assert_every_component_finished();
+        self.assert_reverse_stop_order(services);
+        self.assert_no_stop_before_start_completed();
+        self.assert_clean_output();
+        self.assert_nothing_left();
+    }
+
+    #[track_caller]
+    fn reaped(&self) -> ExitStatus {
+        self.status
+            .expect("call wait_exit() before asserting on how the run ended")
+    }
+
+    /// Fails the test with `message` followed by the whole log.
+    #[track_caller]
+    pub fn fail(&self, message: &str) -> ! {
+        let mut text = format!("{message}\n--- the run's stderr ({} lines) ---\n", self.log.len());
+        for (index, event) in self.log.iter().enumerate() {
+            let _ = writeln!(text, "{:>4} {}", index + 1, event.raw);
+        }
+        if let Some(status) = self.status {
+            let _ = writeln!(text, "--- ended with {status} ---");
+        }
+        panic!("{text}");
+    }
+}
+
+impl Drop for Run {
+    /// The last line of defence: whatever the test did, kill every process of the run and
+    /// reap the main one, so a failing test leaves nothing running.
+    fn drop(&mut self) {
+        if !self.group_gone {
+            // SAFETY: kill(2) on our own child's process group. ESRCH (already empty) is fine.
+            unsafe {
+                libc::kill(-self.pid, libc::SIGKILL);
+            }
+        }
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether `target` (a pid, or minus a process group id) names a live process.
+///
+/// kill(2) with signal 0 checks without sending (EPERM: it exists but is not ours). A
+/// zombie also "exists" for kill(2): a worker that died after its parent is reparented to
+/// PID 1, which in a container may be slow to reap it, or never do. It is dead all the
+/// same, so on Linux `/proc` is asked whether every match is a zombie (or dead).
+fn is_alive(target: i32) -> bool {
+    // SAFETY: signal 0 performs the existence and permission checks only.
+    let rc = unsafe { libc::kill(target, 0) };
+    if rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+        return false;
+    }
+    match proc_states() {
+        Some(states) => states.iter().any(|&(pid, pgrp, state)| {
+            !matches!(state, 'Z' | 'X')
+                && if target > 0 {
+                    pid == target
+                } else {
+                    pgrp == -target
+                }
+        }),
+        // No /proc: trust kill(2).
+        None => true,
+    }
+}
+
+/// `(pid, process group, state)` of every process, from `/proc/*/stat`; `None` without
+/// a readable `/proc`.
+fn proc_states() -> Option<Vec<(i32, i32, char)>> {
+    let mut states = Vec::new();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // The process may vanish between read_dir and read: then it is not alive anyway.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so parse
+        // from the last ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().and_then(|s| s.chars().next());
+        let pgrp = fields.nth(1).and_then(|s| s.parse().ok());
+        if let (Some(state), Some(pgrp)) = (state, pgrp) {
+            states.push((pid, pgrp, state));
+        }
+    }
+    Some(states)
+}
