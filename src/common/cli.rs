@@ -12,7 +12,7 @@ use crate::time_scale::TimeScale;
 #[derive(Args, Clone, Debug)]
 pub struct CommonArgs {
     /// Multiply every simulated delay by F (0 skips them: only the shutdown machinery runs)
-    #[arg(long, value_name = "F", default_value = "1", value_parser = TimeScale::parse)]
+    #[arg(long, value_name = "F", default_value = "1", value_parser = TimeScale::parse, allow_negative_numbers = true)]
     pub time_scale: TimeScale,
 
     /// Stop by itself after running for this long (e.g. 500ms, 5s); exit status 0

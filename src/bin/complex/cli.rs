@@ -17,7 +17,7 @@ use tracing_subscriber::filter::LevelFilter;
 /// stops promptly; `--unshielded` abandons the calls in hand and shows the stranded callers
 /// being released; `--fail-start worker-2` shows a failed handshake.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about, after_help = graceful::cli::EXIT_STATUS_HELP, args_conflicts_with_subcommands = true)]
+#[command(name = "complex", version, about, long_about, after_help = graceful::cli::EXIT_STATUS_HELP, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Hidden>,

@@ -1,12 +1,12 @@
 //! A worker's command lanes: stop > update > call, feeding one work loop.
 //!
 //! The reference feeds a `PriorityQueue` from three threads, one per command kind. Here the
-//! commands arrive on one pipe, so one reader thread sorts them into lanes and the work loop
-//! always takes from the highest non-empty lane: a stop is honoured after the item in hand,
-//! however many calls are queued behind it.
+//! commands arrive on one pipe, so the work loop itself takes in everything already readable
+//! before each item, sorts it into lanes, and takes from the highest non-empty lane: a stop
+//! is honoured after the item in hand, however many calls were queued before it. One thread
+//! instead of a reader thread and a work thread saves a thread wake-up per call.
 
 use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex};
 
 use super::protocol::{Command, Method};
 
@@ -32,15 +32,9 @@ pub enum Work {
     Call(u64, Method),
 }
 
-/// The lanes, shared by the reader thread (producer) and the work loop (consumer).
+/// The worker's queued work, by lane.
 #[derive(Default)]
 pub struct Lanes {
-    queued: Mutex<Queued>,
-    ready: Condvar,
-}
-
-#[derive(Default)]
-struct Queued {
     stop: Option<StopCause>,
     updates: VecDeque<u64>,
     calls: VecDeque<(u64, Method)>,
@@ -48,46 +42,33 @@ struct Queued {
 
 impl Lanes {
     /// Sorts a command into its lane.
-    pub fn push(&self, command: Command) {
-        let mut queued = self.lock();
+    pub fn push(&mut self, command: Command) {
         match command {
-            Command::Stop => {
-                queued.stop.get_or_insert(StopCause::Command);
-            }
-            Command::Update { id } => queued.updates.push_back(id),
-            Command::Call { id, method } => queued.calls.push_back((id, method)),
-        }
-        drop(queued);
-        self.ready.notify_one();
-    }
-
-    /// Requests a stop for a cause other than the command; the first cause is kept.
-    pub fn stop(&self, cause: StopCause) {
-        self.lock().stop.get_or_insert(cause);
-        self.ready.notify_one();
-    }
-
-    /// Waits for work and takes the most urgent; the flag says whether more is queued
-    /// (the work loop flushes its output only when nothing is, to batch answers).
-    pub fn next(&self) -> (Work, bool) {
-        let mut queued = self.lock();
-        loop {
-            if let Some(cause) = queued.stop.clone() {
-                return (Work::Stop(cause), false);
-            }
-            if let Some(id) = queued.updates.pop_front() {
-                let more = !queued.updates.is_empty() || !queued.calls.is_empty();
-                return (Work::Update(id), more);
-            }
-            if let Some((id, method)) = queued.calls.pop_front() {
-                return (Work::Call(id, method), !queued.calls.is_empty());
-            }
-            queued = self.ready.wait(queued).unwrap_or_else(|p| p.into_inner());
+            Command::Stop => self.stop(StopCause::Command),
+            Command::Update { id } => self.updates.push_back(id),
+            Command::Call { id, method } => self.calls.push_back((id, method)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
-        self.queued.lock().unwrap_or_else(|p| p.into_inner())
+    /// Requests a stop; the first cause is kept.
+    pub fn stop(&mut self, cause: StopCause) {
+        self.stop.get_or_insert(cause);
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.stop.is_none() && self.updates.is_empty() && self.calls.is_empty()
+    }
+
+    /// Takes the most urgent work, if any. A stop stays queued: it is the last thing done.
+    pub fn next(&mut self) -> Option<Work> {
+        if let Some(cause) = &self.stop {
+            return Some(Work::Stop(cause.clone()));
+        }
+        if let Some(id) = self.updates.pop_front() {
+            return Some(Work::Update(id));
+        }
+        self.calls.pop_front().map(|(id, method)| Work::Call(id, method))
     }
 }
 
@@ -97,7 +78,8 @@ mod tests {
 
     #[test]
     fn stop_outranks_update_outranks_call() {
-        let lanes = Lanes::default();
+        let mut lanes = Lanes::default();
+        assert!(lanes.is_empty());
         lanes.push(Command::Call {
             id: 1,
             method: Method::ProcessNumber(1),
@@ -107,16 +89,16 @@ mod tests {
             id: 3,
             method: Method::ProcessNumber(3),
         });
-        assert_eq!(lanes.next(), (Work::Update(2), true));
-        assert_eq!(lanes.next(), (Work::Call(1, Method::ProcessNumber(1)), true));
+        assert_eq!(lanes.next(), Some(Work::Update(2)));
+        assert_eq!(lanes.next(), Some(Work::Call(1, Method::ProcessNumber(1))));
         lanes.push(Command::Stop);
         assert_eq!(
             lanes.next(),
-            (Work::Stop(StopCause::Command), false),
+            Some(Work::Stop(StopCause::Command)),
             "queued call 3 must wait"
         );
         // A later end-of-file does not replace the first cause.
         lanes.stop(StopCause::ParentGone);
-        assert_eq!(lanes.next().0, Work::Stop(StopCause::Command));
+        assert_eq!(lanes.next(), Some(Work::Stop(StopCause::Command)));
     }
 }

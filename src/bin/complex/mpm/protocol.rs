@@ -232,10 +232,16 @@ fn write_frame(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
 fn read_frame(input: &mut impl Read) -> Result<Option<Vec<u8>>, ProtocolError> {
     let mut length = [0u8; 4];
     // End of stream exactly at a frame boundary is the clean end; anywhere else it is a tear.
-    match input.read(&mut length[..1])? {
-        0 => return Ok(None),
-        _ => input.read_exact(&mut length[1..])?,
+    loop {
+        match input.read(&mut length[..1]) {
+            Ok(0) => return Ok(None),
+            Ok(_) => break,
+            // A signal handler ran (they are installed with SA_RESTART, but be sure).
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error.into()),
+        }
     }
+    input.read_exact(&mut length[1..])?;
     let length = u32::from_le_bytes(length);
     if length == 0 || length > MAX_FRAME {
         return Err(ProtocolError::Garbage(format!("frame length {length}")));

@@ -10,8 +10,7 @@
 //! - *Synchronise worker start*: `bootstrapped` once its handlers are in place (it was
 //!   spawned with the signals blocked, see `spawn.rs`), `started` once initialised.
 
-use std::io::{BufReader, BufWriter, IsTerminal, Write};
-use std::sync::Arc;
+use std::io::{BufReader, BufWriter, IsTerminal, StdinLock, Write};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use graceful::components::Components;
@@ -56,19 +55,13 @@ pub fn run(args: WorkerArgs) -> ! {
         std::process::exit(1);
     }
     let mut manager = DummyManager::new(args.time_scale);
-    let lanes = Arc::new(Lanes::default());
-    if let Err(error) = start_reader(lanes.clone()) {
-        let reason = format!("cannot start the stdin reader thread: {error}");
-        let _ = send(&mut out, &Report::StartFailed(reason.clone()));
-        components.failed(&name, &reason);
-        std::process::exit(1);
-    }
     if send(&mut out, &Report::Started).is_err() {
         exit_parent_gone(&components, &name);
     }
     components.started(&name);
 
-    let cause = work_loop(&lanes, &mut manager, &mut out, args.inject_fault);
+    let mut input = BufReader::new(std::io::stdin().lock());
+    let cause = work_loop(&mut input, &mut manager, &mut out, args.inject_fault);
     match &cause {
         StopCause::Command => tracing::debug!("{name}: stop command received"),
         StopCause::ParentGone => tracing::warn!("{name}: the parent is gone; stopping"),
@@ -80,15 +73,22 @@ pub fn run(args: WorkerArgs) -> ! {
     std::process::exit(0)
 }
 
-/// Takes work from the lanes until a stop; answers go out in batches (flushed when idle).
+/// Runs work until a stop. Before each item it takes in every command already sent (so a
+/// stop outranks the calls queued before it); it waits for the parent only when idle.
+/// Answers go out in batches: flushed when nothing more is queued or readable.
 fn work_loop(
-    lanes: &Lanes,
+    input: &mut BufReader<StdinLock<'_>>,
     manager: &mut DummyManager,
     out: &mut impl Write,
     fault: Option<Fault>,
 ) -> StopCause {
+    let mut lanes = Lanes::default();
     loop {
-        let (work, more_queued) = lanes.next();
+        take_in(input, &mut lanes, false);
+        if lanes.is_empty() {
+            take_in(input, &mut lanes, true);
+        }
+        let Some(work) = lanes.next() else { continue };
         let answer = match work {
             Work::Stop(cause) if fault == Some(Fault::WorkerIgnoresStop) => {
                 tracing::warn!("injected fault: ignoring the stop ({cause:?}) and idling forever");
@@ -110,9 +110,10 @@ fn work_loop(
                 }
             }
         };
+        let idle = lanes.is_empty() && !readable(input);
         let written = answer
             .write_to(out)
-            .and_then(|()| if more_queued { Ok(()) } else { out.flush() });
+            .and_then(|()| if idle { out.flush() } else { Ok(()) });
         if written.is_err() {
             // stdout broke: nobody reads our answers any more.
             return StopCause::ParentGone;
@@ -120,26 +121,38 @@ fn work_loop(
     }
 }
 
+/// Reads commands into the lanes: everything already readable, or (with `wait`) at least
+/// one. End-of-file means the parent is gone; unreadable bytes stop the worker too.
+fn take_in(input: &mut BufReader<StdinLock<'_>>, lanes: &mut Lanes, mut wait: bool) {
+    while wait || readable(input) {
+        wait = false;
+        match Command::read_from(input) {
+            Ok(Some(command)) => lanes.push(command),
+            Ok(None) => return lanes.stop(StopCause::ParentGone),
+            Err(error) => return lanes.stop(StopCause::Garbage(error.to_string())),
+        }
+    }
+}
+
+/// Whether a read would not block: bytes buffered, or stdin readable (data, end-of-file or
+/// error). A poll interrupted by a signal counts as "not now"; the loop asks again.
+fn readable(input: &BufReader<StdinLock<'_>>) -> bool {
+    if !input.buffer().is_empty() {
+        return true;
+    }
+    let mut stdin = libc::pollfd {
+        fd: libc::STDIN_FILENO,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, a zero timeout: poll only reports on the descriptor.
+    let ready = unsafe { libc::poll(&mut stdin, 1, 0) };
+    ready > 0 && stdin.revents != 0
+}
+
 fn send(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
     report.write_to(out)?;
     out.flush()
-}
-
-/// Reads commands from stdin into the lanes; end-of-file means the parent is gone.
-fn start_reader(lanes: Arc<Lanes>) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("stdin-reader".into())
-        .spawn(move || {
-            let mut input = BufReader::new(std::io::stdin().lock());
-            loop {
-                match Command::read_from(&mut input) {
-                    Ok(Some(command)) => lanes.push(command),
-                    Ok(None) => return lanes.stop(StopCause::ParentGone),
-                    Err(error) => return lanes.stop(StopCause::Garbage(error.to_string())),
-                }
-            }
-        })?;
-    Ok(())
 }
 
 /// Shutdown signals are logged and ignored: the parent decides when this worker stops.
