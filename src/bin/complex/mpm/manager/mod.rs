@@ -12,12 +12,13 @@
 //!   (OTP's restart intensity: N restarts within T) the manager asks the application to stop.
 //! - `stop`: the stop command to every worker, wait with a deadline, kill the late ones,
 //!   reap all, then release every caller still waiting with an error. Idempotent.
+//!
+//! Files: this one holds the API, start and stop; [`supervision`] the monitors and
+//! restarts; [`calls`] the waiting callers.
 
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
-use std::io::BufReader;
 use std::path::PathBuf;
-use std::process::ChildStdout;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
@@ -29,9 +30,12 @@ use graceful::logging::LogFormat;
 use graceful::time_scale::TimeScale;
 use tracing_subscriber::filter::LevelFilter;
 
-use super::child::{WorkerProcess, describe_exit};
-use super::protocol::{Command, Method, Report};
+use super::child::WorkerProcess;
+use super::protocol::{Command, Method};
 use crate::cli::Fault;
+
+mod calls;
+mod supervision;
 
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(5);
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -459,286 +463,6 @@ impl Shared {
             args.push(fault.as_str().into());
         }
         args
-    }
-
-    /// The monitor thread of one incarnation: reads its reports until its stdout ends, then
-    /// reaps it, reports how it ended, fails its calls in flight, and replaces it if needed.
-    fn monitor(
-        self: Arc<Self>,
-        worker: Arc<WorkerProcess>,
-        stdout: ChildStdout,
-        handshake: SyncSender<Handshake>,
-    ) {
-        let mut reports = BufReader::new(stdout);
-        let mut started = false;
-        let mut reported_failure = false;
-        let broken = loop {
-            match Report::read_from(&mut reports) {
-                Ok(Some(Report::Bootstrapped)) => {
-                    let _ = handshake.try_send(Handshake::Bootstrapped);
-                }
-                Ok(Some(Report::Started)) => {
-                    started = true;
-                    let _ = handshake.try_send(Handshake::Started);
-                }
-                Ok(Some(Report::StartFailed(cause))) => {
-                    reported_failure = true;
-                    let _ = handshake.try_send(Handshake::Failed(cause));
-                }
-                Ok(Some(Report::Result {
-                    id,
-                    version,
-                    parameter,
-                })) => {
-                    self.complete(id, Ok(Reply::Processed { version, parameter }));
-                }
-                Ok(Some(Report::Updated { id, version })) => {
-                    self.complete(id, Ok(Reply::Updated { version }))
-                }
-                Ok(None) => break None,
-                Err(error) => break Some(error),
-            }
-        };
-        if let Some(error) = &broken {
-            tracing::error!(
-                pid = worker.pid,
-                "MPM: {} sent garbage ({error}); killing it",
-                worker.name
-            );
-            worker.kill();
-        }
-        let how = describe_exit(worker.reap());
-        let expected = worker.was_closed() && broken.is_none() && how == "exit status 0";
-        let how = match broken {
-            Some(error) => format!("sent garbage ({error}), then {how}"),
-            None => how,
-        };
-        if expected {
-            tracing::debug!(
-                pid = worker.pid,
-                "MPM: {} (pid {}) exited: {how}",
-                worker.name,
-                worker.pid
-            );
-        } else if !reported_failure {
-            // Only the parent can report a worker that could not say it ended (the worker
-            // logs its own `failed` when it refuses to start).
-            self.components.failed(
-                &worker.name,
-                &format!("pid {} ended unexpectedly: {how}", worker.pid),
-            );
-        }
-        self.fail_in_flight(&worker, &how);
-        worker.set_ended(how.clone());
-        let _ = handshake.try_send(Handshake::Failed(how));
-        if !expected && started && self.running.load(SeqCst) && !self.stopping.load(SeqCst) {
-            self.replace(worker.slot);
-        }
-    }
-
-    /// Starts a replacement for `slot` within the restart budget; past it, asks the
-    /// application to stop.
-    fn replace(self: &Arc<Self>, slot: usize) {
-        let name = format!("worker-{}", slot + 1);
-        loop {
-            if self.stopping.load(SeqCst) {
-                return;
-            }
-            let Some(restart) = self.take_restart() else {
-                let cause = format!(
-                    "restart budget exhausted: {} restarts within {}; {name} cannot be replaced",
-                    self.config.restart_limit,
-                    humantime::format_duration(self.config.restart_window)
-                );
-                tracing::error!(target: "lifecycle", component = "MPM", "MPM: {cause}; stopping the application");
-                (self.on_fatal)(cause);
-                return;
-            };
-            tracing::warn!(
-                "MPM: restarting {name} (restart {restart} of {} allowed within {})",
-                self.config.restart_limit,
-                humantime::format_duration(self.config.restart_window)
-            );
-            let outcome = self.launch(slot).and_then(|(worker, handshake)| {
-                for (step, timeout) in [
-                    (Handshake::Bootstrapped, BOOTSTRAP_TIMEOUT),
-                    (Handshake::Started, START_TIMEOUT),
-                ] {
-                    if let Err(error) = await_step(&worker, &handshake, &step, Instant::now() + timeout) {
-                        worker.kill();
-                        return Err(error);
-                    }
-                }
-                Ok(worker)
-            });
-            match outcome {
-                Ok(worker) => {
-                    tracing::info!(pid = worker.pid, "MPM: {name} replaced (pid {})", worker.pid);
-                    return;
-                }
-                Err(error) => tracing::error!("MPM: replacing {name} failed: {error}"),
-            }
-        }
-    }
-
-    /// Counts a restart against the budget; `None` once it is exhausted.
-    fn take_restart(&self) -> Option<usize> {
-        let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        while restarts
-            .front()
-            .is_some_and(|&at| now.duration_since(at) > self.config.restart_window)
-        {
-            restarts.pop_front();
-        }
-        if restarts.len() >= self.config.restart_limit as usize {
-            return None;
-        }
-        restarts.push_back(now);
-        self.stats.restarts.fetch_add(1, SeqCst);
-        Some(restarts.len())
-    }
-
-    fn call(&self, method: Method) -> Result<Reply, MpmError> {
-        if self.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        let (reply, answer) = sync_channel(1);
-        let id = self.next_id.fetch_add(1, SeqCst);
-        let what = method.name();
-        let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
-        self.register(id, &worker, what, reply)?;
-        tracing::trace!("MPM: call {id} ({what}) sent to {}", worker.name);
-        if worker.send(&Command::Call { id, method }).is_err() {
-            // Its monitor fails the pending call (or already did); wait for that below.
-            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
-        }
-        match answer.recv_timeout(CALL_TIMEOUT) {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(error)) => {
-                tracing::warn!("MPM: call {id} ({what}) on {} failed: {error}", worker.name);
-                Err(error)
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                self.forget(id);
-                tracing::error!("MPM: call {id} ({what}) on {} timed out", worker.name);
-                Err(MpmError::Timeout(CALL_TIMEOUT))
-            }
-            Err(RecvTimeoutError::Disconnected) => Err(MpmError::StoppedWhileWaiting),
-        }
-    }
-
-    /// The live worker with the fewest calls in flight; ties go round-robin, so an idle
-    /// set of workers shares the load instead of worker-1 taking every call.
-    fn least_loaded(&self) -> Option<Arc<WorkerProcess>> {
-        let workers = self.current_workers();
-        let first = self.next_turn.fetch_add(1, SeqCst) % workers.len().max(1);
-        workers
-            .iter()
-            .cycle()
-            .skip(first)
-            .take(workers.len())
-            .filter(|w| w.alive.load(SeqCst) && !w.was_closed())
-            .min_by_key(|w| w.in_flight.load(SeqCst))
-            .cloned()
-    }
-
-    /// Records a waiting caller. Under the pending lock, so a worker's monitor either sees
-    /// the entry when it fails the worker's calls, or the caller sees the worker dead.
-    fn register(
-        &self,
-        id: u64,
-        worker: &Arc<WorkerProcess>,
-        what: &'static str,
-        reply: SyncSender<Result<Reply, MpmError>>,
-    ) -> Result<(), MpmError> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        if self.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        if !worker.alive.load(SeqCst) {
-            return Err(MpmError::WorkerCrashed {
-                worker: worker.name.clone(),
-                how: "ended before the call".into(),
-            });
-        }
-        worker.in_flight.fetch_add(1, SeqCst);
-        pending.insert(
-            id,
-            Pending {
-                worker: worker.clone(),
-                what,
-                reply,
-            },
-        );
-        Ok(())
-    }
-
-    fn take_pending(&self, id: u64) -> Option<Pending> {
-        let taken = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        if let Some(pending) = &taken {
-            pending.worker.in_flight.fetch_sub(1, SeqCst);
-        }
-        taken
-    }
-
-    fn complete(&self, id: u64, answer: Result<Reply, MpmError>) {
-        match self.take_pending(id) {
-            // The caller may have timed out and gone: nobody to tell.
-            Some(pending) => {
-                let _ = pending.reply.try_send(answer);
-            }
-            None => tracing::debug!("MPM: answer to call {id} arrived after its caller gave up"),
-        }
-    }
-
-    fn forget(&self, id: u64) {
-        self.take_pending(id);
-    }
-
-    /// Marks `worker` dead and fails every call in flight on it, naming it.
-    fn fail_in_flight(&self, worker: &Arc<WorkerProcess>, how: &str) {
-        let failed: Vec<Pending> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-            worker.alive.store(false, SeqCst);
-            let ids: Vec<u64> = pending
-                .iter()
-                .filter(|(_, p)| p.worker.incarnation == worker.incarnation)
-                .map(|(&id, _)| id)
-                .collect();
-            ids.into_iter().filter_map(|id| pending.remove(&id)).collect()
-        };
-        for pending in failed {
-            pending.worker.in_flight.fetch_sub(1, SeqCst);
-            let error = if self.stopping.load(SeqCst) {
-                MpmError::StoppedWhileWaiting
-            } else {
-                MpmError::WorkerCrashed {
-                    worker: worker.name.clone(),
-                    how: how.to_owned(),
-                }
-            };
-            let _ = pending.reply.try_send(Err(error));
-        }
-    }
-
-    /// After the stop: every caller still waiting gets an error now instead of a timeout.
-    fn release_waiting_callers(&self) {
-        let stranded: Vec<(u64, Pending)> = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        tracing::debug!("MPM.stop: {} callers still waiting", stranded.len());
-        for (id, pending) in stranded {
-            tracing::warn!(
-                "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
-                pending.what,
-                pending.worker.name
-            );
-            let _ = pending.reply.try_send(Err(MpmError::StoppedWhileWaiting));
-        }
     }
 
     fn current_workers(&self) -> Vec<Arc<WorkerProcess>> {
