@@ -43,7 +43,7 @@ pub enum ForceReason {
 impl std::fmt::Display for ForceReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Signal { signal, count } => write!(f, "{signal} was shutdown signal number {count}"),
+            Self::Signal { signal, count } => write!(f, "{signal} was shutdown signal #{count}"),
             Self::StopTimeout(timeout) => {
                 write!(
                     f,
@@ -198,18 +198,18 @@ impl Shutdown {
                 tracing::warn!(
                     target: "lifecycle",
                     signal = name, action = act, count, remaining,
-                    "{name} received (signal {count}); the stop is already under way; {remaining} more will force the exit"
+                    "{name} received (#{count}); the stop is already under way; {remaining} more will force the exit"
                 );
             }
             SignalAction::Counted { remaining: None } => {
                 tracing::warn!(
                     target: "lifecycle",
                     signal = name, action = act, count,
-                    "{name} received (signal {count}); the stop is already under way; forcing is off (--force-after 0)"
+                    "{name} received (#{count}); the stop is already under way; forcing is off (--force-after 0)"
                 );
             }
             SignalAction::Forced => {
-                tracing::error!(target: "lifecycle", signal = name, action = act, count, "{name} received (signal {count}); forcing the exit");
+                tracing::error!(target: "lifecycle", signal = name, action = act, count, "{name} received (#{count}); forcing the exit (--force-after {})", self.inner.force_after);
                 self.force(ForceReason::Signal { signal, count });
             }
             SignalAction::Ignored => {
@@ -275,6 +275,6 @@ mod tests {
         shutdown.on_signal(ShutdownSignal::Interrupt);
         assert!(rx.try_recv().is_err());
         shutdown.on_signal(ShutdownSignal::Hangup);
-        assert_eq!(rx.try_recv().unwrap(), "SIGHUP was shutdown signal number 3");
+        assert_eq!(rx.try_recv().unwrap(), "SIGHUP was shutdown signal #3");
     }
 }
