@@ -17,12 +17,13 @@ use std::sync::Mutex;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
+use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::{EnvFilter, filter::LevelFilter};
-
-const LIFECYCLE_FLOOR: &str = "lifecycle=info";
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How lines look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -35,26 +36,51 @@ pub enum LogFormat {
 
 /// Installs the global subscriber for this process. `RUST_LOG`, when set, overrides `level`.
 pub fn init(process: &str, format: LogFormat, level: LevelFilter) -> Result<(), LoggingError> {
-    let mut filter = EnvFilter::builder()
-        .with_default_directive(level.into())
-        .from_env_lossy();
-    // Lifecycle events (target `lifecycle`) are the contract tools read: a quieter
-    // `--log-level` keeps them, down to info; only `off` or RUST_LOG removes them.
-    if std::env::var_os("RUST_LOG").is_none() && level != LevelFilter::OFF && level < LevelFilter::INFO {
-        filter = filter.add_directive(LIFECYCLE_FLOOR.parse().expect("a valid static directive"));
-    }
     let line_format = LineFormat {
         process: process.to_owned(),
         pid: std::process::id(),
         format,
         colour: format == LogFormat::Text && std::io::stderr().is_terminal(),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .event_format(line_format)
-        .with_writer(GatedStderr)
+        .with_writer(GatedStderr);
+    // Without RUST_LOG, a plain per-target filter: EnvFilter's directive machinery is only
+    // paid for (code, memory, in every worker process too) when someone asks for it.
+    let (env_filter, targets) = match std::env::var("RUST_LOG") {
+        Ok(directives) => (
+            Some(
+                EnvFilter::builder()
+                    .with_default_directive(level.into())
+                    .parse_lossy(directives),
+            ),
+            None,
+        ),
+        Err(_) => (
+            None,
+            Some(
+                Targets::new()
+                    .with_default(level)
+                    .with_target("lifecycle", lifecycle_floor(level)),
+            ),
+        ),
+    };
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(env_filter)
+        .with(targets)
         .try_init()
         .map_err(|e| LoggingError(e.to_string()))
+}
+
+/// Lifecycle events (target `lifecycle`) are the contract tools read: a quieter
+/// `--log-level` keeps them, down to info; only `off` (or RUST_LOG) removes them.
+fn lifecycle_floor(level: LevelFilter) -> LevelFilter {
+    if level == LevelFilter::OFF {
+        level
+    } else {
+        level.max(LevelFilter::INFO)
+    }
 }
 
 /// The global subscriber could not be installed (one was already set).

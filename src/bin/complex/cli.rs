@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, ValueEnum};
 use graceful::cli::CommonArgs;
 use graceful::logging::LogFormat;
 use graceful::time_scale::TimeScale;
@@ -17,24 +17,13 @@ use tracing_subscriber::filter::LevelFilter;
 /// stops promptly; `--unshielded` abandons the calls in hand and shows the stranded callers
 /// being released; `--fail-start worker-2` shows a failed handshake.
 #[derive(Parser, Debug)]
-#[command(name = "complex", version, about, long_about, after_help = graceful::cli::EXIT_STATUS_HELP, args_conflicts_with_subcommands = true)]
+#[command(name = "complex", version, about, long_about, after_help = graceful::cli::EXIT_STATUS_HELP)]
 pub struct Cli {
-    #[command(subcommand)]
-    pub command: Option<Hidden>,
-
     #[command(flatten)]
     pub common: CommonArgs,
 
     #[command(flatten)]
     pub complex: ComplexArgs,
-}
-
-/// Subcommands not meant for people.
-#[derive(Subcommand, Debug)]
-pub enum Hidden {
-    /// A worker process; started by `complex` itself, over pipes.
-    #[command(hide = true)]
-    Worker(WorkerArgs),
 }
 
 /// `complex`'s own options.
@@ -88,8 +77,17 @@ impl Fault {
     }
 }
 
-/// What the manager passes to a worker process.
-#[derive(Args, Debug, Clone)]
+/// The first argument that makes this process a worker: `complex worker --index N ...`.
+pub const WORKER_SUBCOMMAND: &str = "worker";
+
+/// What the manager passes to a worker process (`complex worker ...`). A parser of its own,
+/// not a subcommand of [`Cli`]: each worker then builds only this small command, which
+/// keeps the code it touches, and so its resident memory, small.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "complex worker",
+    about = "A worker process of `complex`; started by `complex` itself, over pipes"
+)]
 pub struct WorkerArgs {
     /// 1-based: the worker is `worker-<index>`
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]

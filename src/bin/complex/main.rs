@@ -18,15 +18,18 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use graceful::service::{Dummy, Service};
 
-use cli::{Cli, Hidden};
+use cli::Cli;
 use mpm::MpmConfig;
 use services::{AsyncService1, Settings};
 
 fn main() {
-    let cli = Cli::parse();
-    if let Some(Hidden::Worker(args)) = cli.command {
-        mpm::worker::run(args);
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|first| first == cli::WORKER_SUBCOMMAND)
+    {
+        mpm::worker::run(cli::WorkerArgs::parse_from(std::env::args_os().skip(1)));
     }
+    let cli = Cli::parse();
     let workers = usize::from(cli.complex.workers);
     let fail_worker = cli
         .common

@@ -14,9 +14,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command as Process, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::latch::Latch;
 use super::protocol::Command;
 use super::spawn::spawn_with_signals_blocked;
 
@@ -37,8 +38,7 @@ pub struct WorkerProcess {
     stop_sent: AtomicBool,
     stdin: Mutex<Option<BufWriter<std::process::ChildStdin>>>,
     child: Mutex<Option<Child>>,
-    ended: Mutex<Option<String>>,
-    ended_signal: Condvar,
+    ended: Latch<String>,
 }
 
 impl WorkerProcess {
@@ -68,8 +68,7 @@ impl WorkerProcess {
             stop_sent: AtomicBool::new(false),
             stdin: Mutex::new(Some(BufWriter::new(stdin))),
             child: Mutex::new(Some(child)),
-            ended: Mutex::new(None),
-            ended_signal: Condvar::new(),
+            ended: Latch::new(),
         });
         Ok((worker, stdout))
     }
@@ -115,24 +114,12 @@ impl WorkerProcess {
 
     /// Records how it ended and wakes whoever waits in [`wait_ended`](Self::wait_ended).
     pub fn set_ended(&self, how: String) {
-        *lock(&self.ended) = Some(how);
-        self.ended_signal.notify_all();
+        self.ended.set(how);
     }
 
     /// Waits until the worker ended and was reported, or `deadline`; returns whether it did.
     pub fn wait_ended(&self, deadline: Instant) -> bool {
-        let mut ended = lock(&self.ended);
-        while ended.is_none() {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            ended = self
-                .ended_signal
-                .wait_timeout(ended, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-        true
+        self.ended.wait_until(deadline).is_some()
     }
 }
 

@@ -7,10 +7,12 @@
 //! - [`worker`]: the child side, `complex worker`.
 //! - [`lanes`]: the worker's stop > update > call priority lanes.
 //! - [`dummy`]: the DummyManager that does the simulated work.
+//! - [`latch`]: a value set once and awaited by threads.
 
 pub mod child;
 pub mod dummy;
 pub mod lanes;
+pub mod latch;
 pub mod manager;
 pub mod protocol;
 pub mod spawn;

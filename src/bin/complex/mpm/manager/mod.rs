@@ -31,6 +31,7 @@ use graceful::time_scale::TimeScale;
 use tracing_subscriber::filter::LevelFilter;
 
 use super::child::WorkerProcess;
+use super::latch::Latch;
 use super::protocol::{Command, Method};
 use crate::cli::Fault;
 
@@ -136,7 +137,9 @@ struct Shared {
     pending: Mutex<HashMap<u64, Pending>>,
     next_id: AtomicU64,
     next_turn: AtomicUsize,
-    running: AtomicBool,
+    /// Set once the start is decided: `true` running, `false` aborted. A monitor whose
+    /// worker dies during the start waits for it before deciding on a replacement.
+    start_outcome: Latch<bool>,
     stopping: AtomicBool,
     one_update_at_a_time: Mutex<()>,
     restarts: Mutex<VecDeque<Instant>>,
@@ -186,7 +189,7 @@ impl Mpm {
                 pending: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 next_turn: AtomicUsize::new(0),
-                running: AtomicBool::new(false),
+                start_outcome: Latch::new(),
                 stopping: AtomicBool::new(false),
                 one_update_at_a_time: Mutex::new(()),
                 restarts: Mutex::new(VecDeque::new()),
@@ -224,13 +227,14 @@ impl Mpm {
                 }
             }
         }
-        shared.running.store(true, SeqCst);
+        shared.start_outcome.set(true);
         shared.components.started("MPM");
         Ok(())
     }
 
     fn abort_start(&self, error: MpmError) -> MpmError {
         tracing::error!("MPM.start: start failed: {error}; killing every spawned worker");
+        self.shared.start_outcome.set(false);
         self.shared.stopping.store(true, SeqCst);
         self.shared.kill_all_and_reap();
         self.shared.join_monitors();

@@ -84,7 +84,10 @@ impl Shared {
         self.fail_in_flight(&worker, &how);
         worker.set_ended(how.clone());
         let _ = handshake.try_send(Handshake::Failed(how));
-        if !expected && started && self.running.load(SeqCst) && !self.stopping.load(SeqCst) {
+        // A worker that dies after its handshake but before the whole start is decided (the
+        // others still handshaking) is replaced once the start succeeded: waiting here is what
+        // keeps it from being forgotten, and from being replaced by a start that then aborts.
+        if !expected && started && self.start_outcome.wait() && !self.stopping.load(SeqCst) {
             self.replace(worker.slot);
         }
     }

@@ -1,0 +1,86 @@
+//! A value set once, awaited by blocking threads (with or without a deadline).
+
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Set once (later sets are ignored); every waiter wakes with the value.
+pub struct Latch<T> {
+    value: Mutex<Option<T>>,
+    set: Condvar,
+}
+
+impl<T: Clone> Latch<T> {
+    /// An unset latch.
+    pub const fn new() -> Self {
+        Self {
+            value: Mutex::new(None),
+            set: Condvar::new(),
+        }
+    }
+
+    /// Sets the value, unless one is already set, and wakes every waiter.
+    pub fn set(&self, value: T) {
+        let mut slot = self.lock();
+        if slot.is_none() {
+            *slot = Some(value);
+            self.set.notify_all();
+        }
+    }
+
+    /// Waits for the value.
+    pub fn wait(&self) -> T {
+        let mut slot = self.lock();
+        loop {
+            if let Some(value) = slot.as_ref() {
+                return value.clone();
+            }
+            slot = self.set.wait(slot).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Waits for the value until `deadline`; `None` if it is not set by then.
+    pub fn wait_until(&self, deadline: Instant) -> Option<T> {
+        let mut slot = self.lock();
+        loop {
+            if let Some(value) = slot.as_ref() {
+                return Some(value.clone());
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            slot = self
+                .set
+                .wait_timeout(slot, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<T>> {
+        self.value.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn first_value_wins_and_wakes_waiters() {
+        let latch = Arc::new(Latch::new());
+        let waiter = {
+            let latch = latch.clone();
+            std::thread::spawn(move || latch.wait())
+        };
+        latch.set(1);
+        latch.set(2);
+        assert_eq!(waiter.join().unwrap(), 1);
+        assert_eq!(latch.wait_until(Instant::now()), Some(1));
+    }
+
+    #[test]
+    fn deadline_passes_when_unset() {
+        let latch: Latch<()> = Latch::new();
+        assert_eq!(latch.wait_until(Instant::now() + Duration::from_millis(5)), None);
+    }
+}
