@@ -282,3 +282,173 @@ impl Watchdog {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The runner in-process, with the signal source injected: a test pushes SIGINT in the
+    //! middle of a start and reads the lifecycle history, on virtual time.
+
+    use super::*;
+    use crate::components::Phase::{self, *};
+    use crate::service::BoxFuture;
+    use crate::signals::ShutdownSignal;
+    use crate::time_scale::TimeScale;
+
+    type Hook = Box<dyn FnOnce(&ServiceContext) + Send>;
+
+    /// A service whose start takes 1 s (virtual), and may run a hook halfway, fail, or
+    /// leave a task running.
+    struct Probe {
+        name: &'static str,
+        halfway: Option<Hook>,
+        fail: bool,
+        leak_task: Option<tokio::sync::oneshot::Sender<()>>,
+    }
+
+    fn probe(name: &'static str) -> Probe {
+        Probe {
+            name,
+            halfway: None,
+            fail: false,
+            leak_task: None,
+        }
+    }
+
+    impl Service for Probe {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+
+        fn start<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Some(hook) = self.halfway.take() {
+                    hook(ctx);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Some(dropped) = self.leak_task.take() {
+                    // Never stopped by `stop`: the runner must find and cancel it.
+                    ctx.spawn("leaky task", async move {
+                        let _dropped = dropped;
+                        std::future::pending::<()>().await
+                    });
+                }
+                anyhow::ensure!(!self.fail, "injected failure");
+                Ok(())
+            })
+        }
+
+        fn stop<'a>(&'a mut self, _ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(())
+            })
+        }
+    }
+
+    fn context() -> ServiceContext {
+        ServiceContext::new(TimeScale::new(1.0), Shutdown::new(3), Components::new(), None)
+    }
+
+    fn application(services: Vec<Probe>, run_for: Option<Duration>) -> Application {
+        Application {
+            services: services
+                .into_iter()
+                .map(|s| Box::new(s) as Box<dyn Service>)
+                .collect(),
+            run_for,
+            stop_timeout: Duration::from_secs(30),
+        }
+    }
+
+    fn steps(history: &[(String, Phase)]) -> Vec<(&str, Phase)> {
+        history
+            .iter()
+            .map(|(name, phase)| (name.as_str(), *phase))
+            .collect()
+    }
+
+    /// The shield lesson: SIGINT in the middle of AsyncService1's start is delayed; both
+    /// services finish starting, and only then does the stop run, in reverse order.
+    #[tokio::test(start_paused = true)]
+    async fn signal_during_start_is_acted_on_after_every_service_started() {
+        let ctx = context();
+        let mut first = probe("AsyncService1");
+        first.halfway = Some(Box::new(|ctx: &ServiceContext| {
+            ctx.shutdown.on_signal(ShutdownSignal::Interrupt)
+        }));
+        let mut second = probe("AsyncService2");
+        second.halfway = Some(Box::new(|ctx: &ServiceContext| {
+            assert!(ctx.shutdown.is_requested(), "the request is recorded");
+            assert!(!ctx.shutdown.is_delivered(), "delivered in the middle of a start");
+        }));
+        let outcome = application(vec![first, second], None).lifecycle(&ctx).await;
+        assert!(!outcome.failed);
+        assert_eq!(
+            steps(&ctx.components.history()),
+            [
+                ("AsyncService1", Starting),
+                ("AsyncService1", Started),
+                ("AsyncService2", Starting),
+                ("AsyncService2", Started),
+                ("app", Started),
+                ("app", Stopping),
+                ("AsyncService2", Stopping),
+                ("AsyncService2", Stopped),
+                ("AsyncService1", Stopping),
+                ("AsyncService1", Stopped),
+            ]
+        );
+        assert_eq!(ctx.shutdown.first_signal(), Some(ShutdownSignal::Interrupt));
+    }
+
+    /// A failed start (which the reference does not handle) stops what had started, in
+    /// reverse, and fails the application.
+    #[tokio::test(start_paused = true)]
+    async fn failed_start_stops_what_had_started() {
+        let ctx = context();
+        let mut third = probe("C");
+        third.fail = true;
+        let outcome = application(vec![probe("A"), probe("B"), third, probe("D")], None)
+            .lifecycle(&ctx)
+            .await;
+        assert!(outcome.failed);
+        assert_eq!(
+            steps(&ctx.components.history()),
+            [
+                ("A", Starting),
+                ("A", Started),
+                ("B", Starting),
+                ("B", Started),
+                ("C", Starting),
+                ("C", Failed),
+                ("B", Stopping),
+                ("B", Stopped),
+                ("A", Stopping),
+                ("A", Stopped),
+                ("app", Failed),
+            ]
+        );
+    }
+
+    /// The `_cancel_all_tasks` lesson: a task a service spawned and never stopped is found
+    /// and cancelled at the end, not left to the runtime's drop.
+    #[tokio::test(start_paused = true)]
+    async fn a_forgotten_task_is_cancelled_at_the_end() {
+        let ctx = context();
+        let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut leaky = probe("A");
+        leaky.leak_task = Some(dropped_tx);
+        let outcome = application(vec![leaky], Some(Duration::from_secs(1)))
+            .lifecycle(&ctx)
+            .await;
+        assert!(!outcome.failed);
+        // The task held the sender: cancelling it dropped the sender.
+        assert!(dropped_rx.await.is_err(), "the leaked task is still running");
+        assert_eq!(ctx.shutdown.reason(), Some(StopReason::RunForElapsed));
+        assert_eq!(
+            ExitStatus::from_stop(ctx.shutdown.first_signal(), outcome.failed),
+            ExitStatus::Clean
+        );
+    }
+}

@@ -43,7 +43,15 @@ impl Phase {
 /// The registry of this process's components; clones share it.
 #[derive(Clone, Default)]
 pub struct Components {
-    inner: Arc<Mutex<Vec<(String, Phase)>>>,
+    inner: Arc<Mutex<Registry>>,
+}
+
+#[derive(Default)]
+struct Registry {
+    /// Each component's latest phase, in the order they first appeared.
+    latest: Vec<(String, Phase)>,
+    /// Every step, in order: a handful per component, so it stays small.
+    history: Vec<(String, Phase)>,
 }
 
 impl Components {
@@ -85,6 +93,7 @@ impl Components {
     /// The components that are starting, started or stopping, in the order they began.
     pub fn unfinished(&self) -> Vec<String> {
         self.lock()
+            .latest
             .iter()
             .filter(|(_, phase)| phase.is_unfinished())
             .map(|(name, _)| name.clone())
@@ -104,20 +113,27 @@ impl Components {
     /// The last recorded phase of `component`.
     pub fn phase(&self, component: &str) -> Option<Phase> {
         self.lock()
+            .latest
             .iter()
             .find(|(name, _)| name == component)
             .map(|(_, phase)| *phase)
     }
 
+    /// Every step recorded so far, in order (for tests and post-mortems).
+    pub fn history(&self) -> Vec<(String, Phase)> {
+        self.lock().history.clone()
+    }
+
     fn record(&self, component: &str, phase: Phase) {
-        let mut all = self.lock();
-        match all.iter_mut().find(|(name, _)| name == component) {
+        let mut registry = self.lock();
+        registry.history.push((component.to_owned(), phase));
+        match registry.latest.iter_mut().find(|(name, _)| name == component) {
             Some(entry) => entry.1 = phase,
-            None => all.push((component.to_owned(), phase)),
+            None => registry.latest.push((component.to_owned(), phase)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Phase)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
