@@ -1,2 +1,103 @@
-//! Placeholder: the torture tool.
-fn main() {}
+//! `torture`: the suite's promise, "press Ctrl+C at any moment and the stop is clean",
+//! checked by a machine, thousands of times, with faults on top.
+//!
+//! # From the top
+//! A round is many trials ([`runner`]). Each trial's [`plan`] is drawn from its seed: a
+//! binary, a [`scenario`], random parameters and a random moment in the run's life. The
+//! [`trial`] spawns the binary in its own process group ([`run`]), acts at the moment,
+//! waits for the end on events, and hunts leftovers in the process table ([`procs`]). The
+//! [`check`]s read what was observed (the JSON [`logs`], the exit, the leftovers) against
+//! DESIGN.md's contract, and the [`report`] prints the summary and keeps the failures.
+//!
+//! # Layout
+//! - [`cli`]: the command line; where the binaries are.
+//! - [`rng`]: SplitMix64, so a seed replays a trial forever.
+//! - [`scenario`]: binaries, scenarios, signals.
+//! - [`plan`]: a trial's parameters and moment, from its seed.
+//! - [`run`]: a spawned run as a stream of events; signals that cannot hit a reused pid.
+//! - [`procs`]: `/proc`, pidfds, the subreaper: who is left, and killing only them.
+//! - [`trial`]: one trial, start to clean-up.
+//! - [`logs`], [`phase`]: reading the lines; where in the life a signal landed.
+//! - [`check`]: the invariants.
+//! - [`report`], [`runner`]: the round.
+
+mod check;
+mod cli;
+mod logs;
+mod phase;
+mod plan;
+mod procs;
+mod report;
+mod rng;
+mod run;
+mod runner;
+mod scenario;
+mod trial;
+
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use cli::Cli;
+use plan::PlanSettings;
+use runner::RoundSettings;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let scenarios = match cli.scenarios() {
+        Ok(scenarios) => scenarios,
+        Err(message) => {
+            eprintln!("torture: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let bin_dir = match cli::find_bin_dir(cli.bin_dir.as_deref()) {
+        Ok(dir) => dir,
+        Err(message) => {
+            eprintln!("torture: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    // Orphans of a SIGKILLed run become ours, not PID 1's: reaped, and never lost.
+    if let Err(error) = procs::become_subreaper() {
+        eprintln!("torture: cannot become a child subreaper ({error}); orphans will go to PID 1");
+    }
+    let seed = cli.seed.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs() % 1_000_000)
+    });
+    let settings = RoundSettings {
+        plan: PlanSettings {
+            seed,
+            binaries: cli.binary.binaries().to_vec(),
+            scenarios,
+            stop_timeout: cli.stop_timeout,
+            inject_fault: cli.inject_fault.clone(),
+        },
+        trials: cli.trials,
+        jobs: cli.jobs,
+        bin_dir,
+        failures_dir: cli.failures_dir.clone(),
+    };
+    eprintln!(
+        "torture: seed {seed}, {} trials, {} jobs, binaries from {}",
+        cli.trials,
+        cli.jobs,
+        settings.bin_dir.display()
+    );
+    let started = Instant::now();
+    let outcomes = runner::run_round(&settings);
+    let info = report::RoundInfo {
+        command: cli.replay(seed),
+        wall: started.elapsed(),
+        jobs: cli.jobs,
+    };
+    println!("{}", report::summary(&outcomes, &info));
+    if outcomes.iter().any(report::Outcome::failed) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,78 @@
+//! Clean output: a process that dies abruptly or prints junk (a panic, a backtrace, a stray
+//! `eprintln!`) shows it here first, often in a worker hit by a signal at a bad moment.
+
+use super::{Invariant, Violation};
+use crate::logs::REQUIRED_KEYS;
+use crate::trial::Observation;
+
+/// Texts that mean a panic or a backtrace, wherever they appear (even inside a JSON message).
+const PANIC_MARKERS: [&str; 3] = ["panicked at", "RUST_BACKTRACE", "stack backtrace:"];
+
+/// At most this many offending lines are quoted in the detail.
+const QUOTED: usize = 3;
+
+pub fn check(observation: &Observation) -> Vec<Violation> {
+    let mut violations = Vec::new();
+    let mut panics = Vec::new();
+    let mut not_json = Vec::new();
+    let mut incomplete = Vec::new();
+    for (index, line) in observation.lines.iter().enumerate() {
+        if PANIC_MARKERS.iter().any(|m| line.raw.contains(m)) {
+            panics.push(index);
+        }
+        match &line.json {
+            None => not_json.push(index),
+            Some(map) if REQUIRED_KEYS.iter().any(|k| !map.contains_key(*k)) => incomplete.push(index),
+            Some(_) => {}
+        }
+    }
+    let quote = |indices: &[usize]| -> String {
+        indices
+            .iter()
+            .take(QUOTED)
+            .map(|&i| format!("line {}: {}", i + 1, shorten(&observation.lines[i].raw)))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    if !panics.is_empty() {
+        let detail = format!(
+            "{} line(s) show a panic or backtrace: {}",
+            panics.len(),
+            quote(&panics)
+        );
+        violations.push(Violation::new(Invariant::CleanOutput, detail, panics));
+    }
+    if !not_json.is_empty() {
+        let detail = format!(
+            "{} line(s) are not JSON objects: {}",
+            not_json.len(),
+            quote(&not_json)
+        );
+        violations.push(Violation::new(Invariant::CleanOutput, detail, not_json));
+    }
+    if !incomplete.is_empty() {
+        let detail = format!(
+            "{} line(s) lack one of the keys {REQUIRED_KEYS:?}: {}",
+            incomplete.len(),
+            quote(&incomplete)
+        );
+        violations.push(Violation::new(Invariant::CleanOutput, detail, incomplete));
+    }
+    if let Some(first) = observation.stdout.first() {
+        let detail = format!(
+            "{} line(s) on stdout (the logs go to stderr): {}",
+            observation.stdout.len(),
+            shorten(&first.raw)
+        );
+        violations.push(Violation::new(Invariant::CleanOutput, detail, Vec::new()));
+    }
+    violations
+}
+
+fn shorten(text: &str) -> String {
+    const MAX: usize = 200;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
