@@ -56,6 +56,18 @@ pub struct Cli {
     /// Plant a fault in `complex` (e.g. worker-ignores-stop) to see the tool catch it
     #[arg(long, value_name = "FAULT")]
     pub inject_fault: Option<String>,
+
+    /// Act at this fraction (0 to 1) of each run's estimated life instead of a random moment
+    /// (to aim at a phase: 0.5 is mid-run, 0.97 the stop)
+    #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
+    pub moment: Option<f64>,
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(fraction) if (0.0..=1.0).contains(&fraction) => Ok(fraction),
+        _ => Err(format!("`{text}` is not a fraction between 0 and 1")),
+    }
 }
 
 impl Cli {
@@ -97,6 +109,9 @@ impl Cli {
         }
         if let Some(fault) = &self.inject_fault {
             command.push_str(&format!(" --inject-fault {fault}"));
+        }
+        if let Some(fraction) = self.moment {
+            command.push_str(&format!(" --moment {fraction}"));
         }
         command
     }

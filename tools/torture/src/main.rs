@@ -75,6 +75,7 @@ fn main() -> ExitCode {
             scenarios,
             stop_timeout: cli.stop_timeout,
             inject_fault: cli.inject_fault.clone(),
+            moment: cli.moment,
         },
         trials: cli.trials,
         jobs: cli.jobs,

@@ -29,6 +29,8 @@ pub struct PlanSettings {
     pub stop_timeout: Duration,
     /// `--inject-fault` passed to `complex`, to prove the tool catches it.
     pub inject_fault: Option<String>,
+    /// `--moment`: act at this fraction of the estimated life instead of a random one.
+    pub moment: Option<f64>,
 }
 
 /// `complex`'s own parameters.
@@ -71,6 +73,8 @@ pub struct TrialPlan {
     pub life_estimate: Duration,
     /// When the scenario acts, counted from the spawn.
     pub moment: Duration,
+    /// `--moment`, if the moment was fixed (the replay command repeats it).
+    pub fixed_moment: Option<f64>,
     /// The gap between the signals of an escalation.
     pub signal_gap: Duration,
     /// `kill-worker`: from the worker's SIGKILL to the group's SIGINT.
@@ -115,6 +119,8 @@ impl TrialPlan {
         let life_estimate = life_estimate(binary, factor, complex.as_ref()) + run_for;
 
         let mut moment = Rng::stream(seed, "moment");
+        // Drawn even when fixed, so fixing it leaves the other draws of the stream alone.
+        let random_moment = moment.duration_below(life_estimate);
         Self {
             index,
             seed,
@@ -128,7 +134,10 @@ impl TrialPlan {
                 .inject_fault
                 .clone()
                 .filter(|_| binary == Binary::Complex),
-            moment: moment.duration_below(life_estimate),
+            moment: settings.moment.map_or(random_moment, |fraction| {
+                life_estimate.mul_f64(fraction.clamp(0.0, 1.0))
+            }),
+            fixed_moment: settings.moment,
             signal_gap: Duration::from_micros(moment.int(1_000..=8_000)),
             // Up to the longest item (an update, 5 s scaled) and a bit: the SIGINT may come
             // before the crash is noticed, during the replacement's handshake, or after.
@@ -193,6 +202,9 @@ impl TrialPlan {
         if let Some(fault) = &self.inject_fault {
             command.push_str(&format!(" --inject-fault {fault}"));
         }
+        if let Some(fraction) = self.fixed_moment {
+            command.push_str(&format!(" --moment {fraction}"));
+        }
         command
     }
 
@@ -232,6 +244,7 @@ mod tests {
             scenarios: Scenario::ALL.to_vec(),
             stop_timeout: Duration::from_secs(3),
             inject_fault: None,
+            moment: None,
         }
     }
 

@@ -74,7 +74,7 @@ pub fn summary(outcomes: &[Outcome], info: &RoundInfo) -> String {
     let _ = writeln!(
         out,
         "Wall time {:.1} s with {} jobs. Latency: signal sent → main process reaped (for \
-         kill-worker, from the SIGINT); taken with {} trials at once on a shared machine.\n",
+         kill-worker, from the SIGINT; for kill-main, SIGKILL → last worker gone); taken with {} trials at once on a shared machine.\n",
         info.wall.as_secs_f64(),
         info.jobs,
         info.jobs

@@ -99,14 +99,19 @@ impl Observation {
             .any(|s| s.sig == Sig::Kill && s.target == Target::Main)
     }
 
-    /// From the decisive signal (the one the stop answers) to the main process's reaping.
+    /// From the decisive signal (the one the stop answers) to the main process's reaping;
+    /// for `kill-main`, from the SIGKILL to the last worker gone (the end of stderr).
     pub fn latency(&self) -> Option<Duration> {
         let decisive = self
             .sent
             .iter()
             .find(|s| matches!(s.target, Target::Group | Target::Main))?;
-        let (ended, _) = self.ended?;
-        ended.checked_sub(decisive.at)
+        let end = if self.main_killed() {
+            self.stderr_end?
+        } else {
+            self.ended?.0
+        };
+        end.checked_sub(decisive.at)
     }
 }
 

@@ -63,8 +63,7 @@ pub fn check_pairs(observation: &Observation) -> Vec<Violation> {
             violations.push(Violation::new(
                 Invariant::Lifecycle,
                 format!(
-                    "{component} logged `{}` (line {}) and its last word was `{phase}`: never `stopped` or `failed`",
-                    observation.lines[opened].phase().unwrap_or("?"),
+                    "{component} (since line {}) was left `{phase}`: never `stopped` or `failed`",
                     opened + 1
                 ),
                 vec![opened, last],

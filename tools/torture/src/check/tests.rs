@@ -62,6 +62,7 @@ fn plan(binary: Binary, scenario: Scenario) -> TrialPlan {
             scenarios: vec![scenario],
             stop_timeout: Duration::from_secs(3),
             inject_fault: None,
+            moment: None,
         },
         0,
     )
