@@ -1,2 +1,238 @@
-//! Placeholder: the benchmark tool.
-fn main() {}
+//! `bench`: how fast the suite is ready, how fast it stops, how much it carries, measured
+//! against the floor of this machine.
+//!
+//! Graceful must not mean slow. Each figure of the suite is measured next to a minimal
+//! program doing the same observable thing (the `floor-*` binaries of this crate), so the
+//! report says both "does it meet its target" and "how far is it from what the machine
+//! allows". Run it through `scripts/bench`, which builds the release binaries first.
+//!
+//! # Layout
+//! - [`bins`]: the binaries (a private snapshot of them) and the latency scenarios.
+//! - [`run`](mod@run): one measured process: spawn, log-line synchronisation, signal, `wait4`, clean-up.
+//! - [`latency`]: launch to ready, signal to exit, peak memory; interleaved runs.
+//! - [`throughput`]: `complex`'s calls per second, and the bare-pipes floor.
+//! - [`shield_cost`]: the shield's enter+leave, uncontended and from 4 threads.
+//! - [`stats`]: median and nearest-rank percentiles.
+//! - [`tables`]: which figure is compared to which floor and held to which target.
+//! - [`report`]: the markdown rendering, the machine, the README splice.
+
+mod bins;
+mod latency;
+mod report;
+mod run;
+mod shield_cost;
+mod stats;
+mod tables;
+mod throughput;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+
+use bins::Bins;
+use stats::Summary;
+use tables::{kib_to_mb, note_failures};
+use throughput::Load;
+
+/// Benchmarks `simple` and `complex` (release builds, `--time-scale 0`) against minimal
+/// programs doing the same observable thing, and prints a markdown report.
+#[derive(Parser, Debug)]
+#[command(after_help = "Run it through scripts/bench, which builds the release binaries first.")]
+struct Args {
+    /// Runs of each latency scenario, after the warm-up.
+    #[arg(long, default_value_t = 200)]
+    runs: usize,
+    /// Warm-up rounds, measured and thrown away.
+    #[arg(long, default_value_t = 5)]
+    warmup: usize,
+    /// Runs of each throughput load (and of each floor thread count).
+    #[arg(long, default_value_t = 5)]
+    throughput_runs: usize,
+    /// How long each throughput run holds its load.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    hold: Duration,
+    /// The `--pool-threads` values tried with 16 busy tasks.
+    #[arg(long, value_delimiter = ',', default_value = "2,4,8,16")]
+    pool_sweep: Vec<usize>,
+    /// Windows of the shield's timed loop (each case runs once per window).
+    #[arg(long, default_value_t = 21)]
+    shield_windows: usize,
+    /// How long each shield window lasts.
+    #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+    shield_window: Duration,
+    /// Which parts to run.
+    #[arg(long, value_delimiter = ',', default_value = "latency,throughput,shield")]
+    only: Vec<Section>,
+    /// Also put the report between `<!-- bench:start -->` and `<!-- bench:end -->` in this
+    /// file (left untouched if it lacks the markers).
+    #[arg(long, value_name = "PATH")]
+    write_readme: Option<PathBuf>,
+    /// Where `simple`, `complex` and the `floor-*` binaries are (default: beside this one).
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+}
+
+/// A part of the benchmark.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Section {
+    /// Launch to ready, signal to exit, peak memory.
+    Latency,
+    /// Calls per second through `complex`, and the pipes floor.
+    Throughput,
+    /// The shield's enter+leave.
+    Shield,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("bench: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.runs > 0 && args.throughput_runs > 0,
+        "runs must be at least 1"
+    );
+    let snapshot = Bins::snapshot(args.bin_dir.as_deref())?;
+    let bins = &snapshot.bins;
+    if let Some(path) = &args.write_readme {
+        // Fail now, not after minutes of measuring.
+        anyhow::ensure!(
+            path.is_file(),
+            "{} does not exist (it is not created here)",
+            path.display()
+        );
+    }
+    // The runs are process groups of their own, so a Ctrl+C here does not reach them: kill
+    // the one in progress, then leave.
+    ctrlc::set_handler(|| {
+        run::kill_current_run();
+        bins::remove_snapshot();
+        eprintln!("bench: interrupted; the run in progress was killed");
+        std::process::exit(130);
+    })
+    .context("failed to install the Ctrl+C handler")?;
+
+    let mut sections = Vec::new();
+    let mut notes = vec![
+        "Release builds, `--time-scale 0` (only the machinery runs), `--log-format json \
+         --log-level warn` (lifecycle events are still logged); SIGINT goes to the main \
+         process only (`kill -INT PID`). Ready = the `app started` line read from stderr; \
+         exit = the main process reaped by `wait4`."
+            .to_owned(),
+    ];
+    let mut busy16_tree: Option<(usize, Summary)> = None;
+    let mut busy16_stop: Option<(usize, Summary)> = None;
+
+    let wants = |section| args.only.contains(&section);
+    let mut latency = None;
+    if wants(Section::Latency) {
+        let scenarios = bins.latency_scenarios();
+        let rounds = args.warmup + args.runs;
+        eprintln!(
+            "bench: latency and memory: {} scenarios × {rounds} rounds, interleaved",
+            scenarios.len()
+        );
+        let samples = latency::measure(&scenarios, args.runs, args.warmup, |round| {
+            if round % 20 == 0 || round == rounds {
+                eprintln!("bench:   round {round}/{rounds}");
+            }
+        });
+        for (scenario, samples) in scenarios.iter().zip(&samples) {
+            note_failures(&mut notes, &scenario.name, &samples.failures);
+        }
+        latency = Some(samples);
+    }
+
+    if wants(Section::Throughput) {
+        let mut loads = vec![
+            Load { busy: 1, pool: 4 },
+            Load { busy: 4, pool: 4 },
+            Load { busy: 16, pool: 4 },
+        ];
+        loads.extend(
+            args.pool_sweep
+                .iter()
+                .filter(|&&pool| pool != 4 && pool > 0)
+                .map(|&pool| Load { busy: 16, pool }),
+        );
+        let floor_threads = [1, 4, 16];
+        eprintln!(
+            "bench: throughput: {} loads + {} floors × {} rounds of {}",
+            loads.len(),
+            floor_threads.len(),
+            args.throughput_runs,
+            humantime::format_duration(args.hold)
+        );
+        let (suite, floor) = throughput::measure(
+            &bins.complex,
+            &bins.floor_pipes,
+            &loads,
+            &floor_threads,
+            args.throughput_runs,
+            args.hold,
+            |round| eprintln!("bench:   round {round}/{}", args.throughput_runs),
+        );
+        let (table, best) = tables::throughput_table(&loads, &suite, &floor_threads, &floor, &mut notes);
+        sections.push(table);
+        if let Some(best) = best {
+            let rates = &suite[best];
+            busy16_tree = Summary::of(&kib_to_mb(&rates.tree_kib)).map(|s| (loads[best].pool, s));
+            busy16_stop = Summary::of(&rates.stop_ms).map(|s| (loads[best].pool, s));
+        }
+    }
+
+    if let Some(samples) = &latency {
+        sections.insert(0, tables::latency_table(samples, busy16_stop));
+        sections.insert(1, tables::memory_table(samples, busy16_tree));
+    }
+
+    if wants(Section::Shield) {
+        eprintln!(
+            "bench: shield: {} windows of {}",
+            args.shield_windows,
+            humantime::format_duration(args.shield_window)
+        );
+        let costs = shield_cost::measure(args.shield_windows.max(1), args.shield_window);
+        sections.push(tables::shield_table(&costs));
+        let overlap = Summary::of(&costs.overlap).map_or(0.0, |s| s.median);
+        notes.push(format!(
+            "Shield: CPU time of the doing thread per `let g = shield.hold(); drop(g);`, median \
+             of {} windows of {}; contended = {} threads on one shield at once, which kept \
+             {overlap:.2} cores busy (median; 2.0 is full overlap on this machine). Floor: a \
+             bare `fetch_add` + `fetch_sub` on one shared atomic.",
+            args.shield_windows,
+            humantime::format_duration(args.shield_window),
+            shield_cost::THREADS
+        ));
+    }
+
+    let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
+        let argv: Vec<String> = std::env::args().collect();
+        argv.join(" ")
+    });
+    let report = report::render(&command, &report::Machine::this(), &sections, &notes);
+    println!("{report}");
+    if let Some(path) = &args.write_readme {
+        if report::splice_into(path, &report)? {
+            eprintln!("bench: wrote the report into {}", path.display());
+        } else {
+            eprintln!(
+                "bench: {} has no `{}` ... `{}` markers; left it as it was",
+                path.display(),
+                report::START_MARKER,
+                report::END_MARKER
+            );
+        }
+    }
+    Ok(())
+}
