@@ -21,9 +21,9 @@
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::sync::atomic::{AtomicI32, Ordering::SeqCst};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -125,33 +125,25 @@ impl Proc {
         let pid = i32::try_from(child.id()).context("failed to use the child's pid")?;
         CURRENT_GROUP.store(pid, SeqCst);
         // From here the pid is ours to reap with wait4: `child` is dropped without waiting
-        // (std neither kills nor reaps on drop), and only its stderr is kept.
-        let stderr = child.stderr.take().context("failed to open the child's stderr")?;
+        // (std neither kills nor reaps on drop), and only its stderr is kept. Until `Proc`
+        // exists to do it on drop, a failure here must kill and reap by hand.
+        let abandon = |error: anyhow::Error| {
+            kill_group(pid);
+            let _ = wait4(pid);
+            CURRENT_GROUP.store(0, SeqCst);
+            error
+        };
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| abandon(anyhow::anyhow!("failed to open the child's stderr")))?;
         let (send, lines) = channel();
         let reader = std::thread::Builder::new()
             .name(format!("read-{pid}"))
-            .spawn(move || {
-                let mut stderr = BufReader::new(stderr);
-                let mut text = String::new();
-                let mut listening = true;
-                loop {
-                    text.clear();
-                    match stderr.read_line(&mut text) {
-                        Ok(0) | Err(_) => return,
-                        Ok(_) => {}
-                    }
-                    let at = Instant::now();
-                    if listening {
-                        let line = text.trim_end();
-                        let json =
-                            serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.to_owned()));
-                        // Nobody listening any more: keep draining so the child never
-                        // blocks on a full pipe.
-                        listening = send.send(Line { at, json }).is_ok();
-                    }
-                }
-            })
-            .context("failed to start the stderr reader thread")?;
+            .spawn(move || read_lines(stderr, send))
+            .map_err(|e| {
+                abandon(anyhow::Error::new(e).context("failed to start the stderr reader thread"))
+            })?;
         Ok(Proc {
             pid,
             spawned_at,
@@ -279,6 +271,27 @@ impl Drop for Proc {
             let _ = wait4(self.pid);
         }
         CURRENT_GROUP.store(0, SeqCst);
+    }
+}
+
+/// The reader thread: timestamps each line of `stderr` as it is read and sends it on.
+/// It reads to the end even once nobody listens, so the child never blocks on a full pipe.
+fn read_lines(stderr: ChildStderr, send: Sender<Line>) {
+    let mut stderr = BufReader::new(stderr);
+    let mut text = String::new();
+    let mut listening = true;
+    loop {
+        text.clear();
+        match stderr.read_line(&mut text) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let at = Instant::now();
+        if listening {
+            let line = text.trim_end();
+            let json = serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.to_owned()));
+            listening = send.send(Line { at, json }).is_ok();
+        }
     }
 }
 
