@@ -46,6 +46,12 @@ pub struct ComplexArgs {
     #[arg(long)]
     pub unshielded: bool,
 
+    /// Each call holds a pool thread until its answer arrives (the reference's design):
+    /// with --busy-tasks above --pool-threads the pool is always full, and the stop must
+    /// still be prompt. By default only the submission uses the pool.
+    #[arg(long)]
+    pub blocking_calls: bool,
+
     /// Restart budget: a crashed worker is replaced at most N times within --restart-window;
     /// past that the application stops (exit 1)
     #[arg(long, value_name = "N", default_value_t = 3)]

@@ -64,6 +64,7 @@ fn main() {
         pool_threads: usize::from(cli.complex.pool_threads),
         busy_tasks: usize::from(cli.complex.busy_tasks),
         shielded: !cli.complex.unshielded,
+        blocking_calls: cli.complex.blocking_calls,
     };
     let services: Vec<Box<dyn Service>> = vec![
         Box::new(AsyncService1::new(settings)),

@@ -22,7 +22,7 @@ use graceful::time_scale::{PERIOD_FLOOR, TimeScale};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::mpm::{Mpm, MpmConfig, Reply};
+use crate::mpm::{Method, Mpm, MpmConfig, Reply};
 use crate::pool::{BlockingPool, on_own_thread};
 
 const UPDATE_PERIOD: Duration = Duration::from_secs(10);
@@ -42,6 +42,8 @@ pub struct Settings {
     pub busy_tasks: usize,
     /// Not `--unshielded`.
     pub shielded: bool,
+    /// `--blocking-calls`: a pool thread waits for each call's answer, as in the reference.
+    pub blocking_calls: bool,
 }
 
 /// The service wrapping the manager, as in the reference.
@@ -58,28 +60,42 @@ struct Running {
     busy_tasks: Vec<JoinHandle<()>>,
 }
 
-/// The async methods of AsyncService1: each runs the manager's blocking call in the pool.
+/// The async methods of AsyncService1: each call goes through the pool to the manager.
 #[derive(Clone)]
 struct Facade {
     pool: Arc<BlockingPool>,
     mpm: Mpm,
+    blocking_calls: bool,
 }
 
 impl Facade {
     async fn process_number(&self, parameter: i64) -> anyhow::Result<Reply> {
-        let mpm = self.mpm.clone();
-        Ok(self
-            .pool
-            .run("MPM.process_number", move || mpm.process_number(parameter))
-            .await??)
+        self.call(Method::ProcessNumber(parameter)).await
     }
 
     async fn process_string(&self, parameter: String) -> anyhow::Result<Reply> {
+        self.call(Method::ProcessString(parameter)).await
+    }
+
+    async fn call(&self, method: Method) -> anyhow::Result<Reply> {
         let mpm = self.mpm.clone();
-        Ok(self
-            .pool
-            .run("MPM.process_string", move || mpm.process_string(parameter))
-            .await??)
+        if self.blocking_calls {
+            // The reference's way: a pool thread waits out the whole round trip, so busy
+            // tasks beyond --pool-threads queue for the pool (and would starve a stop that
+            // needed it).
+            return Ok(self
+                .pool
+                .run(method.name(), move || match method {
+                    Method::ProcessNumber(n) => mpm.process_number(n),
+                    Method::ProcessString(s) => mpm.process_string(s),
+                })
+                .await??);
+        }
+        // Only the submission runs in the pool (writing to a pipe may block); the answer is
+        // awaited here, so no pool thread sits idle waiting for a worker. Dropping this
+        // future abandons the answer, not the call: the worker runs it anyway.
+        let awaited = self.pool.run(method.name(), move || mpm.submit(method)).await??;
+        Ok(awaited.wait().await?)
     }
 
     async fn update(&self) -> anyhow::Result<u64> {
@@ -115,7 +131,11 @@ impl AsyncService1 {
         });
         let doomed = mpm.clone();
         ctx.on_force(move || doomed.kill_all());
-        let facade = Facade { pool, mpm };
+        let facade = Facade {
+            pool,
+            mpm,
+            blocking_calls: self.settings.blocking_calls,
+        };
 
         tracing::debug!("AsyncService1: starting MPM (through the pool)");
         let starter = facade.mpm.clone();

@@ -19,3 +19,4 @@ pub mod spawn;
 pub mod worker;
 
 pub use manager::{Mpm, MpmConfig, Reply};
+pub use protocol::Method;

@@ -83,8 +83,13 @@ fn work_loop(
     fault: Option<Fault>,
 ) -> StopCause {
     let mut lanes = Lanes::default();
+    // Whether the pipe may hold unread commands; after an idle check found it empty, the
+    // next read may as well block (it returns at once if something came meanwhile).
+    let mut maybe_more = true;
     loop {
-        take_in(input, &mut lanes, false);
+        if maybe_more {
+            take_in(input, &mut lanes, false);
+        }
         if lanes.is_empty() {
             take_in(input, &mut lanes, true);
         }
@@ -111,6 +116,7 @@ fn work_loop(
             }
         };
         let idle = lanes.is_empty() && !readable(input);
+        maybe_more = !idle;
         let written = answer
             .write_to(out)
             .and_then(|()| if idle { out.flush() } else { Ok(()) });

@@ -7,27 +7,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 
 use super::super::child::WorkerProcess;
 use super::super::protocol::{Command, Method};
-use super::{CALL_TIMEOUT, MpmError, Pending, Reply, Shared};
+use super::{CALL_TIMEOUT, MpmError, Pending, Reply, Shared, Waiter};
 
 impl Shared {
+    /// A blocking call: dispatch, then this thread waits for the answer.
     pub(super) fn call(&self, method: Method) -> Result<Reply, MpmError> {
-        if self.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        let (reply, answer) = sync_channel(1);
-        let id = self.next_id.fetch_add(1, SeqCst);
         let what = method.name();
-        let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
-        self.register(id, &worker, what, reply)?;
-        tracing::trace!("MPM: call {id} ({what}) sent to {}", worker.name);
-        if worker.send(&Command::Call { id, method }).is_err() {
-            // Its monitor fails the pending call (or already did); wait for that below.
-            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
-        }
+        let (reply, answer) = sync_channel(1);
+        let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
         match answer.recv_timeout(CALL_TIMEOUT) {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) => {
@@ -41,6 +32,35 @@ impl Shared {
             }
             Err(RecvTimeoutError::Disconnected) => Err(MpmError::StoppedWhileWaiting),
         }
+    }
+
+    /// Registers the caller with the least-loaded live worker and sends it the call.
+    pub(super) fn dispatch(
+        &self,
+        method: Method,
+        waiter: Waiter,
+    ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
+        if self.stopping.load(SeqCst) {
+            return Err(MpmError::Stopped);
+        }
+        let id = self.next_id.fetch_add(1, SeqCst);
+        let what = method.name();
+        let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
+        self.register(id, &worker, what, waiter)?;
+        match &method {
+            Method::ProcessString(p) => tracing::debug!(
+                "MPM.process_string(parameter={p:?}): call {id} to {}",
+                worker.name
+            ),
+            Method::ProcessNumber(p) => {
+                tracing::debug!("MPM.process_number(parameter={p}): call {id} to {}", worker.name)
+            }
+        }
+        if worker.send(&Command::Call { id, method }).is_err() {
+            // Its monitor fails the pending call (or already did): the caller hears of it.
+            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
+        }
+        Ok((id, worker))
     }
 
     /// The live worker with the fewest calls in flight; ties go round-robin, so an idle
@@ -65,7 +85,7 @@ impl Shared {
         id: u64,
         worker: &Arc<WorkerProcess>,
         what: &'static str,
-        reply: SyncSender<Result<Reply, MpmError>>,
+        waiter: Waiter,
     ) -> Result<(), MpmError> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         if self.stopping.load(SeqCst) {
@@ -83,7 +103,7 @@ impl Shared {
             Pending {
                 worker: worker.clone(),
                 what,
-                reply,
+                waiter,
             },
         );
         Ok(())
@@ -99,10 +119,17 @@ impl Shared {
 
     pub(super) fn complete(&self, id: u64, answer: Result<Reply, MpmError>) {
         match self.take_pending(id) {
-            // The caller may have timed out and gone: nobody to tell.
             Some(pending) => {
-                let _ = pending.reply.try_send(answer);
+                let (what, worker) = (pending.what, pending.worker.name.clone());
+                if !pending.waiter.answer(answer) {
+                    // A cancelled await does not cancel the call: the worker did the work.
+                    tracing::warn!(
+                        "MPM: {what} (call {id}) answered by {worker} after its caller stopped waiting; \
+                         answer dropped"
+                    );
+                }
             }
+            // The caller timed out and forgot the call.
             None => tracing::debug!("MPM: answer to call {id} arrived after its caller gave up"),
         }
     }
@@ -133,7 +160,7 @@ impl Shared {
                     how: how.to_owned(),
                 }
             };
-            let _ = pending.reply.try_send(Err(error));
+            pending.waiter.answer(Err(error));
         }
     }
 
@@ -152,7 +179,7 @@ impl Shared {
                 pending.what,
                 pending.worker.name
             );
-            let _ = pending.reply.try_send(Err(MpmError::StoppedWhileWaiting));
+            pending.waiter.answer(Err(MpmError::StoppedWhileWaiting));
         }
     }
 }

@@ -34,6 +34,7 @@ use super::child::WorkerProcess;
 use super::latch::Latch;
 use super::protocol::{Command, Method};
 use crate::cli::Fault;
+use tokio::sync::oneshot;
 
 mod calls;
 mod supervision;
@@ -159,7 +160,50 @@ struct Stats {
 struct Pending {
     worker: Arc<WorkerProcess>,
     what: &'static str,
-    reply: SyncSender<Result<Reply, MpmError>>,
+    waiter: Waiter,
+}
+
+/// How a caller waits: a blocked thread (the reference's API), or an async task.
+enum Waiter {
+    Blocking(SyncSender<Result<Reply, MpmError>>),
+    Async(oneshot::Sender<Result<Reply, MpmError>>),
+}
+
+impl Waiter {
+    /// Hands over the answer; `false` when the caller had stopped waiting.
+    fn answer(self, answer: Result<Reply, MpmError>) -> bool {
+        match self {
+            Self::Blocking(reply) => reply.try_send(answer).is_ok(),
+            Self::Async(reply) => reply.send(answer).is_ok(),
+        }
+    }
+}
+
+/// A call sent with [`Mpm::submit`]; await its answer with [`AwaitedReply::wait`].
+#[must_use = "the call runs anyway; drop this only to abandon its answer"]
+pub struct AwaitedReply {
+    id: u64,
+    answer: oneshot::Receiver<Result<Reply, MpmError>>,
+    mpm: Mpm,
+}
+
+impl AwaitedReply {
+    /// Waits for the answer, 30 s at most. Dropping this future abandons the answer, never
+    /// the call: the worker runs it anyway, and the manager logs the answer nobody took.
+    pub async fn wait(self) -> Result<Reply, MpmError> {
+        let stats = &self.mpm.shared.stats;
+        let result = match tokio::time::timeout(CALL_TIMEOUT, self.answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(MpmError::StoppedWhileWaiting),
+            Err(_) => {
+                self.mpm.shared.forget(self.id);
+                tracing::error!("MPM: call {} timed out", self.id);
+                Err(MpmError::Timeout(CALL_TIMEOUT))
+            }
+        };
+        stats.count_call(&result);
+        result
+    }
 }
 
 /// A handshake step, from a monitor to whoever started the worker.
@@ -310,7 +354,7 @@ impl Mpm {
         let mut expected = 0;
         for worker in &workers {
             let id = shared.next_id.fetch_add(1, SeqCst);
-            shared.register(id, worker, "update", reply.clone())?;
+            shared.register(id, worker, "update", Waiter::Blocking(reply.clone()))?;
             match worker.send(&Command::Update { id }) {
                 Ok(()) => expected += 1,
                 Err(_) => shared.forget(id),
@@ -343,28 +387,45 @@ impl Mpm {
         Ok(version)
     }
 
-    /// `process_string(parameter)` in some worker.
+    /// `process_string(parameter)` in some worker, blocking (the reference's API).
     pub fn process_string(&self, parameter: String) -> Result<Reply, MpmError> {
-        tracing::debug!("MPM.process_string(parameter={parameter:?})");
         self.call(Method::ProcessString(parameter))
     }
 
-    /// `process_number(parameter)` in some worker.
+    /// `process_number(parameter)` in some worker, blocking (the reference's API).
     pub fn process_number(&self, parameter: i64) -> Result<Reply, MpmError> {
-        tracing::debug!("MPM.process_number(parameter={parameter})");
         self.call(Method::ProcessNumber(parameter))
     }
 
-    fn call(&self, method: Method) -> Result<Reply, MpmError> {
-        let shared = &self.shared;
-        let result = shared.call(method);
+    /// Runs `method` in some worker; this thread blocks until the answer (30 s at most).
+    pub fn call(&self, method: Method) -> Result<Reply, MpmError> {
+        let result = self.shared.call(method);
+        self.shared.stats.count_call(&result);
+        result
+    }
+
+    /// Sends `method` to some worker and returns at once: no thread waits for the answer,
+    /// which arrives on the returned handle. (Writing the frame may block if the worker's
+    /// pipe is full, so async callers still submit from the blocking pool.)
+    pub fn submit(&self, method: Method) -> Result<AwaitedReply, MpmError> {
+        let (reply, answer) = oneshot::channel();
+        let id = self.shared.dispatch(method, Waiter::Async(reply))?.0;
+        Ok(AwaitedReply {
+            id,
+            answer,
+            mpm: self.clone(),
+        })
+    }
+}
+
+impl Stats {
+    fn count_call(&self, result: &Result<Reply, MpmError>) {
         let counter = if result.is_ok() {
-            &shared.stats.calls_ok
+            &self.calls_ok
         } else {
-            &shared.stats.calls_failed
+            &self.calls_failed
         };
         counter.fetch_add(1, SeqCst);
-        result
     }
 }
 
