@@ -11,6 +11,7 @@
 //!
 //! # Layout
 //! - [`cli`]: the command line; where the binaries are.
+//! - [`bins`]: private copies of the binaries, so a rebuild mid-round changes nothing.
 //! - [`rng`]: SplitMix64, so a seed replays a trial forever.
 //! - [`scenario`]: binaries, scenarios, signals.
 //! - [`plan`]: a trial's parameters and moment, from its seed.
@@ -20,7 +21,9 @@
 //! - [`logs`], [`phase`]: reading the lines; where in the life a signal landed.
 //! - [`check`]: the invariants.
 //! - [`report`], [`runner`]: the round.
+//! - [`stall`]: whether the machine starved the tool during a trial.
 
+mod bins;
 mod check;
 mod cli;
 mod logs;
@@ -32,6 +35,7 @@ mod rng;
 mod run;
 mod runner;
 mod scenario;
+mod stall;
 mod trial;
 
 use std::process::ExitCode;
@@ -59,9 +63,29 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let snapshot = match bins::Snapshot::take(&bin_dir) {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            eprintln!(
+                "torture: cannot copy the binaries from {}: {error}",
+                bin_dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    };
+    // scripts/torture says which revision of the workspace it built.
+    let revision = std::env::var("TORTURE_SUITE_REV").unwrap_or_else(|_| "unknown".into());
+    let binaries = format!(
+        "{} (revision {revision}; {})",
+        bin_dir.display(),
+        snapshot.describe()
+    );
     // Orphans of a SIGKILLed run become ours, not PID 1's: reaped, and never lost.
     if let Err(error) = procs::become_subreaper() {
         eprintln!("torture: cannot become a child subreaper ({error}); orphans will go to PID 1");
+    }
+    if let Err(error) = stall::start_watch() {
+        eprintln!("torture: cannot start the stall watch ({error}); stalls will not be reported");
     }
     let seed = cli.seed.unwrap_or_else(|| {
         SystemTime::now()
@@ -79,14 +103,13 @@ fn main() -> ExitCode {
         },
         trials: cli.trials,
         jobs: cli.jobs,
-        bin_dir,
+        bin_dir: snapshot.dir.clone(),
         failures_dir: cli.failures_dir.clone(),
+        binaries: binaries.clone(),
     };
     eprintln!(
-        "torture: seed {seed}, {} trials, {} jobs, binaries from {}",
-        cli.trials,
-        cli.jobs,
-        settings.bin_dir.display()
+        "torture: seed {seed}, {} trials, {} jobs, binaries: {binaries}",
+        cli.trials, cli.jobs
     );
     let started = Instant::now();
     let outcomes = runner::run_round(&settings);
@@ -94,6 +117,7 @@ fn main() -> ExitCode {
         command: cli.replay(seed),
         wall: started.elapsed(),
         jobs: cli.jobs,
+        binaries,
     };
     println!("{}", report::summary(&outcomes, &info));
     if outcomes.iter().any(report::Outcome::failed) {

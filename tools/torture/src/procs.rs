@@ -197,6 +197,19 @@ impl Drop for Pidfd {
     }
 }
 
+/// Those of `processes` still alive at `deadline`, each waited for on a pidfd opened while
+/// it still matched (same pid, same start time), so a reused pid is never mistaken for it.
+pub fn alive_after(processes: Vec<Stat>, deadline: Instant) -> Vec<Stat> {
+    processes
+        .into_iter()
+        .filter_map(|known| {
+            let fd = Pidfd::open(known.pid)?;
+            let now = stat(known.pid).filter(|s| s.start_time == known.start_time && s.is_alive())?;
+            (!fd.wait_ended(deadline)).then_some(now)
+        })
+        .collect()
+}
+
 /// SIGKILLs every live process of group `pgid` (each through a pidfd) and waits for them
 /// to end, at most `bound`. Returns those that did not end.
 pub fn kill_group_members(pgid: i32, bound: Duration) -> Vec<Stat> {

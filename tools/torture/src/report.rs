@@ -46,6 +46,8 @@ pub struct RoundInfo {
     pub wall: Duration,
     /// `--jobs`.
     pub jobs: usize,
+    /// Which build was under test.
+    pub binaries: String,
 }
 
 /// The nearest-rank percentile `p` (0–100) of sorted `values`.
@@ -71,6 +73,7 @@ pub fn summary(outcomes: &[Outcome], info: &RoundInfo) -> String {
         outcomes.len()
     );
     let _ = writeln!(out, "`{}`\n", info.command);
+    let _ = writeln!(out, "Binaries: {}.\n", info.binaries);
     let _ = writeln!(
         out,
         "Wall time {:.1} s with {} jobs. Latency: signal sent → main process reaped (for \
@@ -167,6 +170,15 @@ pub fn summary(outcomes: &[Outcome], info: &RoundInfo) -> String {
     }
     out.push_str(&life_table(outcomes));
 
+    let stalled = |o: &&Outcome| o.observation.stall.is_some_and(|s| s >= SUSPECT_STALL);
+    let _ = writeln!(
+        out,
+        "\nThe tool itself was stalled ≥ {} ms (a starved machine) during {} trial(s), {} of them failing.",
+        SUSPECT_STALL.as_millis(),
+        outcomes.iter().filter(stalled).count(),
+        outcomes.iter().filter(|o| o.failed()).filter(stalled).count()
+    );
+
     let failing: Vec<&Outcome> = outcomes.iter().filter(|o| o.failed()).collect();
     if !failing.is_empty() {
         let _ = writeln!(out, "\nFailing trials:\n");
@@ -174,12 +186,17 @@ pub fn summary(outcomes: &[Outcome], info: &RoundInfo) -> String {
             let names: Vec<&str> = outcome.violations.iter().map(|v| v.invariant.name()).collect();
             let _ = writeln!(
                 out,
-                "- trial {} (seed {}), {} {}: {}; files: {}; replay: `{}`",
+                "- trial {} (seed {}), {} {}: {}{}; files: {}; replay: `{}`",
                 outcome.plan().index,
                 outcome.plan().seed,
                 outcome.plan().binary,
                 outcome.plan().scenario,
                 names.join(", "),
+                outcome
+                    .observation
+                    .stall
+                    .filter(|s| *s >= SUSPECT_STALL)
+                    .map_or_else(String::new, |s| format!(" (tool stalled {} ms)", s.as_millis())),
                 outcome
                     .saved
                     .as_ref()
@@ -231,8 +248,23 @@ fn life_table(outcomes: &[Outcome]) -> String {
     out
 }
 
+/// A stall this long during a trial makes the machine the first suspect of a late stop.
+pub const SUSPECT_STALL: Duration = Duration::from_millis(500);
+
+fn stall_note(stall: Duration) -> String {
+    let verdict = if stall >= SUSPECT_STALL {
+        "the machine starved the tool too: suspect the machine before the suite"
+    } else {
+        "ordinary noise"
+    };
+    format!(
+        "machine: the tool's own scheduling stalled up to {} ms during this trial ({verdict})",
+        stall.as_millis()
+    )
+}
+
 /// Writes a failing trial's files under `dir`; returns the trial's directory.
-pub fn save_failure(dir: &Path, outcome: &Outcome) -> std::io::Result<PathBuf> {
+pub fn save_failure(dir: &Path, outcome: &Outcome, binaries: &str) -> std::io::Result<PathBuf> {
     let plan = outcome.plan();
     let trial_dir = dir.join(format!("{}-{}-{}", plan.seed, plan.binary, plan.scenario));
     std::fs::create_dir_all(&trial_dir)?;
@@ -251,7 +283,8 @@ pub fn save_failure(dir: &Path, outcome: &Outcome) -> std::io::Result<PathBuf> {
             .collect();
         std::fs::write(trial_dir.join("stdout.log"), stdout)?;
     }
-    std::fs::write(trial_dir.join("report.md"), trial_report(outcome))?;
+    let report = trial_report(outcome).replacen("\n\n", &format!("\n\nBinaries: {binaries}.\n\n"), 1);
+    std::fs::write(trial_dir.join("report.md"), report)?;
     Ok(trial_dir)
 }
 
@@ -279,6 +312,9 @@ pub fn trial_report(outcome: &Outcome) -> String {
         observation.main_pid,
         observation.duration
     );
+    if let Some(stall) = observation.stall {
+        let _ = writeln!(out, "{}\n", stall_note(stall));
+    }
     let _ = writeln!(out, "## Violations\n");
     for violation in &outcome.violations {
         let _ = writeln!(out, "- **{}**: {}", violation.invariant, violation.detail);
@@ -333,6 +369,9 @@ pub fn excerpt(outcome: &Outcome) -> String {
     let _ = writeln!(out, "replay: {}", plan.reproduce());
     for violation in &outcome.violations {
         let _ = writeln!(out, "{}: {}", violation.invariant, violation.detail);
+    }
+    if let Some(stall) = observation.stall {
+        let _ = writeln!(out, "{}", stall_note(stall));
     }
     let mut shown: Vec<usize> = outcome
         .violations

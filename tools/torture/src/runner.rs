@@ -26,6 +26,8 @@ pub struct RoundSettings {
     pub bin_dir: PathBuf,
     /// Where failing trials are saved.
     pub failures_dir: PathBuf,
+    /// Which build is under test, for the failing trials' reports.
+    pub binaries: String,
 }
 
 /// Runs every trial of the round; returns the outcomes in trial order.
@@ -75,7 +77,7 @@ fn run_one(settings: &RoundSettings, index: u64) -> Outcome {
         saved: None,
     };
     if outcome.failed() {
-        match report::save_failure(&settings.failures_dir, &outcome) {
+        match report::save_failure(&settings.failures_dir, &outcome, &settings.binaries) {
             Ok(dir) => outcome.saved = Some(dir),
             Err(error) => eprintln!(
                 "torture: cannot save the failing trial under {}: {error}",

@@ -16,6 +16,7 @@ use crate::plan::TrialPlan;
 use crate::procs;
 use crate::run::{Ended, Event, Run};
 use crate::scenario::{Scenario, Sig};
+use crate::stall;
 
 /// The longest a start may take before the run is considered hung: the manager's own
 /// bootstrap timeout (5 s) with room to spare.
@@ -24,6 +25,8 @@ const START_BOUND: Duration = Duration::from_secs(8);
 /// be gone already (the manager reaps them); a worker SIGKILLed by a forced exit may still
 /// be tearing down.
 const GRACE_AFTER_EXIT: Duration = Duration::from_millis(250);
+/// How long a process seen in the middle of exiting may take to be gone.
+const SETTLE: Duration = Duration::from_millis(200);
 /// How long killing the leftovers may take.
 const CLEANUP_BOUND: Duration = Duration::from_secs(3);
 
@@ -89,6 +92,9 @@ pub struct Observation {
     pub tool_error: Option<String>,
     /// How long the trial took, wall clock.
     pub duration: Duration,
+    /// The longest stall of the tool's own scheduling during the trial (see `stall.rs`):
+    /// a large one makes the machine, not the suite, the first suspect of a late stop.
+    pub stall: Option<Duration>,
 }
 
 impl Observation {
@@ -133,6 +139,7 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
         phase: None,
         tool_error: None,
         duration: Duration::ZERO,
+        stall: None,
     };
     match Run::spawn(&program, &observation.plan.args()) {
         Ok(run) => {
@@ -155,6 +162,7 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
         }
     }
     observation.duration = started.elapsed();
+    observation.stall = stall::longest_between(started, Instant::now());
     observation
 }
 
@@ -300,7 +308,7 @@ impl Trial {
     fn await_end(&mut self) {
         let plan = &self.obs.plan;
         let bound = START_BOUND + plan.run_for + plan.stop_timeout + Duration::from_secs(2);
-        let deadline = self.run.spawned + plan.moment.max(Duration::ZERO) + bound;
+        let deadline = self.run.spawned + plan.moment + bound;
         if self.pump_until(deadline, Self::exited) {
             return;
         }
@@ -371,8 +379,10 @@ impl Trial {
                 found.insert(pid, stat);
             }
         }
-        found
-            .into_values()
+        // stderr ends when a process closes its files, a moment before it is gone: give the
+        // ones in the middle of exiting that moment, on their pidfds, before calling them left.
+        procs::alive_after(found.into_values().collect(), Instant::now() + SETTLE)
+            .into_iter()
             .map(|s| Leftover {
                 pid: s.pid,
                 state: s.state,

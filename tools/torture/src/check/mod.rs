@@ -116,7 +116,6 @@ pub fn check(observation: &Observation) -> Vec<Violation> {
         }
     }
     violations.extend(output::check(observation));
-    violations.extend(exit::check_status(observation));
     violations.extend(exit::check_stop_time(observation));
     if !observation.leftovers.is_empty() {
         let list: Vec<String> = observation
@@ -140,6 +139,7 @@ pub fn check(observation: &Observation) -> Vec<Violation> {
     }
     // A run the tool had to kill has no end to check: the stop-timeout violation says it all.
     if !observation.hung {
+        violations.extend(exit::check_status(observation));
         violations.extend(exit::check_last(observation));
         violations.extend(lifecycle::check_pairs(observation));
         violations.extend(lifecycle::check_order(observation));

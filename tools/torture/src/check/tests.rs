@@ -102,6 +102,7 @@ fn observed(
         phase: None,
         tool_error: None,
         duration: Duration::from_millis(count + 4),
+        stall: None,
     }
 }
 
