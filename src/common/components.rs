@@ -62,32 +62,55 @@ impl Components {
 
     /// Logs `component: starting`.
     pub fn starting(&self, component: &str) {
-        self.record(component, Phase::Starting);
-        tracing::info!(target: "lifecycle", component, phase = "starting", "{component}: starting");
+        self.transition(component, Phase::Starting, || {
+            tracing::info!(target: "lifecycle", component, phase = "starting", "{component}: starting");
+        });
     }
 
     /// Logs `component: started`.
     pub fn started(&self, component: &str) {
-        self.record(component, Phase::Started);
-        tracing::info!(target: "lifecycle", component, phase = "started", "{component}: started");
+        self.transition(component, Phase::Started, || {
+            tracing::info!(target: "lifecycle", component, phase = "started", "{component}: started");
+        });
     }
 
     /// Logs `component: stopping`.
     pub fn stopping(&self, component: &str) {
-        self.record(component, Phase::Stopping);
-        tracing::info!(target: "lifecycle", component, phase = "stopping", "{component}: stopping");
+        self.transition(component, Phase::Stopping, || {
+            tracing::info!(target: "lifecycle", component, phase = "stopping", "{component}: stopping");
+        });
     }
 
     /// Logs `component: stopped`.
     pub fn stopped(&self, component: &str) {
-        self.record(component, Phase::Stopped);
-        tracing::info!(target: "lifecycle", component, phase = "stopped", "{component}: stopped");
+        self.transition(component, Phase::Stopped, || {
+            tracing::info!(target: "lifecycle", component, phase = "stopped", "{component}: stopped");
+        });
     }
 
     /// Logs `component: failed` with its cause.
     pub fn failed(&self, component: &str, cause: &dyn Display) {
-        self.record(component, Phase::Failed);
-        tracing::error!(target: "lifecycle", component, phase = "failed", cause = %cause, "{component}: failed: {cause}");
+        self.transition(component, Phase::Failed, || {
+            tracing::error!(target: "lifecycle", component, phase = "failed", cause = %cause, "{component}: failed: {cause}");
+        });
+    }
+
+    /// Records and logs one step, both under the registry's lock, so the log's order is the
+    /// registry's order. Once the process is ending (a forced exit has marked what had not
+    /// finished as `failed`), only further failures are recorded: a stop still running on
+    /// another thread must not log `stopped` after its component was declared `failed`.
+    fn transition(&self, component: &str, phase: Phase, log: impl FnOnce()) {
+        let mut registry = self.lock();
+        if phase != Phase::Failed && crate::exit::is_exiting() {
+            return;
+        }
+        let current = registry.latest.iter().position(|(name, _)| name == component);
+        registry.history.push((component.to_owned(), phase));
+        match current {
+            Some(at) => registry.latest[at].1 = phase,
+            None => registry.latest.push((component.to_owned(), phase)),
+        }
+        log();
     }
 
     /// The components that are starting, started or stopping, in the order they began.
@@ -122,15 +145,6 @@ impl Components {
     /// Every step recorded so far, in order (for tests and post-mortems).
     pub fn history(&self) -> Vec<(String, Phase)> {
         self.lock().history.clone()
-    }
-
-    fn record(&self, component: &str, phase: Phase) {
-        let mut registry = self.lock();
-        registry.history.push((component.to_owned(), phase));
-        match registry.latest.iter_mut().find(|(name, _)| name == component) {
-            Some(entry) => entry.1 = phase,
-            None => registry.latest.push((component.to_owned(), phase)),
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {

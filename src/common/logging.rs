@@ -180,6 +180,12 @@ where
                 line.insert("thread".into(), thread_name.into());
                 line.insert("message".into(), fields.message.into());
                 for (key, value) in fields.rest {
+                    // An event field never overwrites the line's own keys (`pid`, ...).
+                    let key = if line.contains_key(&key) {
+                        format!("field.{key}")
+                    } else {
+                        key
+                    };
                     line.insert(key, value);
                 }
                 writeln!(writer, "{}", Value::Object(line))

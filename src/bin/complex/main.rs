@@ -27,7 +27,12 @@ fn main() {
         .nth(1)
         .is_some_and(|first| first == cli::WORKER_SUBCOMMAND)
     {
-        mpm::worker::run(cli::WorkerArgs::parse_from(std::env::args_os().skip(1)));
+        // Lossy, never panicking: these arguments come from the manager, so they are UTF-8.
+        mpm::worker::run_from_command_line(
+            std::env::args_os()
+                .skip(2)
+                .map(|a| a.to_string_lossy().into_owned()),
+        );
     }
     let cli = Cli::parse();
     let workers = usize::from(cli.complex.workers);

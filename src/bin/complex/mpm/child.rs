@@ -8,7 +8,6 @@
 //! - `Drop` is the last line of defence: a child still unreaped is killed, reaped and
 //!   reported, because a stop that never ran is a bug worth a warning.
 
-use std::ffi::OsString;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -44,7 +43,7 @@ pub struct WorkerProcess {
 impl WorkerProcess {
     /// Spawns `exe args` as `name` (signals blocked until its handlers are in place), with
     /// piped stdin/stdout and the shared stderr. Returns it and its stdout for the monitor.
-    pub fn spawn(exe: &Path, args: &[OsString], slot: usize) -> io::Result<(Arc<Self>, ChildStdout)> {
+    pub fn spawn(exe: &Path, args: &[String], slot: usize) -> io::Result<(Arc<Self>, ChildStdout)> {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
         let mut command = Process::new(exe);
         command
@@ -127,7 +126,7 @@ impl Drop for WorkerProcess {
     fn drop(&mut self) {
         if let Some(mut child) = lock(&self.child).take() {
             tracing::warn!(
-                pid = self.pid,
+                worker_pid = self.pid,
                 "{} was never reaped by its monitor; killing and reaping it now",
                 self.name
             );

@@ -22,9 +22,9 @@ use super::protocol::{Command, Report};
 use super::spawn::unblock_shutdown_signals;
 use crate::cli::{Fault, WorkerArgs};
 
-/// Runs the worker to its end; the exit status is 0 after a stop, 1 after a failed start,
-/// 2 when started by hand.
-pub fn run(args: WorkerArgs) -> ! {
+/// Runs the worker from its command line (the arguments after `worker`); the exit status
+/// is 0 after a stop, 1 after a failed start, 2 when started by hand or with bad arguments.
+pub fn run_from_command_line(args: impl Iterator<Item = String>) -> ! {
     if std::io::stdin().is_terminal() {
         eprintln!(
             "error: `complex worker` is the worker process that `complex` starts and talks to over \
@@ -32,6 +32,16 @@ pub fn run(args: WorkerArgs) -> ! {
         );
         std::process::exit(2);
     }
+    match WorkerArgs::parse(args) {
+        Ok(args) => run(args),
+        Err(error) => {
+            eprintln!("error: complex worker: {error}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn run(args: WorkerArgs) -> ! {
     let name = format!("worker-{}", args.index);
     if let Err(error) = graceful::logging::init(&name, args.log_format, args.log_level) {
         eprintln!("error: {error}");

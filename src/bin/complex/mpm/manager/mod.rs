@@ -17,7 +17,6 @@
 //! restarts; [`calls`] the waiting callers.
 
 use std::collections::{HashMap, VecDeque};
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
@@ -33,7 +32,7 @@ use tracing_subscriber::filter::LevelFilter;
 use super::child::WorkerProcess;
 use super::latch::Latch;
 use super::protocol::{Command, Method};
-use crate::cli::Fault;
+use crate::cli::{Fault, WorkerArgs};
 use tokio::sync::oneshot;
 
 mod calls;
@@ -304,7 +303,7 @@ impl Mpm {
         for worker in &workers {
             if !worker.wait_ended(deadline) {
                 tracing::warn!(
-                    pid = worker.pid,
+                    worker_pid = worker.pid,
                     "MPM.stop: {} did not exit within {WORKER_STOP_TIMEOUT:?}; killing it",
                     worker.name
                 );
@@ -477,7 +476,11 @@ impl Shared {
         }
         let (worker, stdout) = WorkerProcess::spawn(&self.exe, &self.worker_args(slot), slot)
             .map_err(|e| failed(format!("cannot spawn: {e}")))?;
-        tracing::debug!(pid = worker.pid, "MPM: spawned {name} (pid {})", worker.pid);
+        tracing::debug!(
+            worker_pid = worker.pid,
+            "MPM: spawned {name} (pid {})",
+            worker.pid
+        );
         *current = Some(worker.clone());
         drop(current);
         let (handshake, handshakes) = sync_channel(3);
@@ -503,31 +506,17 @@ impl Shared {
         Ok((worker, handshakes))
     }
 
-    fn worker_args(&self, slot: usize) -> Vec<OsString> {
+    fn worker_args(&self, slot: usize) -> Vec<String> {
         let config = &self.config;
-        let mut args: Vec<OsString> = vec![
-            "worker".into(),
-            "--index".into(),
-            (slot + 1).to_string().into(),
-            "--time-scale".into(),
-            config.time_scale.factor().to_string().into(),
-            "--log-format".into(),
-            match config.log_format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            }
-            .into(),
-            "--log-level".into(),
-            config.log_level.to_string().to_lowercase().into(),
-        ];
-        if config.fail_start == Some(slot + 1) {
-            args.push("--fail-start".into());
+        WorkerArgs {
+            index: u16::try_from(slot + 1).unwrap_or(u16::MAX),
+            time_scale: config.time_scale,
+            log_format: config.log_format,
+            log_level: config.log_level,
+            fail_start: config.fail_start == Some(slot + 1),
+            inject_fault: config.fault,
         }
-        if let Some(fault) = config.fault {
-            args.push("--inject-fault".into());
-            args.push(fault.as_str().into());
-        }
-        args
+        .to_args()
     }
 
     fn current_workers(&self) -> Vec<Arc<WorkerProcess>> {
@@ -546,7 +535,7 @@ impl Shared {
         for worker in &workers {
             if !worker.wait_ended(deadline) {
                 tracing::error!(
-                    pid = worker.pid,
+                    worker_pid = worker.pid,
                     "MPM: {} was killed but not reaped in time",
                     worker.name
                 );

@@ -54,7 +54,7 @@ impl Shared {
         };
         if let Some(error) = &broken {
             tracing::error!(
-                pid = worker.pid,
+                worker_pid = worker.pid,
                 "MPM: {} sent garbage ({error}); killing it",
                 worker.name
             );
@@ -68,7 +68,7 @@ impl Shared {
         };
         if expected {
             tracing::debug!(
-                pid = worker.pid,
+                worker_pid = worker.pid,
                 "MPM: {} (pid {}) exited: {how}",
                 worker.name,
                 worker.pid
@@ -129,7 +129,11 @@ impl Shared {
             });
             match outcome {
                 Ok(worker) => {
-                    tracing::info!(pid = worker.pid, "MPM: {name} replaced (pid {})", worker.pid);
+                    tracing::info!(
+                        worker_pid = worker.pid,
+                        "MPM: {name} replaced (pid {})",
+                        worker.pid
+                    );
                     return;
                 }
                 Err(error) => tracing::error!("MPM: replacing {name} failed: {error}"),
