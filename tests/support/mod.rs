@@ -20,7 +20,10 @@
 //!
 //! The harness knows about several processes writing to one stderr (the `complex` binary's
 //! workers log with `"process":"worker-N"` and their own `"pid"`), so the same checks serve
-//! the tests of both binaries.
+//! the tests of both binaries: a replaced worker shares its predecessor's name, so pairings
+//! go by name *and* pid, and a worker killed outright is answered for by its parent's
+//! `failed` naming its pid. For runs with workers, [`Run::sigkill`] aims at one process and
+//! [`Run::wait_gone`] bounds how long a set of pids may outlive what the test did.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -193,6 +196,33 @@ impl Matcher for Pattern {
             Self::Phase(component, phase) => format!("component={component} phase={phase}"),
             Self::Signal(signal, action) => format!("signal={signal} action={action}"),
         }
+    }
+}
+
+/// A log line whose `message` contains the text: for the steps the contract names by message
+/// (`MPM.update: started`, `the parent is gone`), from any process.
+#[derive(Clone, Copy, Debug)]
+#[allow(
+    dead_code,
+    reason = "used by tests/complex.rs; every test crate compiles this module"
+)]
+pub struct Message(pub &'static str);
+
+/// A log line whose `message` contains `text`.
+#[allow(
+    dead_code,
+    reason = "used by tests/complex.rs; every test crate compiles this module"
+)]
+pub fn message(text: &'static str) -> Message {
+    Message(text)
+}
+
+impl Matcher for Message {
+    fn matches(&self, event: &Event) -> bool {
+        event.str("message").is_some_and(|m| m.contains(self.0))
+    }
+    fn describe(&self) -> String {
+        format!("a message containing {:?}", self.0)
     }
 }
 
@@ -392,7 +422,7 @@ impl Run {
     }
 
     /// Index of the first event matching `matcher` at or after `from`.
-    pub fn position(&self, matcher: &impl Matcher, from: usize) -> Option<usize> {
+    pub fn position(&self, matcher: &(impl Matcher + ?Sized), from: usize) -> Option<usize> {
         self.log[from..]
             .iter()
             .position(|e| matcher.matches(e))
@@ -400,7 +430,7 @@ impl Run {
     }
 
     /// Every event matching `matcher`.
-    pub fn all(&self, matcher: &impl Matcher) -> Vec<&Event> {
+    pub fn all(&self, matcher: &(impl Matcher + ?Sized)) -> Vec<&Event> {
         self.log.iter().filter(|e| matcher.matches(e)).collect()
     }
 
@@ -432,22 +462,30 @@ impl Run {
     /// Asserts each pattern is logged after the previous one (other events may come between).
     #[track_caller]
     pub fn assert_order(&self, patterns: &[Pattern]) {
+        let steps: Vec<&dyn Matcher> = patterns.iter().map(|p| p as &dyn Matcher).collect();
+        self.assert_sequence(&steps);
+    }
+
+    /// [`assert_order`](Self::assert_order) for any mix of matchers: a [`Pattern`], a
+    /// [`Message`], a closure.
+    #[track_caller]
+    pub fn assert_sequence(&self, steps: &[&dyn Matcher]) {
         let mut from = 0;
         let mut previous = "the start of the log".to_owned();
-        for pattern in patterns {
-            match self.position(pattern, from) {
+        for step in steps {
+            match self.position(*step, from) {
                 Some(index) => {
                     from = index + 1;
-                    previous = format!("{} (line {})", pattern.describe(), index + 1);
+                    previous = format!("{} (line {})", step.describe(), index + 1);
                 }
                 None => {
-                    let anywhere = self.position(pattern, 0).map_or_else(
+                    let anywhere = self.position(*step, 0).map_or_else(
                         || "it is not logged at all".to_owned(),
                         |i| format!("it is logged at line {}, too early", i + 1),
                     );
                     self.fail(&format!(
                         "expected {} after {previous}; {anywhere}",
-                        pattern.describe()
+                        step.describe()
                     ))
                 }
             }
@@ -457,6 +495,12 @@ impl Run {
     /// Asserts the lifecycle pairing of the contract, per process: a component that logged
     /// `starting` logged `started` or `failed` later; one that logged `started` logged
     /// `stopped` or `failed` later.
+    ///
+    /// "Per process" means per *incarnation*: a replacement worker takes its predecessor's
+    /// name (`worker-2`), so the answer must come from the same name *and* pid, or else the
+    /// replacement's `stopped` would vouch for the worker that was killed. A worker killed by
+    /// SIGKILL cannot speak for itself: then its parent's `component=worker-N phase=failed`,
+    /// whose cause names the worker's pid, is the answer.
     #[track_caller]
     pub fn assert_every_component_finished(&self) {
         let mut problems = Vec::new();
@@ -470,14 +514,15 @@ impl Run {
                 _ => continue,
             };
             let answered = self.log[index + 1..].iter().any(|later| {
-                later.process() == event.process()
-                    && later.component() == Some(component)
+                later.component() == Some(component)
                     && later.phase().is_some_and(|p| needed.contains(&p))
+                    && (same_incarnation(event, later) || reported_by_parent(event, later))
             });
             if !answered {
                 problems.push(format!(
-                    "{component} ({}) logged {phase} at line {} and never {}",
+                    "{component} ({}, pid {}) logged {phase} at line {} and never {}",
                     event.process().unwrap_or("?"),
+                    event.int("pid").unwrap_or(-1),
                     index + 1,
                     needed.join(" or ")
                 ));
@@ -667,6 +712,58 @@ impl Run {
     }
 }
 
+/// What runs with worker processes need (tests/complex.rs): the pids to aim at and to
+/// watch, beyond the main process and its group.
+#[allow(
+    dead_code,
+    reason = "used by tests/complex.rs; tests/simple.rs has no workers"
+)]
+impl Run {
+    /// The main process's pid, which is also the run's process group id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Sends SIGKILL to one process of the run (the main process, or a worker whose pid
+    /// its own log lines gave): a crash nothing can catch or log.
+    ///
+    /// A worker's pid could only be reused once the worker has died *and* been reaped by
+    /// the main process; the tests aim at workers they have just seen start.
+    #[track_caller]
+    pub fn sigkill(&self, pid: i32) {
+        assert!(pid > 0, "sigkill takes one process's pid, got {pid}");
+        assert!(
+            self.status.is_none(),
+            "cannot kill pid {pid}: the run has already been reaped"
+        );
+        // SAFETY: kill(2) with a valid signal number on a single pid (never 0 or -1).
+        let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
+        if rc != 0 {
+            let error = std::io::Error::last_os_error();
+            self.fail(&format!("kill({pid}, SIGKILL) failed: {error}"));
+        }
+    }
+
+    /// Polls the process table until none of `pids` is alive (a zombie counts as gone),
+    /// and returns how long that took; fails, naming the survivors, once `bound` has
+    /// passed. The bound is the contract's promise being tested ("gone within 5 s"), not
+    /// a synchronisation: a passing run returns as soon as the last one is gone.
+    #[track_caller]
+    pub fn wait_gone(&self, pids: &[i32], bound: Duration) -> Duration {
+        let began = Instant::now();
+        loop {
+            let alive: Vec<i32> = pids.iter().copied().filter(|&pid| is_alive(pid)).collect();
+            if alive.is_empty() {
+                return began.elapsed();
+            }
+            if began.elapsed() > bound {
+                self.fail(&format!("still alive {bound:?} later: pids {alive:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 impl Drop for Run {
     /// The last line of defence: whatever the test did, kill every process of the run and
     /// reap the main one, so a failing test leaves nothing running.
@@ -682,6 +779,39 @@ impl Drop for Run {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether `a` and `b` come from the same process incarnation. There is one main process per
+/// run, so its name is enough; a worker's name is shared by its replacements, so its pid is
+/// needed too.
+fn same_incarnation(a: &Event, b: &Event) -> bool {
+    a.process() == b.process() && (a.process() == Some("main") || a.int("pid") == b.int("pid"))
+}
+
+/// Whether `report` is the main process saying `event`'s worker process failed: a
+/// `phase=failed` from `main` whose cause (or message) names that worker's pid.
+fn reported_by_parent(event: &Event, report: &Event) -> bool {
+    let Some(pid) = event.int("pid") else {
+        return false;
+    };
+    event.process() != Some("main")
+        && report.process() == Some("main")
+        && report.phase() == Some("failed")
+        && [report.str("cause"), report.str("message")]
+            .into_iter()
+            .flatten()
+            .any(|text| mentions_pid(text, pid))
+}
+
+/// Whether `text` says `pid N` for this `pid` (and not `pid N0`, another process).
+pub fn mentions_pid(text: &str, pid: i64) -> bool {
+    let needle = format!("pid {pid}");
+    text.match_indices(&needle).any(|(at, _)| {
+        !text[at + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit())
+    })
 }
 
 /// Whether `target` (a pid, or minus a process group id) names a live process.
