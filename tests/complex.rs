@@ -535,7 +535,7 @@ fn ctrl_c_during_an_update_lets_the_shielded_update_finish_first() {
         &signal_event("SIGINT", "shutdown"),
         &phase("AsyncService1", "stopping"),
         &message("MPM.update: finished"),
-        &message("AsyncService1._update_task_worker: cancelled; the update in hand finished first"),
+        &message("AsyncService1._update_task_worker: cancelled; the update in hand was waited for first"),
         &phase("MPM", "stopping"),
     ]);
     for worker in &running {

@@ -181,6 +181,9 @@ impl Application {
                 }
             }
         }
+        // Asked while still shielded, so a request counted here came during the start (one
+        // arriving after the guard drops is an ordinary request while running).
+        let requested_during_start = shutdown.is_requested();
         // The last guard: a signal that arrived during start is delivered right here.
         drop(start_shield);
 
@@ -193,7 +196,7 @@ impl Application {
             );
         } else {
             components.started("app");
-            if shutdown.is_delivered() {
+            if requested_during_start {
                 tracing::warn!("a stop was requested during start; stopping at once");
             } else {
                 wait_for_stop(shutdown, self.run_for).await;

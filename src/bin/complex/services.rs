@@ -261,7 +261,7 @@ async fn update_task(facade: Facade, cancel: CancellationToken, shielded: bool, 
             log_update(facade.update().await);
             if cancel.is_cancelled() {
                 tracing::warn!(
-                    "AsyncService1._update_task_worker: cancelled; the update in hand finished first"
+                    "AsyncService1._update_task_worker: cancelled; the update in hand was waited for first"
                 );
                 return;
             }
