@@ -14,6 +14,9 @@ use crate::plan::{PlanSettings, TrialPlan};
 use crate::report::{self, Outcome};
 use crate::trial;
 
+/// How many failing trials have their log excerpt printed on stderr.
+const EXCERPTS: usize = 5;
+
 /// What a round needs besides the plans.
 pub struct RoundSettings {
     /// How every plan is drawn.
@@ -50,8 +53,16 @@ pub fn run_round(settings: &RoundSettings) -> Vec<Outcome> {
                     let outcome = run_one(settings, index);
                     let finished = done.fetch_add(1, Relaxed) + 1;
                     if outcome.failed() {
-                        failed.fetch_add(1, Relaxed);
-                        eprintln!("{}", report::excerpt(&outcome));
+                        let earlier = failed.fetch_add(1, Relaxed);
+                        // The first few in full for CI's log; the rest are in their files.
+                        if earlier < EXCERPTS {
+                            eprintln!("{}", report::excerpt(&outcome));
+                        } else if earlier == EXCERPTS {
+                            eprintln!(
+                                "torture: more failing trials; their logs are under {}",
+                                settings.failures_dir.display()
+                            );
+                        }
                     }
                     report_progress(progress, finished, settings.trials, failed.load(Relaxed));
                     if tx.send(outcome).is_err() {

@@ -147,12 +147,17 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
             observation.main_pid = run.pid;
             let mut trial = Trial {
                 run,
+                program: program.display().to_string(),
                 obs: observation,
                 tracker: PhaseTracker::default(),
                 stderr_ended: false,
             };
             trial.act();
             trial.await_end();
+            if trial.obs.ended.is_none() {
+                // The waiter failed: nothing else will end this run.
+                trial.send(Sig::Kill, Target::Group);
+            }
             trial.clean_up();
             procs::unregister_group(trial.run.pid);
             observation = trial.obs;
@@ -168,6 +173,8 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
 
 struct Trial {
     run: Run,
+    /// The executable, as its processes' command lines begin.
+    program: String,
     obs: Observation,
     tracker: PhaseTracker,
     stderr_ended: bool,
@@ -373,8 +380,12 @@ impl Trial {
                 continue;
             }
             let Some(stat) = procs::stat(pid) else { continue };
-            let ours =
-                stat.start_time >= self.run.start_time && !procs::is_other_trials_group(stat.pgrp, pgid);
+            // Outside the group, only a process of this run's executable (the round's private
+            // copy), started after it and in no other trial's group: never a stranger that
+            // happens to hold a pid from our log.
+            let ours = stat.start_time >= self.run.start_time
+                && !procs::is_other_trials_group(stat.pgrp, pgid)
+                && procs::cmdline(pid).starts_with(&self.program);
             if stat.is_alive() && ours {
                 found.insert(pid, stat);
             }
@@ -428,4 +439,32 @@ fn logged_pids(lines: &[Line]) -> Vec<i32> {
     pids.sort_unstable();
     pids.dedup();
     pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(json: &str) -> Line {
+        Line::new(Duration::ZERO, json.to_owned())
+    }
+
+    /// The victim of `kill-worker` comes from the workers' own `started` lines; a worker the
+    /// manager reported failed is not live, its replacement is, under its new pid.
+    #[test]
+    fn live_workers_follow_restarts() {
+        let lines = [
+            line(r#"{"process":"worker-1","pid":11,"component":"worker-1","phase":"started"}"#),
+            line(r#"{"process":"worker-2","pid":12,"component":"worker-2","phase":"started"}"#),
+            line(r#"{"process":"main","pid":10,"component":"worker-1","phase":"failed"}"#),
+            line(r#"{"process":"worker-1","pid":13,"component":"worker-1","phase":"starting"}"#),
+            line(r#"{"process":"worker-1","pid":13,"component":"worker-1","phase":"started"}"#),
+            line(r#"{"process":"worker-2","pid":12,"component":"worker-2","phase":"stopping"}"#),
+        ];
+        let live = live_workers(&lines);
+        assert_eq!(
+            live.into_iter().collect::<Vec<_>>(),
+            vec![("worker-1".to_owned(), 13)]
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! Clean output: a process that dies abruptly or prints junk (a panic, a backtrace, a stray
-//! `eprintln!`) shows it here first, often in a worker hit by a signal at a bad moment.
+//! `eprintln!`) shows it here first, often in a worker hit by a signal at a bad moment. And
+//! every line says truly who wrote it: `process=main` lines carry the main process's pid.
 
 use super::{Invariant, Violation};
 use crate::logs::REQUIRED_KEYS;
@@ -16,7 +17,14 @@ pub fn check(observation: &Observation) -> Vec<Violation> {
     let mut panics = Vec::new();
     let mut not_json = Vec::new();
     let mut incomplete = Vec::new();
+    let mut wrong_pid = Vec::new();
+    let main_pid = i64::from(observation.main_pid);
     for (index, line) in observation.lines.iter().enumerate() {
+        // An event's own `pid` field must not overwrite the writer's (a tool that hunts
+        // leftovers by the pids in the log would chase the wrong process).
+        if line.is_main() && line.int("pid").is_some_and(|pid| pid != main_pid) {
+            wrong_pid.push(index);
+        }
         if PANIC_MARKERS.iter().any(|m| line.raw.contains(m)) {
             panics.push(index);
         }
@@ -57,6 +65,14 @@ pub fn check(observation: &Observation) -> Vec<Violation> {
             quote(&incomplete)
         );
         violations.push(Violation::new(Invariant::CleanOutput, detail, incomplete));
+    }
+    if !wrong_pid.is_empty() {
+        let detail = format!(
+            "{} line(s) of process main carry another pid than the main process's {main_pid}: {}",
+            wrong_pid.len(),
+            quote(&wrong_pid)
+        );
+        violations.push(Violation::new(Invariant::CleanOutput, detail, wrong_pid));
     }
     if let Some(first) = observation.stdout.first() {
         let detail = format!(

@@ -378,6 +378,8 @@ fn junk_on_the_output_is_caught() {
         "thread 'main' panicked at src/main.rs:1:1:",
         "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
         r#"{"process":"main"}"#,
+        // A field named `pid` overwrote the writer's pid (the manager's "spawned" line did).
+        &line("main", 4242, r#""worker":"worker-1""#),
     ] {
         let mut lines = clean_simple_stop();
         lines.insert(3, junk.to_owned());
