@@ -72,6 +72,12 @@ pub fn finish(status: ExitStatus) -> ! {
 }
 
 fn finish_claimed(status: ExitStatus) -> ! {
+    write_exit_event(status);
+    exit::terminate(status)
+}
+
+/// The run's last line, after which the log is sealed.
+fn write_exit_event(status: ExitStatus) {
     let code = status.code();
     let signal = status.signal().map(|s| s.name());
     let how = match status.signal() {
@@ -81,7 +87,6 @@ fn finish_claimed(status: ExitStatus) -> ! {
     logging::write_final(|| {
         tracing::info!(target: "lifecycle", component = "app", phase = "exit", status = code, signal, "app: {how}");
     });
-    exit::terminate(status)
 }
 
 fn park_forever() -> ! {
@@ -93,21 +98,42 @@ fn park_forever() -> ! {
 /// The forced exit: log what had not finished, run the force hooks (kill child processes),
 /// mark the unfinished components `failed`, and end the process. Runs on whichever thread
 /// forced it (the signal thread or the stop watchdog), so it works with a stuck runtime.
+///
+/// The telling happens on a helper thread, bounded by [`FORCED_EXIT_LOG_BOUND`]: if stderr
+/// is stalled (a paused pager, a full log pipe), a write blocks, and a forced exit must not.
+/// Past the bound the children are killed anyway and the process ends without its last lines.
 fn install_force_handler(ctx: &ServiceContext) {
     let components = ctx.components.clone();
     let hooks = ctx.force_hooks();
     let shutdown = ctx.shutdown.clone();
     ctx.shutdown.set_force_handler(move |reason: ForceReason| {
         if !exit::claim() {
-            park_forever();
+            // The normal exit is already writing its last line; it only needs a moment,
+            // unless stderr is stalled, and then the forcing signal must still end us.
+            std::thread::sleep(FORCED_EXIT_LOG_BOUND);
+            exit::terminate(ExitStatus::from_stop(shutdown.first_signal(), true));
         }
-        let unfinished = components.unfinished().join(", ");
-        tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
-        hooks.run_all();
-        components.fail_unfinished(&format!("exit forced ({reason})"));
-        finish_claimed(ExitStatus::from_stop(shutdown.first_signal(), true))
+        let status = ExitStatus::from_stop(shutdown.first_signal(), true);
+        let (told, done) = mpsc::channel::<()>();
+        let (components, teller_hooks) = (components.clone(), hooks.clone());
+        let teller = std::thread::Builder::new().name("forced-exit".into()).spawn(move || {
+            let unfinished = components.unfinished().join(", ");
+            tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
+            teller_hooks.run_all();
+            components.fail_unfinished(&format!("exit forced ({reason})"));
+            write_exit_event(status);
+            let _ = told.send(());
+        });
+        if teller.is_err() || done.recv_timeout(FORCED_EXIT_LOG_BOUND).is_err() {
+            // Could not tell in time: at least leave no child behind. (Idempotent.)
+            hooks.run_all();
+        }
+        exit::terminate(status)
     });
 }
+
+/// How long a forced exit may spend logging before it ends the process regardless.
+const FORCED_EXIT_LOG_BOUND: Duration = Duration::from_secs(3);
 
 /// An ordered list of services and how long to run them.
 pub struct Application {
@@ -152,7 +178,7 @@ impl Application {
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);
         tracing::debug!("runtime: shut down");
         drop(outcome.watchdog);
-        let failed = outcome.failed || matches!(ctx.shutdown.reason(), Some(StopReason::Fatal(_)));
+        let failed = outcome.failed || ctx.shutdown.fatal().is_some();
         if components.phase("app") == Some(crate::components::Phase::Stopping) {
             components.stopped("app");
         }
@@ -188,6 +214,8 @@ impl Application {
         drop(start_shield);
 
         if let Some((name, error)) = &start_error {
+            // A signal during this stop is then counted, not "delayed until the stop completes".
+            shutdown.request(StopReason::StartFailed((*name).to_owned()));
             tracing::error!(
                 component = "app",
                 cause = %format!("{error:#}"),

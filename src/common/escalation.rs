@@ -1,8 +1,9 @@
 //! What to do with the Nth shutdown signal: a pure function, so the policy is table-tested
 //! and the code that performs it has no decisions of its own to get wrong.
 //!
-//! Tokio never restores a signal's default disposition once it listens (tokio #7905), so
-//! "press Ctrl+C again to force" does not happen by itself: it is this policy.
+//! Once a program handles SIGINT itself, the default action (die) never comes back on its
+//! own: a second Ctrl+C is just another event (tokio's listeners, for one, never restore it:
+//! tokio #7905). "Press Ctrl+C again to force" has to be a policy: this one.
 
 /// The decision for one arriving signal; logged as the `action` field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +21,7 @@ pub enum SignalAction {
     /// The `--force-after`th signal: the exit is forced now.
     Forced,
     /// Workers leave the decision to their parent: the signal is logged and nothing else.
+    /// Not produced by [`decide`]: it is the worker's whole policy (see `complex`'s worker).
     Ignored,
 }
 

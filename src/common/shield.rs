@@ -42,7 +42,8 @@ struct Inner {
 /// What [`Shield::defer`] did with the action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deferral {
-    /// No guard was held: the action already ran.
+    /// No guard was held: the action has run, or is running on the thread that just
+    /// dropped the last guard.
     RanNow,
     /// A guard was held: the action runs when the last guard drops (possibly already has).
     Delayed,

@@ -24,6 +24,8 @@ pub enum StopReason {
     RunForElapsed,
     /// Something the application cannot run without failed (e.g. the worker restart budget).
     Fatal(String),
+    /// A service failed to start; what had started is being stopped.
+    StartFailed(String),
 }
 
 /// Why the exit is being forced.
@@ -81,6 +83,7 @@ struct State {
     signal_count: u32,
     first_signal: Option<ShutdownSignal>,
     reason: Option<StopReason>,
+    fatal: Option<String>,
     /// What the shield currently protects, for the "delaying until ..." message.
     stage: &'static str,
 }
@@ -146,17 +149,30 @@ impl Shutdown {
     }
 
     /// Requests a stop for a reason other than a signal. Not shielded: `--run-for` fires
-    /// only while running, and a fatal error must not wait. Later requests are ignored.
+    /// only while running, and a fatal error must not wait. The first request is the stop's
+    /// reason; a fatal error is remembered even when it comes later (it decides the exit
+    /// status), so a crash loop during a `--run-for` stop still exits 1.
     pub fn request(&self, reason: StopReason) {
         {
             let mut state = self.lock();
+            if let StopReason::Fatal(cause) = &reason {
+                state.fatal.get_or_insert_with(|| cause.clone());
+            }
             if self.inner.requested.swap(true, SeqCst) {
+                if let StopReason::Fatal(cause) = &reason {
+                    tracing::error!(target: "lifecycle", "fatal error during the stop: {cause}");
+                }
                 return;
             }
             tracing::info!(target: "lifecycle", reason = ?reason, "stop requested: {}", describe(&reason));
             state.reason = Some(reason);
         }
         self.inner.token.cancel();
+    }
+
+    /// The first fatal error reported, if any: the process then exits 1 (or by its signal).
+    pub fn fatal(&self) -> Option<String> {
+        self.lock().fatal.clone()
     }
 
     /// Handles one arriving shutdown signal: count, decide, log, act.
@@ -236,6 +252,7 @@ fn describe(reason: &StopReason) -> String {
         StopReason::Signal(signal) => format!("{signal} received"),
         StopReason::RunForElapsed => "--run-for elapsed".into(),
         StopReason::Fatal(cause) => format!("fatal error: {cause}"),
+        StopReason::StartFailed(component) => format!("{component} failed to start"),
     }
 }
 
@@ -263,6 +280,9 @@ mod tests {
         assert_eq!(shutdown.reason(), Some(StopReason::RunForElapsed));
         // ... but the process still ends by the signal it received.
         assert_eq!(shutdown.first_signal(), Some(ShutdownSignal::Terminate));
+        // A fatal error during that stop is not lost: it decides the exit status.
+        shutdown.request(StopReason::Fatal("restart budget exhausted".into()));
+        assert_eq!(shutdown.fatal().as_deref(), Some("restart budget exhausted"));
     }
 
     #[test]

@@ -149,7 +149,7 @@ impl AsyncService1 {
         }
         if ctx.should_fail_start("AsyncService1") {
             // Nothing of a failed start may be left running: undo what did start.
-            stop_mpm(&facade.mpm).await;
+            let _ = stop_mpm(ctx, &facade.mpm).await;
             stop_pool(ctx, &facade.pool).await;
             anyhow::bail!("start failed on purpose (--fail-start AsyncService1)");
         }
@@ -210,9 +210,9 @@ impl AsyncService1 {
         // (--unshielded): skip it rather than run it against a stopping manager.
         running.facade.pool.close();
 
-        stop_mpm(&running.facade.mpm).await;
+        let mpm_stopped = stop_mpm(ctx, &running.facade.mpm).await;
         stop_pool(ctx, &running.facade.pool).await;
-        Ok(())
+        mpm_stopped
     }
 }
 
@@ -230,13 +230,20 @@ impl Service for AsyncService1 {
     }
 }
 
-/// The manager's stop, on a thread of its own: it must never queue behind pool work.
-async fn stop_mpm(mpm: &Mpm) {
+/// The manager's stop, on a thread of its own: it must never queue behind pool work. If that
+/// thread cannot run, the workers are killed here instead: nothing may outlive the stop.
+async fn stop_mpm(ctx: &ServiceContext, mpm: &Mpm) -> anyhow::Result<()> {
     tracing::debug!("AsyncService1: stopping MPM (on its own thread, not in the pool)");
-    let mpm = mpm.clone();
-    if let Err(error) = on_own_thread("MPM-stop", move || mpm.stop()).await {
-        tracing::error!("AsyncService1: the MPM stop thread failed: {error}; killing the workers");
+    let stopping = mpm.clone();
+    if let Err(error) = on_own_thread("MPM-stop", move || stopping.stop()).await {
+        mpm.kill_all();
+        ctx.components.failed(
+            "MPM",
+            &format!("its stop thread failed ({error}); workers killed"),
+        );
+        anyhow::bail!("MPM did not stop cleanly: {error}");
     }
+    Ok(())
 }
 
 async fn stop_pool(ctx: &ServiceContext, pool: &BlockingPool) {

@@ -83,11 +83,21 @@ impl WorkerProcess {
     }
 
     /// Sends the stop command and closes stdin (so even a worker that missed the frame sees
-    /// end-of-file). Idempotent.
+    /// end-of-file). Idempotent, and never blocks: a wedged worker whose pipe is full (or a
+    /// caller blocked writing to it) must not hold up the stop; the stop's deadline kills it.
     pub fn close(&self) {
         self.stop_sent.store(true, SeqCst);
-        if let Some(mut pipe) = lock(&self.stdin).take() {
-            // A worker that already died cannot read it; its monitor reports that.
+        let mut stdin = match self.stdin.try_lock() {
+            Ok(stdin) => stdin,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            // Someone is blocked writing to it: the worker is not reading. Leave it to the
+            // deadline; killing the worker breaks the pipe and frees that writer.
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        if let Some(mut pipe) = stdin.take() {
+            set_nonblocking(pipe.get_ref());
+            // A dead worker cannot read it, a wedged one may not have room: either way its
+            // monitor or the stop's deadline deals with it.
             let _ = Command::Stop.write_to(&mut pipe).and_then(|()| pipe.flush());
         }
     }
@@ -148,6 +158,20 @@ pub fn describe_exit(status: Option<ExitStatus>) -> String {
             },
             (None, None) => format!("{status}"),
         },
+    }
+}
+
+/// Makes writes to `pipe` fail with `WouldBlock` instead of waiting for room.
+fn set_nonblocking(pipe: &std::process::ChildStdin) {
+    use std::os::fd::AsRawFd;
+    let fd = pipe.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own (the pipe lives as long as `pipe`), only adding
+    // O_NONBLOCK to its status flags.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
     }
 }
 

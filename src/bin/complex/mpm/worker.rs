@@ -10,10 +10,13 @@
 //! - *Synchronise worker start*: `bootstrapped` once its handlers are in place (it was
 //!   spawned with the signals blocked, see `spawn.rs`), `started` once initialised.
 
-use std::io::{BufReader, BufWriter, IsTerminal, StdinLock, Write};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, IsTerminal, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use graceful::components::Components;
+use graceful::escalation::SignalAction;
 use graceful::signals;
 
 use super::dummy::DummyManager;
@@ -70,8 +73,17 @@ fn run(args: WorkerArgs) -> ! {
     }
     components.started(&name);
 
-    let mut input = BufReader::new(std::io::stdin().lock());
-    let cause = work_loop(&mut input, &mut manager, &mut out, args.inject_fault);
+    // One buffer, ours, over stdin's descriptor: `readable` must see every byte already read
+    // from the pipe, which std's own stdin buffer would hide.
+    let cause = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => work_loop(
+            &mut BufReader::new(File::from(fd)),
+            &mut manager,
+            &mut out,
+            args.inject_fault,
+        ),
+        Err(error) => StopCause::Garbage(format!("cannot read stdin: {error}")),
+    };
     match &cause {
         StopCause::Command => tracing::debug!("{name}: stop command received"),
         StopCause::ParentGone => tracing::warn!("{name}: the parent is gone; stopping"),
@@ -83,11 +95,14 @@ fn run(args: WorkerArgs) -> ! {
     std::process::exit(0)
 }
 
+/// The parent's commands, buffered once.
+type Commands = BufReader<File>;
+
 /// Runs work until a stop. Before each item it takes in every command already sent (so a
 /// stop outranks the calls queued before it); it waits for the parent only when idle.
 /// Answers go out in batches: flushed when nothing more is queued or readable.
 fn work_loop(
-    input: &mut BufReader<StdinLock<'_>>,
+    input: &mut Commands,
     manager: &mut DummyManager,
     out: &mut impl Write,
     fault: Option<Fault>,
@@ -139,7 +154,7 @@ fn work_loop(
 
 /// Reads commands into the lanes: everything already readable, or (with `wait`) at least
 /// one. End-of-file means the parent is gone; unreadable bytes stop the worker too.
-fn take_in(input: &mut BufReader<StdinLock<'_>>, lanes: &mut Lanes, mut wait: bool) {
+fn take_in(input: &mut Commands, lanes: &mut Lanes, mut wait: bool) {
     while wait || readable(input) {
         wait = false;
         match Command::read_from(input) {
@@ -152,7 +167,7 @@ fn take_in(input: &mut BufReader<StdinLock<'_>>, lanes: &mut Lanes, mut wait: bo
 
 /// Whether a read would not block: bytes buffered, or stdin readable (data, end-of-file or
 /// error). A poll interrupted by a signal counts as "not now"; the loop asks again.
-fn readable(input: &BufReader<StdinLock<'_>>) -> bool {
+fn readable(input: &Commands) -> bool {
     if !input.buffer().is_empty() {
         return true;
     }
@@ -181,7 +196,7 @@ fn install_signal_intake(name: &str) -> bool {
         tracing::warn!(
             target: "lifecycle",
             signal = signal.name(),
-            action = "ignored",
+            action = SignalAction::Ignored.as_str(),
             count,
             "{signal} received; ignored: {name} stops on its parent's stop command, or when the parent is gone"
         );

@@ -140,7 +140,7 @@ impl Shared {
 
     /// Marks `worker` dead and fails every call in flight on it, naming it.
     pub(super) fn fail_in_flight(&self, worker: &Arc<WorkerProcess>, how: &str) {
-        let failed: Vec<Pending> = {
+        let failed: Vec<(u64, Pending)> = {
             let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
             worker.alive.store(false, SeqCst);
             let ids: Vec<u64> = pending
@@ -148,11 +148,20 @@ impl Shared {
                 .filter(|(_, p)| p.worker.incarnation == worker.incarnation)
                 .map(|(&id, _)| id)
                 .collect();
-            ids.into_iter().filter_map(|id| pending.remove(&id)).collect()
+            ids.into_iter()
+                .filter_map(|id| pending.remove(&id).map(|p| (id, p)))
+                .collect()
         };
-        for pending in failed {
+        for (id, pending) in failed {
             pending.worker.in_flight.fetch_sub(1, SeqCst);
             let error = if self.stopping.load(SeqCst) {
+                // The worker stopped (or was killed) with this call still queued: the caller
+                // the reference leaves waiting for its timeout is released now, and said so.
+                tracing::warn!(
+                    "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
+                    pending.what,
+                    worker.name
+                );
                 MpmError::StoppedWhileWaiting
             } else {
                 MpmError::WorkerCrashed {

@@ -294,12 +294,12 @@ impl Mpm {
         }
         shared.components.stopping("MPM");
         let workers = shared.current_workers();
+        let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
         tracing::debug!("MPM.stop: sending the stop command to {} workers", workers.len());
         for worker in &workers {
             worker.close();
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
-        let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
         for worker in &workers {
             if !worker.wait_ended(deadline) {
                 tracing::warn!(
@@ -349,6 +349,9 @@ impl Mpm {
             .into_iter()
             .filter(|w| w.alive.load(SeqCst))
             .collect();
+        if workers.is_empty() {
+            return Err(MpmError::NoWorker);
+        }
         let (reply, replies) = sync_channel(workers.len());
         let mut expected = 0;
         for worker in &workers {
@@ -496,7 +499,8 @@ impl Shared {
                 .unwrap_or_else(|p| p.into_inner())
                 .push(monitor),
             Err(error) => {
-                // Without a monitor nobody would reap it: do it here.
+                // Without a monitor nobody would reap it, nor fail its calls: do both here.
+                self.fail_in_flight(&worker, "its monitor thread could not start");
                 worker.kill();
                 worker.reap();
                 worker.set_ended("killed: no monitor".into());

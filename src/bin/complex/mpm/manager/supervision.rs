@@ -60,8 +60,9 @@ impl Shared {
             );
             worker.kill();
         }
-        let how = describe_exit(worker.reap());
-        let expected = worker.was_closed() && broken.is_none() && how == "exit status 0";
+        let status = worker.reap();
+        let expected = worker.was_closed() && broken.is_none() && status.is_some_and(|s| s.success());
+        let how = describe_exit(status);
         let how = match broken {
             Some(error) => format!("sent garbage ({error}), then {how}"),
             None => how,
@@ -76,10 +77,13 @@ impl Shared {
         } else if !reported_failure {
             // Only the parent can report a worker that could not say it ended (the worker
             // logs its own `failed` when it refuses to start).
-            self.components.failed(
-                &worker.name,
-                &format!("pid {} ended unexpectedly: {how}", worker.pid),
-            );
+            let when = if self.stopping.load(SeqCst) {
+                "during the stop"
+            } else {
+                "unexpectedly"
+            };
+            self.components
+                .failed(&worker.name, &format!("pid {} ended {when}: {how}", worker.pid));
         }
         self.fail_in_flight(&worker, &how);
         worker.set_ended(how.clone());
