@@ -7,7 +7,8 @@
 //! Both of the reference's task variants are here. **Shielded** (default): a cancelled task
 //! finishes the call in hand, then leaves; nothing is abandoned. **Unshielded**
 //! (`--unshielded`): a cancelled task leaves at once; the call it abandoned keeps running in
-//! the pool, and the manager's stop reports the stranded caller and releases it.
+//! the worker (the manager logs the answer nobody took), and a call still queued in a worker
+//! when it stops is reported and released by the manager's stop.
 //!
 //! Stop order: update task, busy tasks, manager (on its own thread, never behind pool
 //! work), pool.

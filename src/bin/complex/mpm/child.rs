@@ -5,8 +5,9 @@
 //!   signalled after it was reaped and possibly reused: [`WorkerProcess::kill`] goes through
 //!   the same lock and does nothing once the child is reaped;
 //! - [`WorkerProcess::close`] (stop command, then end-of-file on stdin) is idempotent;
-//! - `Drop` is the last line of defence: a child still unreaped is killed, reaped and
-//!   reported, because a stop that never ran is a bug worth a warning.
+//! - `Drop` kills, reaps and reports a child still unreaped, should a handle ever be dropped
+//!   before its monitor reaped it. At the end of the process the real last line of defence
+//!   is the worker's own: its stdin reaches end-of-file and it exits.
 
 use std::io::{self, BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
