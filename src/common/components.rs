@@ -5,6 +5,7 @@
 //! started and have not stopped. A forced exit reads that to log `failed` for each of them,
 //! naming why, instead of vanishing mid-sentence.
 
+use crate::sync::LockUnpoisoned;
 use std::fmt::Display;
 use std::sync::{Arc, Mutex};
 
@@ -148,7 +149,7 @@ impl Components {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock_unpoisoned()
     }
 }
 

@@ -32,6 +32,7 @@
 //! - [`logging`]: the text and JSON line formats, and the sealed final line.
 //! - [`cli`]: the options both binaries share.
 //! - [`time_scale`]: `--time-scale` for the simulated work.
+//! - [`sync`]: mutexes that survive a panicking holder.
 
 pub mod app;
 pub mod cli;
@@ -43,4 +44,5 @@ pub mod service;
 pub mod shield;
 pub mod shutdown;
 pub mod signals;
+pub mod sync;
 pub mod time_scale;

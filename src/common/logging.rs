@@ -9,6 +9,7 @@
 //! - **Every process says who it is.** `process` (`main`, `worker-1`, ...), `pid` and the
 //!   thread's name are on every line, so the interleaved output of a run can be sorted out.
 
+use crate::sync::LockUnpoisoned;
 use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
@@ -97,7 +98,7 @@ pub fn write_final(emit: impl FnOnce()) {
     emit();
     FINAL_EVENT.with(|f| f.set(false));
     // If the event was filtered out, seal anyway.
-    GATE.lock().unwrap_or_else(|p| p.into_inner()).sealed = true;
+    GATE.lock_unpoisoned().sealed = true;
 }
 
 struct Gate {
@@ -126,7 +127,7 @@ impl std::io::Write for GatedStderr {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        let mut gate = GATE.lock().unwrap_or_else(|p| p.into_inner());
+        let mut gate = GATE.lock_unpoisoned();
         if gate.sealed {
             return Ok(());
         }

@@ -1,5 +1,6 @@
 //! What a service is to the runner, and what the runner lends a service.
 
+use crate::sync::LockUnpoisoned;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -87,11 +88,7 @@ impl ServiceContext {
     /// Registers what a forced exit must do before the process ends (kill child processes).
     /// Hooks run on the forcing thread, newest first, and must not block for long.
     pub fn on_force(&self, hook: impl Fn() + Send + Sync + 'static) {
-        self.force_hooks
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(hook));
+        self.force_hooks.0.lock_unpoisoned().push(Box::new(hook));
     }
 
     pub(crate) fn force_hooks(&self) -> ForceHooks {
@@ -112,7 +109,7 @@ pub(crate) struct TrackedTasks {
 
 impl TrackedTasks {
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, AbortHandle)>> {
-        self.named.lock().unwrap_or_else(|p| p.into_inner())
+        self.named.lock_unpoisoned()
     }
 
     /// Closes the tracker and aborts every task still running; returns their names.
@@ -137,7 +134,7 @@ type ForceHook = Box<dyn Fn() + Send + Sync>;
 
 impl ForceHooks {
     pub(crate) fn run_all(&self) {
-        let hooks = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let hooks = self.0.lock_unpoisoned();
         for hook in hooks.iter().rev() {
             hook();
         }

@@ -17,6 +17,7 @@
 //! With sequentially consistent ordering at least one of them sees the other's store, so a
 //! deferred action is never stranded (`tests::no_deferral_is_ever_lost` hammers this).
 
+use crate::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
@@ -70,11 +71,7 @@ impl Shield {
 
     /// Runs `action` now if no guard is held, otherwise when the last guard drops.
     pub fn defer(&self, action: impl FnOnce() + Send + 'static) -> Deferral {
-        self.inner
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(action));
+        self.inner.pending.lock_unpoisoned().push(Box::new(action));
         self.inner.has_pending.store(true, SeqCst);
         if self.inner.depth.load(SeqCst) == 0 {
             self.inner.run_pending();
@@ -90,7 +87,7 @@ impl Inner {
         if !self.has_pending.swap(false, SeqCst) {
             return;
         }
-        let actions = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        let actions = std::mem::take(&mut *self.pending.lock_unpoisoned());
         // Run outside the lock: an action may log, defer again or take a guard.
         for action in actions {
             action();

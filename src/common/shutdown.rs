@@ -6,6 +6,7 @@
 //! performs it: cancel the stop token now, defer that through the [`Shield`], or force the
 //! exit through the handler the application installed.
 
+use crate::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -243,7 +244,7 @@ impl Shutdown {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.state.lock_unpoisoned()
     }
 }
 

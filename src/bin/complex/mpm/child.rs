@@ -9,6 +9,7 @@
 //!   before its monitor reaped it. At the end of the process the real last line of defence
 //!   is the worker's own: its stdin reaches end-of-file and it exits.
 
+use graceful::sync::LockUnpoisoned;
 use std::io::{self, BufWriter, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -177,5 +178,5 @@ fn set_nonblocking(pipe: &std::process::ChildStdin) {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+    mutex.lock_unpoisoned()
 }

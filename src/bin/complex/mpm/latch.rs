@@ -1,5 +1,6 @@
 //! A value set once, awaited by blocking threads (with or without a deadline).
 
+use graceful::sync::LockUnpoisoned;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -55,7 +56,7 @@ impl<T: Clone> Latch<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<T>> {
-        self.value.lock().unwrap_or_else(|p| p.into_inner())
+        self.value.lock_unpoisoned()
     }
 }
 

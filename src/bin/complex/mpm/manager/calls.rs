@@ -5,6 +5,7 @@
 //! So every registered caller is answered, failed with the worker's name, or released by the
 //! stop: none waits for a worker that is gone.
 
+use graceful::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
@@ -87,7 +88,7 @@ impl Shared {
         what: &'static str,
         waiter: Waiter,
     ) -> Result<(), MpmError> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.lock_unpoisoned();
         if self.stopping.load(SeqCst) {
             return Err(MpmError::Stopped);
         }
@@ -110,7 +111,7 @@ impl Shared {
     }
 
     pub(super) fn take_pending(&self, id: u64) -> Option<Pending> {
-        let taken = self.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let taken = self.pending.lock_unpoisoned().remove(&id);
         if let Some(pending) = &taken {
             pending.worker.in_flight.fetch_sub(1, SeqCst);
         }
@@ -141,7 +142,7 @@ impl Shared {
     /// Marks `worker` dead and fails every call in flight on it, naming it.
     pub(super) fn fail_in_flight(&self, worker: &Arc<WorkerProcess>, how: &str) {
         let failed: Vec<(u64, Pending)> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            let mut pending = self.pending.lock_unpoisoned();
             worker.alive.store(false, SeqCst);
             let ids: Vec<u64> = pending
                 .iter()
@@ -175,12 +176,7 @@ impl Shared {
 
     /// After the stop: every caller still waiting gets an error now instead of a timeout.
     pub(super) fn release_waiting_callers(&self) {
-        let stranded: Vec<(u64, Pending)> = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
+        let stranded: Vec<(u64, Pending)> = self.pending.lock_unpoisoned().drain().collect();
         tracing::debug!("MPM.stop: {} callers still waiting", stranded.len());
         for (id, pending) in stranded {
             tracing::warn!(

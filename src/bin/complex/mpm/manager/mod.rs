@@ -16,6 +16,7 @@
 //! Files: this one holds the API, start and stop; [`supervision`] the monitors and
 //! restarts; [`calls`] the waiting callers.
 
+use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -38,8 +39,11 @@ use tokio::sync::oneshot;
 mod calls;
 mod supervision;
 
-const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(5);
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The reference's two-step handshake: each step, and how long every worker has for it.
+const HANDSHAKE: [(Handshake, Duration); 2] = [
+    (Handshake::Bootstrapped, Duration::from_secs(5)),
+    (Handshake::Started, Duration::from_secs(30)),
+];
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `stop` waits for the workers to finish the item in hand and exit.
@@ -255,17 +259,14 @@ impl Mpm {
                 Err(error) => return Err(self.abort_start(error)),
             }
         }
-        for (step, timeout) in [
-            (Handshake::Bootstrapped, BOOTSTRAP_TIMEOUT),
-            (Handshake::Started, START_TIMEOUT),
-        ] {
+        for (step, timeout) in &HANDSHAKE {
             let step_name = step.name();
             tracing::debug!(
                 "MPM.start: waiting for every worker to report {step_name:?} (timeout {timeout:?})"
             );
-            let deadline = Instant::now() + timeout;
+            let deadline = Instant::now() + *timeout;
             for (worker, handshake) in &handshakes {
-                if let Err(error) = await_step(worker, handshake, &step, deadline) {
+                if let Err(error) = await_step(worker, handshake, step, deadline) {
                     return Err(self.abort_start(error));
                 }
             }
@@ -335,10 +336,7 @@ impl Mpm {
     /// Runs `update()` in every worker, one update at a time; returns the new version.
     pub fn update(&self) -> Result<u64, MpmError> {
         let shared = &self.shared;
-        let _one = shared
-            .one_update_at_a_time
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _one = shared.one_update_at_a_time.lock_unpoisoned();
         if shared.stopping.load(SeqCst) {
             return Err(MpmError::Stopped);
         }
@@ -473,7 +471,7 @@ impl Shared {
             worker: name.clone(),
             cause,
         };
-        let mut current = self.slots[slot].lock().unwrap_or_else(|p| p.into_inner());
+        let mut current = self.slots[slot].lock_unpoisoned();
         if self.stopping.load(SeqCst) {
             return Err(failed("MPM is stopping".into()));
         }
@@ -493,11 +491,7 @@ impl Shared {
             .name(format!("MPM-{name}"))
             .spawn(move || shared.monitor(monitored, stdout, handshake));
         match monitor {
-            Ok(monitor) => self
-                .monitors
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(monitor),
+            Ok(monitor) => self.monitors.lock_unpoisoned().push(monitor),
             Err(error) => {
                 // Without a monitor nobody would reap it, nor fail its calls: do both here.
                 self.fail_in_flight(&worker, "its monitor thread could not start");
@@ -526,7 +520,7 @@ impl Shared {
     fn current_workers(&self) -> Vec<Arc<WorkerProcess>> {
         self.slots
             .iter()
-            .filter_map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .filter_map(|slot| slot.lock_unpoisoned().clone())
             .collect()
     }
 
@@ -550,7 +544,7 @@ impl Shared {
     /// Joins every monitor thread, including any started while joining (a replacement).
     fn join_monitors(&self) {
         loop {
-            let monitors = std::mem::take(&mut *self.monitors.lock().unwrap_or_else(|p| p.into_inner()));
+            let monitors = std::mem::take(&mut *self.monitors.lock_unpoisoned());
             if monitors.is_empty() {
                 return;
             }

@@ -2,6 +2,7 @@
 //! restart budget (OTP's restart intensity: at most N restarts within T; past it, the
 //! application is asked to stop rather than crash-loop).
 
+use graceful::sync::LockUnpoisoned;
 use std::io::BufReader;
 use std::process::ChildStdout;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Instant;
 
 use super::super::child::{WorkerProcess, describe_exit};
 use super::super::protocol::Report;
-use super::{BOOTSTRAP_TIMEOUT, Handshake, Reply, START_TIMEOUT, Shared, await_step};
+use super::{HANDSHAKE, Handshake, Reply, Shared, await_step};
 
 impl Shared {
     /// The monitor thread of one incarnation: reads its reports until its stdout ends, then
@@ -120,11 +121,8 @@ impl Shared {
                 humantime::format_duration(self.config.restart_window)
             );
             let outcome = self.launch(slot).and_then(|(worker, handshake)| {
-                for (step, timeout) in [
-                    (Handshake::Bootstrapped, BOOTSTRAP_TIMEOUT),
-                    (Handshake::Started, START_TIMEOUT),
-                ] {
-                    if let Err(error) = await_step(&worker, &handshake, &step, Instant::now() + timeout) {
+                for (step, timeout) in &HANDSHAKE {
+                    if let Err(error) = await_step(&worker, &handshake, step, Instant::now() + *timeout) {
                         worker.kill();
                         return Err(error);
                     }
@@ -147,7 +145,7 @@ impl Shared {
 
     /// Counts a restart against the budget; `None` once it is exhausted.
     pub(super) fn take_restart(&self) -> Option<usize> {
-        let mut restarts = self.restarts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut restarts = self.restarts.lock_unpoisoned();
         let now = Instant::now();
         while restarts
             .front()
