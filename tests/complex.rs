@@ -49,9 +49,9 @@ fn ctrl_c_during_the_handshake(at: impl Matcher) {
     run.wait_for(at, PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
-    let event = next_main_signal_event(&mut run, Signal::Int);
+    let event = run.next_signal_event(Signal::Int);
     // An unshielded start would log `shutdown` and stop mid-handshake.
-    assert_signal_event(&run, &event, "delayed", 1);
+    run.assert_signal_event(&event, "delayed", 1);
     assert_graceful_end(&mut run, Signal::Int, shape, &[]);
     run.assert_order(&[
         phase("MPM", "starting"),
@@ -95,8 +95,8 @@ fn ctrl_c_during_an_update_lets_the_shielded_update_finish_first() {
     run.wait_for(message("MPM.update: started"), PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
-    let event = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
     run.assert_sequence(&[
         &message("MPM.update: started"),
@@ -126,8 +126,8 @@ fn ctrl_c_with_calls_in_flight_finishes_the_calls_in_hand() {
     run.wait_for(worker_processing, PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
-    let event = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
     assert_workers_ignored(&run, Signal::Int, &running);
     if summary(&run, "calls_ok") < 1 || summary(&run, "calls_failed") != 0 {
@@ -150,8 +150,8 @@ fn ctrl_c_while_idle_stops_in_order() {
     run.wait_for(phase("app", "started"), PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
-    let event = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&event, "shutdown", 1);
     let shape = Shape {
         busy_tasks: 0,
         ..DEFAULTS
@@ -171,8 +171,8 @@ fn sigterm_to_the_parent_alone_stops_the_workers_by_command() {
     let mut run = complex(&["--time-scale", FAST]);
     run.wait_for(phase("app", "started"), PATIENCE);
     run.signal(Signal::Term);
-    let event = next_main_signal_event(&mut run, Signal::Term);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Term);
+    run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Term, DEFAULTS, &[]);
     if let Some(event) = run
         .log()
@@ -200,8 +200,8 @@ fn sighup_to_the_group_is_ignored_by_the_workers_and_ends_the_run_by_sighup() {
     run.wait_for(phase("app", "started"), PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Hup);
-    let event = next_main_signal_event(&mut run, Signal::Hup);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Hup);
+    run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Hup, DEFAULTS, &[]);
     assert_workers_ignored(&run, Signal::Hup, &running);
 }
@@ -214,8 +214,8 @@ fn stopping_during_an_update(scale: &str) -> Run {
     let mut run = complex(&["--time-scale", scale]);
     run.wait_for(message("MPM.update: started"), PATIENCE);
     run.signal_group(Signal::Int);
-    let first = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &first, "shutdown", 1);
+    let first = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&first, "shutdown", 1);
     run.wait_for(phase("AsyncService1", "stopping"), PATIENCE);
     run
 }
@@ -227,8 +227,8 @@ fn second_ctrl_c_during_the_stop_is_counted_and_the_stop_completes() {
     let mut run = stopping_during_an_update(UPDATE_SCALE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
-    let second = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &second, "counted", 2);
+    let second = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&second, "counted", 2);
     if second.int("remaining") != Some(1) {
         run.fail(&format!("expected remaining=1; got {}", second.raw));
     }
@@ -253,11 +253,11 @@ fn third_ctrl_c_during_the_stop_forces_the_exit_and_leaves_no_worker() {
     let running = workers_running_now(&run);
     // One at a time: two SIGINTs sent together may merge into one pending signal.
     run.signal_group(Signal::Int);
-    let second = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &second, "counted", 2);
+    let second = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&second, "counted", 2);
     run.signal_group(Signal::Int);
-    let third = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &third, "forced", 3);
+    let third = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&third, "forced", 3);
 
     run.wait_exit();
     run.assert_ended_by(Signal::Int);
@@ -416,8 +416,8 @@ fn a_worker_killed_is_replaced_and_the_app_keeps_running() {
     );
 
     run.signal_group(Signal::Int);
-    let event = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, std::slice::from_ref(&killed));
     // The crash did not stop the app: only the Ctrl+C did.
     run.assert_order(&[
@@ -601,8 +601,8 @@ fn unshielded_ctrl_c_with_calls_in_flight_abandons_them_and_stops_cleanly() {
     run.wait_for(phase("app", "started"), PATIENCE);
     run.wait_for(worker_processing, PATIENCE);
     run.signal_group(Signal::Int);
-    let event = next_main_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
     if run
         .position(&message("the call in hand finished first"), 0)

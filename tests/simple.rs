@@ -41,28 +41,6 @@ fn simple(args: &[&str]) -> Run {
     Run::spawn(SIMPLE, args)
 }
 
-/// Waits for the next signal event naming `signal`, whatever its action, so that a wrong
-/// action fails with the action seen instead of a timeout.
-#[track_caller]
-fn next_signal_event(run: &mut Run, signal: Signal) -> Event {
-    let name = signal.name();
-    run.wait_for(
-        move |e: &Event| e.str("signal") == Some(name) && e.str("action").is_some(),
-        PATIENCE,
-    )
-}
-
-/// Asserts `event` (a signal event) says `action` and is shutdown signal number `count`.
-#[track_caller]
-fn assert_signal_event(run: &Run, event: &Event, action: &str, count: i64) {
-    if event.str("action") != Some(action) || event.int("count") != Some(count) {
-        run.fail(&format!(
-            "expected signal number {count} to be logged action={action}; got {}",
-            event.raw
-        ));
-    }
-}
-
 /// A shutdown signal during a service's start, the shield's case (lesson 1, the
 /// reference's `DelayedKeyboardInterrupt`).
 fn signal_during_start(service: &'static str, signal: Signal, to_group: bool) {
@@ -73,9 +51,9 @@ fn signal_during_start(service: &'static str, signal: Signal, to_group: bool) {
     } else {
         run.signal(signal);
     }
-    let event = next_signal_event(&mut run, signal);
+    let event = run.next_signal_event(signal);
     // An unshielded start would log `shutdown` here.
-    assert_signal_event(&run, &event, "delayed", 1);
+    run.assert_signal_event(&event, "delayed", 1);
     run.assert_graceful_end_by(signal, &SERVICES);
     // The request was kept (never lost) and acted on only after the whole start: a runner
     // that aborted the start or stopped mid-start changes this list.
@@ -119,8 +97,8 @@ fn signal_while_running(signal: Signal, to_group: bool) {
     } else {
         run.signal(signal);
     }
-    let event = next_signal_event(&mut run, signal);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(signal);
+    run.assert_signal_event(&event, "shutdown", 1);
     run.assert_graceful_end_by(signal, &SERVICES);
     run.assert_lifecycle(&FULL_RUN);
     run.assert_order(&[
@@ -153,8 +131,8 @@ fn signal_during_run_for_stop(service: &'static str) {
     let mut run = simple(&["--time-scale", SCALE, "--run-for", "200ms"]);
     run.wait_for(phase(service, "stopping"), PATIENCE);
     run.signal_group(Signal::Int);
-    let event = next_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &event, "counted", 1);
+    let event = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&event, "counted", 1);
     if event.int("remaining") != Some(2) {
         run.fail(&format!(
             "expected remaining=2 (forced at the 3rd signal); got {}",
@@ -189,8 +167,8 @@ fn stopping_after_first_ctrl_c() -> Run {
     let mut run = simple(&["--time-scale", SCALE]);
     run.wait_for(phase("app", "started"), PATIENCE);
     run.signal_group(Signal::Int);
-    let first = next_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &first, "shutdown", 1);
+    let first = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&first, "shutdown", 1);
     run.wait_for(phase("AsyncService2", "stopping"), PATIENCE);
     run
 }
@@ -201,8 +179,8 @@ fn stopping_after_first_ctrl_c() -> Run {
 fn second_ctrl_c_during_the_stop_is_counted_and_the_stop_completes() {
     let mut run = stopping_after_first_ctrl_c();
     run.signal_group(Signal::Int);
-    let second = next_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &second, "counted", 2);
+    let second = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&second, "counted", 2);
     if second.int("remaining") != Some(1) {
         run.fail(&format!("expected remaining=1; got {}", second.raw));
     }
@@ -221,11 +199,11 @@ fn third_ctrl_c_during_the_stop_forces_the_exit() {
     let mut run = stopping_after_first_ctrl_c();
     // One at a time: two SIGINTs sent together may merge into one pending signal.
     run.signal_group(Signal::Int);
-    let second = next_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &second, "counted", 2);
+    let second = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&second, "counted", 2);
     run.signal_group(Signal::Int);
-    let third = next_signal_event(&mut run, Signal::Int);
-    assert_signal_event(&run, &third, "forced", 3);
+    let third = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&third, "forced", 3);
 
     run.wait_exit();
     run.assert_ended_by(Signal::Int);
@@ -319,8 +297,8 @@ fn stop_timeout_forces_the_exit_and_names_the_unfinished_components() {
     let mut run = simple(&["--time-scale", "1", "--stop-timeout", "100ms"]);
     run.wait_for(phase("app", "started"), PATIENCE);
     run.signal(Signal::Term);
-    let event = next_signal_event(&mut run, Signal::Term);
-    assert_signal_event(&run, &event, "shutdown", 1);
+    let event = run.next_signal_event(Signal::Term);
+    run.assert_signal_event(&event, "shutdown", 1);
     let forcing = run.wait_for(|e: &Event| e.str("unfinished").is_some(), PATIENCE);
     let unfinished = forcing.str("unfinished").unwrap_or_default();
     if !SERVICES.iter().all(|s| unfinished.contains(s)) {

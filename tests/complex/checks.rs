@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::{Event, PATIENCE, Run, Signal, mentions_pid, message, phase};
+use crate::support::{Event, Run, Signal, mentions_pid, message, phase};
 
 pub(crate) const COMPLEX: &str = env!("CARGO_BIN_EXE_complex");
 
@@ -199,30 +199,6 @@ pub(crate) fn assert_main_lifecycle(run: &Run, expected: &[&str]) {
     if seen != expected {
         run.fail(&format!(
             "the main process's lifecycle differs\n expected: {expected:?}\n     seen: {seen:?}"
-        ));
-    }
-}
-
-/// Waits for the main process's next event about `signal` (workers log theirs too, always
-/// `ignored`), whatever its action, so a wrong action fails with the action seen.
-#[track_caller]
-pub(crate) fn next_main_signal_event(run: &mut Run, signal: Signal) -> Event {
-    let name = signal.name();
-    run.wait_for(
-        move |e: &Event| {
-            e.process() == Some("main") && e.str("signal") == Some(name) && e.str("action").is_some()
-        },
-        PATIENCE,
-    )
-}
-
-/// Asserts `event` says `action` and is shutdown signal number `count`.
-#[track_caller]
-pub(crate) fn assert_signal_event(run: &Run, event: &Event, action: &str, count: i64) {
-    if event.str("action") != Some(action) || event.int("count") != Some(count) {
-        run.fail(&format!(
-            "expected signal number {count} to be logged action={action}; got {}",
-            event.raw
         ));
     }
 }

@@ -302,6 +302,29 @@ impl Run {
         }
     }
 
+    /// Waits for the main process's next signal event for `signal` (one with an `action`).
+    #[track_caller]
+    pub fn next_signal_event(&mut self, signal: Signal) -> Event {
+        let name = signal.name();
+        self.wait_for(
+            move |e: &Event| {
+                e.process() == Some("main") && e.str("signal") == Some(name) && e.str("action").is_some()
+            },
+            PATIENCE,
+        )
+    }
+
+    /// Asserts `event` (a signal event) says `action` and is shutdown signal number `count`.
+    #[track_caller]
+    pub fn assert_signal_event(&self, event: &Event, action: &str, count: i64) {
+        if event.str("action") != Some(action) || event.int("count") != Some(count) {
+            self.fail(&format!(
+                "expected signal number {count} to be logged action={action}; got {}",
+                event.raw
+            ));
+        }
+    }
+
     /// Waits until an event after the previous match satisfies `matcher`, and returns it.
     /// Panics with the whole log if the process ends first or `timeout` passes.
     #[track_caller]
