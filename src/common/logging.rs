@@ -237,6 +237,7 @@ where
 fn mentions(message: &str, value: &Value) -> bool {
     match value {
         Value::String(text) => message.contains(text.as_str()),
+        Value::Number(number) => message.contains(&number.to_string()),
         _ => false,
     }
 }
