@@ -647,18 +647,13 @@ fn the_worker_subcommand_run_by_hand_exits_2_with_a_clear_message() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("failed to spawn complex worker");
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("failed to wait for complex worker") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("`complex worker` with a terminal for stdin was still running after {PATIENCE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+    if !support::wait_exited(pid, PATIENCE) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("`complex worker` with a terminal for stdin was still running after {PATIENCE:?}");
+    }
+    let status = child.wait().expect("failed to wait for complex worker");
     let mut stderr = String::new();
     let mut stdout = String::new();
     if let Some(mut pipe) = child.stderr.take() {

@@ -400,20 +400,19 @@ impl Run {
                 )),
             }
         }
-        // Stderr is closed, so the main process has exited or is exiting: reaping it is a
-        // matter of moments, but it is still bounded.
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.status = Some(status);
-                    return status;
-                }
-                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
-                Ok(None) => self.fail(&format!(
-                    "the main process closed stderr but did not exit within {PATIENCE:?}"
-                )),
-                Err(error) => self.fail(&format!("failed to wait for the main process: {error}")),
+        // Stderr is closed, so the main process has exited or is exiting: its pidfd says
+        // when (no polling), and reaping it is then immediate; still bounded.
+        if !wait_exited(self.pid, deadline.saturating_duration_since(Instant::now())) {
+            self.fail(&format!(
+                "the main process closed stderr but did not exit within {PATIENCE:?}"
+            ));
+        }
+        match self.child.wait() {
+            Ok(status) => {
+                self.status = Some(status);
+                status
             }
+            Err(error) => self.fail(&format!("failed to wait for the main process: {error}")),
         }
     }
 
@@ -767,23 +766,23 @@ impl Run {
         }
     }
 
-    /// Polls the process table until none of `pids` is alive (a zombie counts as gone),
-    /// and returns how long that took; fails, naming the survivors, once `bound` has
+    /// Waits (on pidfds, not by polling) until none of `pids` is alive (a zombie counts as
+    /// gone), and returns how long that took; fails, naming the survivors, once `bound` has
     /// passed. The bound is the contract's promise being tested ("gone within 5 s"), not
     /// a synchronisation: a passing run returns as soon as the last one is gone.
     #[track_caller]
     pub fn wait_gone(&self, pids: &[i32], bound: Duration) -> Duration {
         let began = Instant::now();
-        loop {
-            let alive: Vec<i32> = pids.iter().copied().filter(|&pid| is_alive(pid)).collect();
-            if alive.is_empty() {
-                return began.elapsed();
-            }
-            if began.elapsed() > bound {
-                self.fail(&format!("still alive {bound:?} later: pids {alive:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let deadline = began + bound;
+        let alive: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|&pid| !wait_exited(pid, deadline.saturating_duration_since(Instant::now())))
+            .collect();
+        if !alive.is_empty() {
+            self.fail(&format!("still alive {bound:?} later: pids {alive:?}"));
         }
+        began.elapsed()
     }
 }
 
@@ -843,6 +842,53 @@ pub fn mentions_pid(text: &str, pid: i64) -> bool {
 /// zombie also "exists" for kill(2): a worker that died after its parent is reparented to
 /// PID 1, which in a container may be slow to reap it, or never do. It is dead all the
 /// same, so on Linux `/proc` is asked whether every match is a zombie (or dead).
+/// Waits until process `pid` has exited (a zombie counts) or `timeout` passes; returns
+/// whether it exited. A Linux pidfd becomes readable when its process ends, so this is an
+/// event wait, not a poll of the process table. A pid already gone (ESRCH) has exited.
+pub fn wait_exited(pid: i32, timeout: Duration) -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    // SAFETY: pidfd_open(2) takes a pid and no flags; it returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw < 0 {
+        return match std::io::Error::last_os_error().raw_os_error() {
+            Some(libc::ESRCH) => true,
+            // No pidfds here (an old kernel, a strict sandbox): watch the process table.
+            _ => poll_until_gone(pid, timeout),
+        };
+    }
+    // SAFETY: `raw` was just returned by pidfd_open and nothing else owns it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut exited = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = i32::try_from(left.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for a descriptor we own.
+        match unsafe { libc::poll(&mut exited, 1, millis) } {
+            0 => return false,
+            n if n > 0 => return true,
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => continue,
+            _ => return false,
+        }
+    }
+}
+
+/// The fallback of [`wait_exited`] where pidfds are unavailable.
+fn poll_until_gone(pid: i32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while is_alive(pid) {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 fn is_alive(target: i32) -> bool {
     // SAFETY: signal 0 performs the existence and permission checks only.
     let rc = unsafe { libc::kill(target, 0) };
