@@ -143,6 +143,9 @@ pub struct Application {
 }
 
 struct Outcome {
+    /// Every service started, so the app logged `stopping` and is to log `stopped` once the
+    /// runtime is down (a failed start logged `failed` instead).
+    started: bool,
     failed: bool,
     /// Kept alive until the runtime is down: the stop's bound covers the runtime's shutdown.
     watchdog: Option<Watchdog>,
@@ -179,7 +182,7 @@ impl Application {
         tracing::debug!("runtime: shut down");
         drop(outcome.watchdog);
         let failed = outcome.failed || ctx.shutdown.fatal().is_some();
-        if components.phase("app") == Some(crate::components::Phase::Stopping) {
+        if outcome.started {
             components.stopped("app");
         }
         ExitStatus::from_stop(ctx.shutdown.first_signal(), failed)
@@ -263,6 +266,7 @@ impl Application {
             components.failed("app", &format!("{name} failed to start"));
         }
         Outcome {
+            started: start_error.is_none(),
             failed: start_error.is_some() || stop_failed,
             watchdog,
         }

@@ -77,15 +77,11 @@ pub fn terminate(status: ExitStatus) -> ! {
 #[cfg(unix)]
 fn die_by(signal: ShutdownSignal) {
     let number = signal.number();
-    // SAFETY: resetting a disposition to SIG_DFL and unblocking it touch no Rust state;
-    // `set` is a local, initialised by sigemptyset before use.
+    // SAFETY: resetting a disposition to SIG_DFL touches no Rust state.
     unsafe {
         libc::signal(number, libc::SIG_DFL);
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, number);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
     }
+    crate::signals::unblock(&[signal]);
     // Process-directed, so it is delivered even if another thread is the one not blocking it.
     // SAFETY: kill(2) on our own pid with a valid signal number.
     unsafe {

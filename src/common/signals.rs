@@ -95,6 +95,31 @@ where
     platform::install_others(move |signal| on_signal(signal))
 }
 
+/// The signal set holding `signals`, as the OS's mask calls take it. Build it before a fork:
+/// a child between fork and exec may use it without allocating.
+#[cfg(unix)]
+pub fn mask_of(signals: &[ShutdownSignal]) -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the zeroed set; sigaddset adds valid signal numbers.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in signals {
+            libc::sigaddset(&mut set, signal.number());
+        }
+        set
+    }
+}
+
+/// Unblocks `signals` in the calling thread (threads it spawns afterwards inherit that).
+#[cfg(unix)]
+pub fn unblock(signals: &[ShutdownSignal]) {
+    let set = mask_of(signals);
+    // SAFETY: changes only this thread's signal mask; `set` is a valid, initialised set.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+    }
+}
+
 #[cfg(unix)]
 mod platform {
     use super::{ShutdownSignal, SignalError};

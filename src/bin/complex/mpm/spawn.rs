@@ -8,30 +8,19 @@
 //!
 //! **Fix.** Block SIGINT, SIGTERM and SIGHUP in the child itself, after std's reset and just
 //! before `exec` (`pre_exec`); the mask survives `exec`. The worker installs its handlers,
-//! then unblocks ([`unblock_shutdown_signals`]): a signal that came in the window is still
+//! then unblocks (`graceful::signals::unblock`): a signal that came in the window is still
 //! pending, is delivered then, and is logged as ignored like any other.
 //! Proof: `tests/complex.rs` signals the group during the handshake.
 
 use std::io;
-use std::process::{Child, Command};
 
-/// The set {SIGINT, SIGTERM, SIGHUP}.
-fn shutdown_signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the zeroed set; sigaddset adds valid signal numbers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, signal);
-        }
-        set
-    }
-}
+use graceful::signals::{self, ShutdownSignal};
+use std::process::{Child, Command};
 
 /// Spawns `command` with the shutdown signals blocked in the child from before `exec`.
 pub fn spawn_with_signals_blocked(command: &mut Command) -> io::Result<Child> {
     use std::os::unix::process::CommandExt;
-    let set = shutdown_signal_set();
+    let set = signals::mask_of(&ShutdownSignal::ALL);
     // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
     // functions may be called: pthread_sigmask is one, and the closure allocates nothing
     // (the set was built in the parent and is copied in).
@@ -44,14 +33,4 @@ pub fn spawn_with_signals_blocked(command: &mut Command) -> io::Result<Child> {
         });
     }
     command.spawn()
-}
-
-/// Unblocks the shutdown signals in the calling thread (the worker's main thread, once its
-/// handlers are installed). Threads spawned afterwards inherit the unblocked mask.
-pub fn unblock_shutdown_signals() {
-    let set = shutdown_signal_set();
-    // SAFETY: changes only this thread's signal mask; `set` is a valid, initialised set.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
 }

@@ -22,7 +22,6 @@ use graceful::signals;
 use super::dummy::DummyManager;
 use super::lanes::{Lanes, StopCause, Work};
 use super::protocol::{Command, Report};
-use super::spawn::unblock_shutdown_signals;
 use crate::cli::{Fault, WorkerArgs};
 
 /// Runs the worker from its command line (the arguments after `worker`); the exit status
@@ -52,7 +51,7 @@ fn run(args: WorkerArgs) -> ! {
     }
     if install_signal_intake(&name) {
         // Handlers are in place: a signal that arrived since spawn is delivered (and ignored) now.
-        unblock_shutdown_signals();
+        signals::unblock(&signals::ShutdownSignal::ALL);
     }
 
     let components = Components::new();

@@ -279,8 +279,7 @@ impl Mpm {
     fn abort_start(&self, error: MpmError) -> MpmError {
         tracing::error!("MPM.start: start failed: {error}; killing every spawned worker");
         self.shared.start_outcome.set(false);
-        self.shared.stopping.store(true, SeqCst);
-        self.shared.kill_all_and_reap();
+        self.kill_all();
         self.shared.join_monitors();
         self.shared.components.failed("MPM", &error);
         error
