@@ -158,8 +158,6 @@ struct Outcome {
     /// runtime is down (a failed start logged `failed` instead).
     started: bool,
     failed: bool,
-    /// Kept alive until the runtime is down: the stop's bound covers the runtime's shutdown.
-    watchdog: Option<Watchdog>,
 }
 
 impl Application {
@@ -167,6 +165,15 @@ impl Application {
     fn run(self, ctx: &ServiceContext) -> ExitStatus {
         let components = &ctx.components;
         components.starting("app");
+        // The stop's deadline is a thread; it is started now, so a machine out of threads
+        // fails the start cleanly instead of leaving a stop without its bound.
+        let watchdog = match Watchdog::spawn(ctx.shutdown.clone()) {
+            Ok(watchdog) => watchdog,
+            Err(error) => {
+                components.failed("app", &format!("cannot start thread 'stop-watchdog': {error}"));
+                return ExitStatus::Failed;
+            }
+        };
         // A current-thread runtime: the services only wait (their work runs in pools and
         // processes of their own), and a runtime that starts no threads cannot fail for want
         // of one: tokio's multi-threaded runtime panics when the OS refuses a worker thread
@@ -182,11 +189,12 @@ impl Application {
                 return ExitStatus::Failed;
             }
         };
-        let outcome = runtime.block_on(self.lifecycle(ctx));
+        let outcome = runtime.block_on(self.lifecycle(ctx, &watchdog));
         tracing::debug!("runtime: shutting down (bounded by {RUNTIME_SHUTDOWN_BOUND:?})");
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);
         tracing::debug!("runtime: shut down");
-        drop(outcome.watchdog);
+        // Disarmed only now: the stop's bound covers the runtime's shutdown too.
+        drop(watchdog);
         let failed = outcome.failed || ctx.shutdown.fatal().is_some() || panics::happened();
         if outcome.started {
             components.stopped("app");
@@ -194,7 +202,7 @@ impl Application {
         ExitStatus::from_stop(ctx.shutdown.first_signal(), failed)
     }
 
-    async fn lifecycle(self, ctx: &ServiceContext) -> Outcome {
+    async fn lifecycle(self, ctx: &ServiceContext, watchdog: &Watchdog) -> Outcome {
         let components = &ctx.components;
         let shutdown = &ctx.shutdown;
 
@@ -247,7 +255,7 @@ impl Application {
         }
 
         let _stop_shield = shutdown.shield("stop");
-        let watchdog = Watchdog::arm(self.stop_timeout, shutdown.clone());
+        watchdog.arm(self.stop_timeout);
         if start_error.is_none() {
             components.stopping("app");
         }
@@ -284,7 +292,6 @@ impl Application {
         Outcome {
             started: start_error.is_none(),
             failed: start_error.is_some() || stop_failed,
-            watchdog,
         }
     }
 }
@@ -308,33 +315,35 @@ async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {
     }
 }
 
-/// A thread that forces the exit if the stop outlives its bound; disarmed by dropping it.
-/// A thread, not a tokio timer, so a service that blocks the runtime cannot hold it off.
+/// A thread that forces the exit if the stop outlives its bound, once [`armed`]; dropping
+/// the handle disarms it. A thread, not a tokio timer, so a service that blocks the runtime
+/// cannot hold it off.
+///
+/// [`armed`]: Watchdog::arm
 struct Watchdog {
-    _disarm: mpsc::Sender<()>,
+    orders: mpsc::Sender<Duration>,
 }
 
 impl Watchdog {
-    fn arm(timeout: Duration, shutdown: Shutdown) -> Option<Self> {
-        let (disarm, disarmed) = mpsc::channel::<()>();
-        let forcing = shutdown.clone();
-        let spawned = std::thread::Builder::new()
+    fn spawn(shutdown: Shutdown) -> std::io::Result<Self> {
+        let (orders, received) = mpsc::channel::<Duration>();
+        std::thread::Builder::new()
             .name("stop-watchdog".into())
             .spawn(move || {
-                if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(timeout) {
-                    forcing.force(ForceReason::StopTimeout(timeout));
+                // The handle dropped before the stop: nothing to watch.
+                let Ok(timeout) = received.recv() else {
+                    return;
+                };
+                if let Err(mpsc::RecvTimeoutError::Timeout) = received.recv_timeout(timeout) {
+                    shutdown.force(ForceReason::StopTimeout(timeout));
                 }
-            });
-        match spawned {
-            Ok(_) => Some(Self { _disarm: disarm }),
-            Err(error) => {
-                // Thread exhaustion: the stop goes on unbounded, and the run exits 1.
-                shutdown.request(StopReason::Fatal(format!(
-                    "cannot start thread 'stop-watchdog' ({error}); the stop is unbounded"
-                )));
-                None
-            }
-        }
+            })?;
+        Ok(Self { orders })
+    }
+
+    /// Starts the countdown: past `timeout` the exit is forced.
+    fn arm(&self, timeout: Duration) {
+        let _ = self.orders.send(timeout);
     }
 }
 
@@ -401,6 +410,10 @@ mod tests {
         }
     }
 
+    fn watchdog(ctx: &ServiceContext) -> Watchdog {
+        Watchdog::spawn(ctx.shutdown.clone()).expect("a thread for the watchdog")
+    }
+
     fn context() -> ServiceContext {
         ServiceContext::new(TimeScale::new(1.0), Shutdown::new(3), Components::new(), None)
     }
@@ -437,7 +450,9 @@ mod tests {
             assert!(ctx.shutdown.is_requested(), "the request is recorded");
             assert!(!ctx.shutdown.is_delivered(), "delivered in the middle of a start");
         }));
-        let outcome = application(vec![first, second], None).lifecycle(&ctx).await;
+        let outcome = application(vec![first, second], None)
+            .lifecycle(&ctx, &watchdog(&ctx))
+            .await;
         assert!(!outcome.failed);
         assert_eq!(
             steps(&ctx.components.history()),
@@ -465,7 +480,7 @@ mod tests {
         let mut third = probe("C");
         third.fail = true;
         let outcome = application(vec![probe("A"), probe("B"), third, probe("D")], None)
-            .lifecycle(&ctx)
+            .lifecycle(&ctx, &watchdog(&ctx))
             .await;
         assert!(outcome.failed);
         assert_eq!(
@@ -495,7 +510,7 @@ mod tests {
         let mut leaky = probe("A");
         leaky.leak_task = Some(dropped_tx);
         let outcome = application(vec![leaky], Some(Duration::from_secs(1)))
-            .lifecycle(&ctx)
+            .lifecycle(&ctx, &watchdog(&ctx))
             .await;
         assert!(!outcome.failed);
         // The task held the sender: cancelling it dropped the sender.

@@ -76,14 +76,17 @@ impl fmt::Display for ShutdownSignal {
 /// Why the signal handlers could not be installed.
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
-    /// ctrlc refused (another handler already owns SIGINT, or the OS call failed).
+    /// ctrlc refused: another handler already owns SIGINT.
     #[error("failed to install the Ctrl+C handler")]
     CtrlC(#[source] ctrlc::Error),
+    /// ctrlc could not create its pipe or its thread `ctrl-c` (EMFILE, RLIMIT_NPROC).
+    #[error("cannot create the Ctrl+C handler's pipe or its thread 'ctrl-c'")]
+    CtrlCResources(#[source] std::io::Error),
     /// signal-hook could not register SIGTERM/SIGHUP.
     #[error("failed to install the SIGTERM/SIGHUP handlers")]
     Hook(#[source] std::io::Error),
     /// The thread that forwards SIGTERM/SIGHUP could not be started.
-    #[error("failed to start the signal thread")]
+    #[error("cannot start thread 'signals'")]
     Thread(#[source] std::io::Error),
 }
 
@@ -127,7 +130,10 @@ where
     let on_signal = std::sync::Arc::new(on_signal);
     if wanted(ShutdownSignal::Interrupt) {
         let on_interrupt = on_signal.clone();
-        ctrlc::set_handler(move || on_interrupt(ShutdownSignal::Interrupt)).map_err(SignalError::CtrlC)?;
+        ctrlc::set_handler(move || on_interrupt(ShutdownSignal::Interrupt)).map_err(|e| match e {
+            ctrlc::Error::System(io) => SignalError::CtrlCResources(io),
+            other => SignalError::CtrlC(other),
+        })?;
     }
     let others: Vec<ShutdownSignal> = [ShutdownSignal::Terminate, ShutdownSignal::Hangup]
         .into_iter()
