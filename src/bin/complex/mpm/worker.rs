@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use graceful::components::Components;
 use graceful::escalation::SignalAction;
@@ -23,6 +24,9 @@ use super::dummy::DummyManager;
 use super::lanes::{Lanes, StopCause, Work};
 use super::protocol::{Command, Report};
 use crate::cli::{Fault, WorkerArgs};
+
+/// The longest an answer waits in the worker's buffer for others to share its write.
+const MAX_BATCH_DELAY: Duration = Duration::from_millis(1);
 
 /// Runs the worker from its command line (the arguments after `worker`); the exit status
 /// is 0 after a stop, 1 after a failed start, 2 when started by hand or with bad arguments.
@@ -99,7 +103,10 @@ type Commands = BufReader<File>;
 
 /// Runs work until a stop. Before each item it takes in every command already sent (so a
 /// stop outranks the calls queued before it); it waits for the parent only when idle.
-/// Answers go out in batches: flushed when nothing more is queued or readable.
+/// Answers go out in batches: flushed when nothing more is queued or readable, or once the
+/// oldest unsent answer has waited [`MAX_BATCH_DELAY`]. Batching saves a write per answer
+/// when calls cost nothing (`--time-scale 0`); without the bound, a worker with calls
+/// queued would hold every answer (an update's too) until its queue ran dry.
 fn work_loop(
     input: &mut Commands,
     manager: &mut DummyManager,
@@ -110,6 +117,7 @@ fn work_loop(
     // Whether the pipe may hold unread commands; after an idle check found it empty, the
     // next read may as well block (it returns at once if something came meanwhile).
     let mut maybe_more = true;
+    let mut unsent_since: Option<Instant> = None;
     loop {
         if maybe_more {
             take_in(input, &mut lanes, false);
@@ -141,9 +149,14 @@ fn work_loop(
         };
         let idle = lanes.is_empty() && !readable(input);
         maybe_more = !idle;
+        let oldest = *unsent_since.get_or_insert_with(Instant::now);
+        let flush = idle || oldest.elapsed() >= MAX_BATCH_DELAY;
+        if flush {
+            unsent_since = None;
+        }
         let written = answer
             .write_to(out)
-            .and_then(|()| if idle { out.flush() } else { Ok(()) });
+            .and_then(|()| if flush { out.flush() } else { Ok(()) });
         if written.is_err() {
             // stdout broke: nobody reads our answers any more.
             return StopCause::ParentGone;
