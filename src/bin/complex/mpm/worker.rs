@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use graceful::components::Components;
-use graceful::escalation::SignalAction;
 use graceful::signals;
 
 use super::dummy::DummyManager;
@@ -277,7 +276,8 @@ fn install_signal_intake(name: &str) {
         tracing::warn!(
             target: "lifecycle",
             signal = signal.name(),
-            action = SignalAction::Ignored.as_str(),
+            // The worker's whole signal policy: log it, leave the decision to the parent.
+            action = "ignored",
             count,
             "{signal} received; ignored: {name} stops on its parent's stop command, or when the parent is gone"
         );

@@ -96,7 +96,9 @@ impl Shared {
         let calls = if count == 1 { "call" } else { "calls" };
         if first && count > 0 {
             tracing::info!(
-                withdrawn = count,
+                event = "withdrawn",
+                worker = %worker.name,
+                count,
                 "MPM: {} withdrew {count} {calls} it had not begun",
                 worker.name
             );
@@ -104,7 +106,9 @@ impl Shared {
             tracing::debug!("MPM: {} had no call waiting to withdraw", worker.name);
         } else if count > 0 {
             tracing::debug!(
-                withdrawn = count,
+                event = "withdrawn",
+                worker = %worker.name,
+                count,
                 "MPM: {} withdrew {count} more {calls} that reached it after the withdrawal",
                 worker.name
             );
