@@ -14,7 +14,7 @@
 //! ([`WorkerProcess::withdraw`], [`WorkerProcess::close`]): a flag, then one non-blocking
 //! attempt to write them. What cannot go out now goes out later, written by whoever frees the
 //! pipe: the caller that held it (right after its own frame), or the worker's monitor, which
-//! polls the pipe for room. Both frames are a few bytes, so a write either fits whole or not
+//! polls the pipe for room. Both lines are a few bytes, so a write either fits whole or not
 //! at all.
 
 use graceful::sync::LockUnpoisoned;
@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::arrivals::{Arrivals, WakeReceiver};
+use super::handshake::spawn_with_signals_blocked;
 use super::latch::Latch;
-use super::protocol::Command;
-use super::spawn::spawn_with_signals_blocked;
+use super::protocol::{Command, Frame};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
