@@ -7,11 +7,11 @@
 //!
 //! ```text
 //! $ cat | complex worker --index 1 --time-scale 0
-//! {"report":"bootstrapped"}
-//! {"report":"started"}
-//! {"command":"call","id":1,"method":{"process_number":7}}
-//! {"report":"result","id":1,"version":1,"parameter":{"process_number":7}}
-//! {"command":"stop"}
+//! "bootstrapped"
+//! "started"
+//! {"call":{"id":1,"method":{"process_number":7}}}
+//! {"result":{"id":1,"version":1,"parameter":{"process_number":7}}}
+//! "stop"
 //! ```
 //!
 //! A line that is not a frame of this protocol (bad JSON, an unknown command, a line longer
@@ -50,9 +50,9 @@ impl Method {
     }
 }
 
-/// Parent to worker: `{"command":"call",...}`.
+/// Parent to worker: `{"call":{...}}`, `{"update":{...}}`, `"withdraw"`, `"stop"`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Command {
     /// Run `method` and answer with [`Report::Result`] carrying `id`.
     Call {
@@ -73,9 +73,9 @@ pub enum Command {
     Stop,
 }
 
-/// Worker to parent: `{"report":"result",...}`.
+/// Worker to parent: `"bootstrapped"`, `"started"`, `{"result":{...}}`, ...
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "report", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub enum Report {
     /// Handshake step 1: the worker's code runs and its signal handlers are in place.
     Bootstrapped,
@@ -254,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_person_can_type_the_commands() {
-        let typed = b"\n{\"command\":\"call\",\"id\":1,\"method\":{\"process_number\":7}}\n  \n{\"command\":\"stop\"}";
+        let typed = b"\n{\"call\":{\"id\":1,\"method\":{\"process_number\":7}}}\n  \n\"stop\"";
         let (mut input, mut line) = (&typed[..], Vec::new());
         assert_eq!(
             Command::read_from(&mut input, &mut line).unwrap(),
@@ -269,7 +269,7 @@ mod tests {
         );
         let mut out = Vec::new();
         Report::Updated { id: 2, version: 3 }.write_to(&mut out).unwrap();
-        assert_eq!(out, b"{\"report\":\"updated\",\"id\":2,\"version\":3}\n");
+        assert_eq!(out, b"{\"updated\":{\"id\":2,\"version\":3}}\n");
     }
 
     #[test]
@@ -288,10 +288,10 @@ mod tests {
     fn garbage_is_detected_not_misread() {
         for garbage in [
             &b"hello world\n"[..],
-            &b"{\"report\":\"unknown\"}\n"[..],
-            &b"{\"report\":\"updated\",\"id\":1}\n"[..],
-            &b"{\"report\":\"withdrawn\",\"ids\":[1,-2]}\n"[..],
-            &b"{\"command\":\"stop\"}\n"[..],
+            &b"\"unknown\"\n"[..],
+            &b"{\"updated\":{\"id\":1}}\n"[..],
+            &b"{\"withdrawn\":{\"ids\":[1,-2]}}\n"[..],
+            &b"\"stop\"\n"[..],
         ] {
             let (mut input, mut line) = (garbage, Vec::new());
             assert!(

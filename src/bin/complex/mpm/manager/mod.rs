@@ -203,7 +203,7 @@ impl Mpm {
         let workers = shared.current_workers();
         let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
         tracing::debug!(
-            event = "stop-command",
+            event = "stop-sent",
             workers = workers.len(),
             "MPM.stop: sending the stop command to {} workers",
             workers.len()
