@@ -24,6 +24,10 @@ use services::{AsyncService1, Settings};
 fn main() {
     // First of all: a Ctrl+C while the arguments are parsed is kept pending, not fatal.
     graceful::signals::block_until_intake();
+    if std::env::args_os().nth(1).is_some_and(|first| first == "worker") {
+        // Before clap: from a terminal, the explanation, whatever the arguments.
+        mpm::worker::refuse_a_terminal();
+    }
     let cli = Cli::parse();
     if let Some(Subcommands::Worker(args)) = &cli.command {
         mpm::worker::run(args.config());

@@ -14,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, BufReader};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use super::super::lanes::{Lanes, StopCause};
 use super::super::protocol::{Command, Frame};
@@ -30,11 +30,15 @@ pub struct Intake {
 impl Intake {
     /// Reads this process's stdin.
     pub fn stdin() -> io::Result<Self> {
-        let fd = io::stdin().as_fd().try_clone_to_owned()?;
-        Ok(Self {
+        Ok(Self::new(io::stdin().as_fd().try_clone_to_owned()?))
+    }
+
+    /// Reads `fd` (a pipe or a socket: something `poll` reports on).
+    pub fn new(fd: OwnedFd) -> Self {
+        Self {
             input: BufReader::new(File::from(fd)),
             line: Vec::new(),
-        })
+        }
     }
 
     /// Blocks until the parent sends a command (or ends), then takes in everything else
@@ -75,13 +79,13 @@ impl Intake {
         if !self.input.buffer().is_empty() {
             return true;
         }
-        let mut stdin = libc::pollfd {
-            fd: libc::STDIN_FILENO,
+        let mut input = libc::pollfd {
+            fd: self.input.get_ref().as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one valid pollfd, a zero timeout: poll only reports on the descriptor.
-        let ready = unsafe { libc::poll(&mut stdin, 1, 0) };
-        ready > 0 && stdin.revents != 0
+        let ready = unsafe { libc::poll(&mut input, 1, 0) };
+        ready > 0 && input.revents != 0
     }
 }

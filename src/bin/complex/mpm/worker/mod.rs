@@ -49,9 +49,10 @@ const MAX_BATCH_DELAY: Duration = Duration::from_millis(1);
 /// How long a worker on its way out waits for its queued log lines to be written.
 const EXIT_FLUSH_BOUND: Duration = Duration::from_millis(500);
 
-/// Runs the worker; the exit status is 0 after a stop, 1 after a failed start, 2 when
-/// started by hand from a terminal.
-pub fn run(config: WorkerConfig) -> ! {
+/// A worker started by hand from a terminal explains what it is and exits 2, whatever its
+/// arguments: it is the process `complex` starts and talks to. (From a pipe it runs: a person
+/// may talk to it in JSON lines, see `protocol.rs`.)
+pub fn refuse_a_terminal() {
     if std::io::stdin().is_terminal() {
         eprintln!(
             "error: `complex worker` is the worker process that `complex` starts and talks to over \
@@ -59,6 +60,11 @@ pub fn run(config: WorkerConfig) -> ! {
         );
         std::process::exit(2);
     }
+}
+
+/// Runs the worker; the exit status is 0 after a stop, 1 after a failed start.
+pub fn run(config: WorkerConfig) -> ! {
+    refuse_a_terminal();
     let name = config.name();
     if let Err(error) = graceful::logging::init(&name, config.log_format, config.log_level) {
         eprintln!("error: {error}");
@@ -230,4 +236,81 @@ fn exit_parent_gone(components: &Components, name: &str) -> ! {
         &"the parent is gone (stdout closed) before the handshake completed",
     );
     exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpm::protocol::{Command, Method};
+    use graceful::time_scale::TimeScale;
+    use std::os::unix::net::UnixStream;
+
+    /// Sends `commands` to a worker's work loop all at once, then `end` (the stream's end
+    /// when true), and returns why it stopped and what it answered.
+    fn serve_these(commands: &[Command], end: bool) -> (StopCause, Vec<Report>) {
+        let (mut parent, child) = UnixStream::pair().unwrap();
+        for command in commands {
+            command.write_to(&mut parent).unwrap();
+        }
+        parent.flush().unwrap();
+        if end {
+            drop(parent);
+        } else {
+            // Kept open: the worker must stop on the command, not on the end of the stream.
+            std::mem::forget(parent);
+        }
+        let mut manager = DummyManager::new(TimeScale::new(0.0));
+        let mut out = Vec::new();
+        let cause = serve(Intake::new(child.into()), &mut manager, &mut out, None);
+        let reports = out
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| Report::from_line(line).unwrap())
+            .collect();
+        (cause, reports)
+    }
+
+    fn call(id: u64) -> Command {
+        Command::Call {
+            id,
+            method: Method::ProcessNumber(id as i64),
+        }
+    }
+
+    #[test]
+    fn a_stop_sent_behind_queued_calls_is_honoured_before_them() {
+        let (cause, answers) = serve_these(&[call(1), call(2), call(3), Command::Stop], false);
+        assert_eq!(cause, StopCause::Command);
+        // The first call may have been taken as the item in hand before the rest arrived;
+        // none after it ran.
+        assert!(answers.len() <= 1, "{answers:?}");
+    }
+
+    #[test]
+    fn the_end_of_stdin_is_the_parent_gone() {
+        let (cause, _) = serve_these(&[call(1)], true);
+        assert_eq!(cause, StopCause::ParentGone);
+    }
+
+    #[test]
+    fn calls_withdrawn_at_the_stop_are_answered_before_the_worker_stops() {
+        let (cause, answers) = serve_these(&[call(1), call(2), Command::Withdraw, Command::Stop], false);
+        assert_eq!(cause, StopCause::Command);
+        let withdrawn: Vec<u64> = answers
+            .iter()
+            .flat_map(|a| match a {
+                Report::Withdrawn { ids } => ids.clone(),
+                _ => vec![],
+            })
+            .collect();
+        let ran = answers
+            .iter()
+            .filter(|a| matches!(a, Report::Result { .. }))
+            .count();
+        assert_eq!(
+            withdrawn.len() + ran,
+            2,
+            "every call is run or withdrawn: {answers:?}"
+        );
+    }
 }
