@@ -137,7 +137,7 @@ impl Cli {
 /// read back by clap like every other command line.
 #[derive(Args, Debug, Clone)]
 pub struct WorkerArgs {
-    /// 1-based: the worker is worker-<INDEX>
+    /// 1-based: the worker is `worker-INDEX`
     #[arg(long, value_name = "INDEX", value_parser = clap::value_parser!(u16).range(1..))]
     pub index: u16,
 
