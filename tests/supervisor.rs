@@ -49,6 +49,25 @@ impl Line {
     }
 }
 
+/// Kills the run's whole process group when the test ends, passing or failing, so nothing
+/// of it is left running.
+struct Group(i32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process group the test created for this run.
+        unsafe { libc::kill(-self.0, libc::SIGKILL) };
+    }
+}
+
+/// The next log line, or a failure once `deadline` passes.
+fn next_line(lines: &Receiver<Line>, deadline: Instant, waiting_for: &str) -> Line {
+    let left = deadline.saturating_duration_since(Instant::now());
+    lines
+        .recv_timeout(left)
+        .unwrap_or_else(|_| panic!("no log line {waiting_for} in time"))
+}
+
 /// Skips a test whose needs this machine does not meet; a failure when CI asks for all.
 fn skip(why: &str) {
     if std::env::var("GRACEFUL_REQUIRE_ALL").as_deref() == Ok("1") {
@@ -199,6 +218,7 @@ fn run_under_manager(
         &args,
         &[("NOTIFY_SOCKET", address), ("WATCHDOG_USEC", &usec)],
     );
+    let _group = Group(child.id() as i32);
     let deadline = Instant::now() + PATIENCE;
     let mut received = Vec::new();
     // Ready first.
@@ -231,10 +251,9 @@ fn run_under_manager(
     let status = child.wait().expect("wait for the binary");
     assert_eq!(status.signal(), Some(libc::SIGTERM), "ended with {status}");
     // Everything sent before the exit has arrived: the socket is local.
-    while let Ok(d) = datagrams.recv_timeout(Duration::from_millis(300)) {
-        if !d.text.is_empty() {
-            received.push(d);
-        }
+    let quiet = Instant::now() + Duration::from_millis(300);
+    while let Some(datagram) = next_datagram(&datagrams, quiet) {
+        received.push(datagram);
     }
     log.extend(lines.iter());
     (received, log, workers)
@@ -338,29 +357,49 @@ fn complex_speaks_the_notify_protocol_on_an_abstract_socket_and_workers_stay_sil
     }
 }
 
+/// The datagram sockets `pid` holds: the notifier's is one; signal-hook's self-pipe is a
+/// stream socket pair, so it does not count.
+fn datagram_sockets(pid: u32) -> usize {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    let datagram_inodes: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter_map(|row| {
+            let columns: Vec<&str> = row.split_whitespace().collect();
+            // Num RefCount Protocol Flags Type St Inode [Path]; Type 0002 is SOCK_DGRAM.
+            (columns.get(4) == Some(&"0002"))
+                .then(|| columns.get(6).copied())
+                .flatten()
+        })
+        .collect();
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| {
+            fds.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|target| {
+                    let target = target.to_string_lossy().into_owned();
+                    let inode = target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned();
+                    Some(inode)
+                })
+                .filter(|inode| datagram_inodes.contains(&inode.as_str()))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[test]
 fn without_notify_socket_nothing_is_sent() {
-    // A socket nobody names: the binary must not find it (and the log says nothing of it).
     let (mut child, lines) = spawn(
         env!("CARGO_BIN_EXE_simple"),
-        &["--log-format", "json", "--time-scale", "0", "--run-for", "200ms"],
+        &["--log-format", "json", "--time-scale", "0", "--run-for", "300ms"],
         &[],
     );
     let pid = child.id();
-    let mut sockets = 0;
+    let _group = Group(pid as i32);
+    let mut sockets = None;
     for line in lines.iter() {
         if line.is("app", "started") {
-            // While it runs: not one socket among its descriptors.
-            sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
-                .map(|fds| {
-                    fds.flatten()
-                        .filter(|fd| {
-                            std::fs::read_link(fd.path())
-                                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
-                        })
-                        .count()
-                })
-                .unwrap_or(0);
+            sockets = Some(datagram_sockets(pid));
         }
         assert!(
             line.json["event"] != "notify-unusable",
@@ -368,7 +407,11 @@ fn without_notify_socket_nothing_is_sent() {
         );
     }
     assert!(child.wait().expect("wait").success());
-    assert_eq!(sockets, 0, "simple opened a socket without NOTIFY_SOCKET");
+    assert_eq!(
+        sockets,
+        Some(0),
+        "simple opened a datagram socket without NOTIFY_SOCKET"
+    );
 }
 
 #[test]
@@ -411,13 +454,9 @@ fn kill_mode_mixed_leaves_nothing_for_the_final_sigkill() {
         ],
         &[],
     );
+    let _group = Group(child.id() as i32);
     let deadline = Instant::now() + PATIENCE;
-    for line in lines.iter() {
-        if line.is("app", "started") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no app: started");
-    }
+    while !next_line(&lines, deadline, "app: started").is("app", "started") {}
     let group = child.id() as i32;
     let sent = Instant::now();
     // SAFETY: kill(2) on our own child only.
@@ -438,6 +477,24 @@ fn kill_mode_mixed_leaves_nothing_for_the_final_sigkill() {
         !left,
         "processes of the run were still there for KillMode=mixed's SIGKILL"
     );
+}
+
+/// Every child of `pid`, from all its threads' lists (a worker is the child of the pool
+/// thread that spawned it).
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                .flat_map(|list| {
+                    list.split_whitespace()
+                        .filter_map(|p| p.parse().ok())
+                        .collect::<Vec<u32>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// PID 1 of a fresh PID namespace: 100 orphans entered into it are reaped; a worker killed
@@ -461,16 +518,17 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
         ],
         &[],
     );
+    let _group = Group(child.id() as i32);
     let deadline = Instant::now() + PATIENCE;
     let mut log = Vec::new();
     let mut worker_host_pid = None;
-    for line in lines.iter() {
+    loop {
+        let line = next_line(&lines, deadline, "app: started");
         let started = line.is("app", "started");
         log.push(line);
         if started {
             break;
         }
-        assert!(Instant::now() < deadline, "no app: started");
     }
     assert!(log.iter().any(|l| l.json["pid"] == 1), "the binary is not PID 1");
     // The binary's pid outside the namespace: unshare's only child.
@@ -495,16 +553,7 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
     assert!(orphans.success());
     // Zero zombies shortly after (the orphans sleep 0.1 s).
     let zombies = || -> usize {
-        let children = std::fs::read_dir(format!("/proc/{init}/task"))
-            .map(|tasks| {
-                tasks
-                    .flatten()
-                    .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-                    .flat_map(|list| list.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        children
+        children_of(init)
             .iter()
             .filter(|pid| {
                 std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
@@ -521,10 +570,8 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // A worker killed from outside: its parent still reads its status.
-    let workers: Vec<u32> = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
+    let workers: Vec<u32> = children_of(init)
+        .into_iter()
         .filter(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("worker")))
         .collect();
     if let Some(&worker) = workers.first() {
@@ -536,20 +583,14 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
         worker_host_pid.is_some(),
         "no worker found under the namespace's init"
     );
-    let mut reported = false;
-    for line in lines.iter() {
+    loop {
+        let line = next_line(&lines, deadline, "reporting the worker killed by SIGKILL");
         let cause = line.json["cause"].as_str().unwrap_or_default().to_owned();
         log.push(line);
         if cause.contains("killed by SIGKILL") {
-            reported = true;
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the killed worker was not reported by its signal"
-        );
     }
-    assert!(reported);
     // SAFETY: kill(2) on the namespace's init, our grandchild.
     unsafe { libc::kill(init as i32, libc::SIGTERM) };
     let status = child.wait().expect("wait for unshare");

@@ -1,12 +1,16 @@
 //! `complex`'s command line: the shared options, its own, and the hidden worker subcommand.
+//! This file alone knows the flags: it maps them onto the process layer's settings
+//! ([`MpmConfig`], [`WorkerConfig`]), and back into a worker's arguments.
 
 use std::time::Duration;
 
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use graceful::cli::CommonArgs;
 use graceful::logging::LogFormat;
 use graceful::time_scale::TimeScale;
 use tracing_subscriber::filter::LevelFilter;
+
+use crate::mpm::{self, MpmConfig, WorkerConfig};
 
 /// Worker processes, a blocking pool and an async facade, stopped cleanly at any moment.
 ///
@@ -18,12 +22,24 @@ use tracing_subscriber::filter::LevelFilter;
 /// being released; `--fail-start worker-2` shows a failed handshake.
 #[derive(Parser, Debug)]
 #[command(name = "complex", version, about, long_about, after_help = graceful::cli::EXIT_STATUS_HELP)]
+#[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct Cli {
     #[command(flatten)]
     pub common: CommonArgs,
 
     #[command(flatten)]
     pub complex: ComplexArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Subcommands>,
+}
+
+/// The subcommands: only the hidden one the manager runs.
+#[derive(Subcommand, Debug)]
+pub enum Subcommands {
+    /// A worker process, started by `complex` and talked to over stdin/stdout (JSON lines)
+    #[command(hide = true)]
+    Worker(WorkerArgs),
 }
 
 /// `complex`'s own options.
@@ -66,104 +82,124 @@ pub struct ComplexArgs {
     pub inject_fault: Option<Fault>,
 }
 
-/// Faults that can be planted on purpose (`--inject-fault`).
+/// Faults that can be planted on purpose (`--inject-fault`): see [`mpm::Fault`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// Every worker ignores the stop command and its parent's death: the orphan the
-    /// reference warns about. The manager must kill it; the stop is late.
+    /// Every worker ignores the stop command and its parent's death
     WorkerIgnoresStop,
-    /// Every worker, once started, writes one 8 KiB log line in small pieces over about
-    /// 2.5 s, straight to its stderr: kill it meanwhile to prove a cut-off line never
-    /// reaches the run's log.
+    /// Every worker writes one 8 KiB log line slowly, straight to its stderr
     SlowLogLine,
 }
 
-impl Fault {
-    /// The flag's value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WorkerIgnoresStop => "worker-ignores-stop",
-            Self::SlowLogLine => "slow-log-line",
+impl From<Fault> for mpm::Fault {
+    fn from(fault: Fault) -> Self {
+        match fault {
+            Fault::WorkerIgnoresStop => Self::WorkerIgnoresStop,
+            Fault::SlowLogLine => Self::SlowLogLine,
         }
     }
 }
 
-/// The first argument that makes this process a worker: `complex worker --index N ...`.
-pub const WORKER_SUBCOMMAND: &str = "worker";
+impl From<mpm::Fault> for Fault {
+    fn from(fault: mpm::Fault) -> Self {
+        match fault {
+            mpm::Fault::WorkerIgnoresStop => Self::WorkerIgnoresStop,
+            mpm::Fault::SlowLogLine => Self::SlowLogLine,
+        }
+    }
+}
 
-/// What the manager passes to a worker process (`complex worker ...`).
-///
-/// Parsed by hand, not by clap: the arguments are written by the manager, never by a
-/// person, and every worker process skipping clap's code keeps its resident memory (mostly
-/// the binary's pages it touches) about a tenth smaller.
-#[derive(Debug, Clone)]
+impl Cli {
+    /// The process layer's settings (`--fail-start worker-N` names the worker whose start
+    /// fails on purpose).
+    pub fn mpm_config(&self) -> MpmConfig {
+        let fail_start = self
+            .common
+            .fail_start
+            .as_deref()
+            .and_then(|c| c.strip_prefix("worker-"))
+            .and_then(|n| n.parse().ok());
+        MpmConfig {
+            workers: usize::from(self.complex.workers),
+            time_scale: self.common.time_scale,
+            log_format: self.common.log_format,
+            log_level: self.common.log_level,
+            fail_start,
+            fault: self.complex.inject_fault.map(mpm::Fault::from),
+            restart_limit: self.complex.restart_limit,
+            restart_window: self.complex.restart_window,
+            worker_command: WorkerArgs::command_line,
+        }
+    }
+}
+
+/// `complex worker`'s arguments, written by the manager ([`WorkerArgs::command_line`]) and
+/// read back by clap like every other command line.
+#[derive(Args, Debug, Clone)]
 pub struct WorkerArgs {
-    /// 1-based: the worker is `worker-<index>`.
+    /// 1-based: the worker is `worker-INDEX`
+    #[arg(long, value_name = "INDEX", value_parser = clap::value_parser!(u16).range(1..))]
     pub index: u16,
-    /// `--time-scale`, passed down.
+
+    /// Multiply every simulated delay by F
+    #[arg(long, value_name = "F", default_value = "1", value_parser = TimeScale::parse, allow_negative_numbers = true)]
     pub time_scale: TimeScale,
-    /// `--log-format`, passed down.
+
+    /// The log lines' format
+    #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// `--log-level`, passed down.
+
+    /// Lowest level logged
+    #[arg(long, value_name = "LEVEL", default_value = "debug")]
     pub log_level: LevelFilter,
-    /// Refuse to start (`complex --fail-start worker-N`).
+
+    /// Refuse to start (`complex --fail-start worker-N`)
+    #[arg(long)]
     pub fail_start: bool,
-    /// A planted fault, passed down.
+
+    /// A planted fault
+    #[arg(long, value_enum)]
     pub inject_fault: Option<Fault>,
 }
 
 impl WorkerArgs {
-    /// The arguments after `worker`, as [`WorkerArgs::to_args`] writes them.
-    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut parsed = Self {
-            index: 0,
-            time_scale: TimeScale::default(),
-            log_format: LogFormat::Text,
-            log_level: LevelFilter::DEBUG,
-            fail_start: false,
-            inject_fault: None,
-        };
-        while let Some(flag) = args.next() {
-            let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-            match flag.as_str() {
-                "--index" => parsed.index = value()?.parse().map_err(|_| "--index: not a number")?,
-                "--time-scale" => parsed.time_scale = TimeScale::parse(&value()?)?,
-                "--log-format" => parsed.log_format = LogFormat::from_str(&value()?, false)?,
-                "--log-level" => {
-                    parsed.log_level = value()?.parse().map_err(|_| "--log-level: unknown level")?
-                }
-                "--fail-start" => parsed.fail_start = true,
-                "--inject-fault" => parsed.inject_fault = Some(Fault::from_str(&value()?, false)?),
-                other => return Err(format!("unexpected argument {other:?}")),
-            }
+    /// The process layer's settings for this worker.
+    pub fn config(&self) -> WorkerConfig {
+        WorkerConfig {
+            index: self.index,
+            time_scale: self.time_scale,
+            log_format: self.log_format,
+            log_level: self.log_level,
+            fail_start: self.fail_start,
+            fault: self.inject_fault.map(mpm::Fault::from),
         }
-        if parsed.index == 0 {
-            return Err("--index N (1 or more) is required".into());
-        }
-        Ok(parsed)
     }
 
-    /// The command line for `complex worker`, read back by [`WorkerArgs::parse`].
-    pub fn to_args(&self) -> Vec<String> {
+    /// The command line that runs `config` as `complex worker ...`: what
+    /// [`MpmConfig::worker_command`] is set to.
+    pub fn command_line(config: &WorkerConfig) -> Vec<String> {
+        let name = |value: Option<clap::builder::PossibleValue>| {
+            value.map(|v| v.get_name().to_owned()).unwrap_or_default()
+        };
         let mut args = vec![
-            WORKER_SUBCOMMAND.into(),
+            "worker".into(),
             "--index".into(),
-            self.index.to_string(),
+            config.index.to_string(),
             "--time-scale".into(),
-            self.time_scale.factor().to_string(),
+            config.time_scale.factor().to_string(),
             "--log-format".into(),
-            self.log_format
-                .to_possible_value()
-                .map(|v| v.get_name().to_owned())
-                .unwrap_or_default(),
+            name(config.log_format.to_possible_value()),
             "--log-level".into(),
-            self.log_level.to_string().to_lowercase(),
+            config.log_level.to_string().to_lowercase(),
         ];
-        if self.fail_start {
+        if config.fail_start {
             args.push("--fail-start".into());
         }
-        if let Some(fault) = self.inject_fault {
-            args.extend(["--inject-fault".into(), fault.as_str().into()]);
+        if let Some(fault) = config.fault {
+            args.extend([
+                "--inject-fault".into(),
+                name(Fault::from(fault).to_possible_value()),
+            ]);
         }
         args
     }
@@ -174,20 +210,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn worker_arguments_round_trip() {
-        let args = WorkerArgs {
+    fn worker_arguments_round_trip_through_clap() {
+        let config = WorkerConfig {
             index: 3,
             time_scale: TimeScale::new(0.25),
             log_format: LogFormat::Json,
             log_level: LevelFilter::WARN,
             fail_start: true,
-            inject_fault: Some(Fault::WorkerIgnoresStop),
+            fault: Some(mpm::Fault::WorkerIgnoresStop),
         };
-        let line = args.to_args();
-        assert_eq!(line[0], WORKER_SUBCOMMAND);
-        let back = WorkerArgs::parse(line.into_iter().skip(1)).unwrap();
-        assert_eq!(format!("{back:?}"), format!("{args:?}"));
-        assert!(WorkerArgs::parse(["--index".to_string()].into_iter()).is_err());
-        assert!(WorkerArgs::parse(std::iter::empty()).is_err());
+        let line = WorkerArgs::command_line(&config);
+        let cli = Cli::try_parse_from(std::iter::once("complex".to_string()).chain(line)).unwrap();
+        let Some(Subcommands::Worker(args)) = cli.command else {
+            panic!("not the worker subcommand: {cli:?}");
+        };
+        assert_eq!(args.config(), config);
+        assert!(
+            Cli::try_parse_from(["complex", "worker"]).is_err(),
+            "--index is required"
+        );
+        assert!(Cli::try_parse_from(["complex", "worker", "--index", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_worker_subcommand_is_hidden() {
+        use clap::CommandFactory;
+        let help = Cli::command().render_help().to_string();
+        assert!(!help.contains("Commands:"), "{help}");
     }
 }

@@ -18,8 +18,7 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser};
 use graceful::service::{Dummy, Service};
 
-use cli::Cli;
-use mpm::MpmConfig;
+use cli::{Cli, Subcommands};
 use services::{AsyncService1, Settings};
 
 fn main() {
@@ -28,25 +27,15 @@ fn main() {
     // Still the only thread: the service manager's variables leave the environment here,
     // so no worker inherits them.
     graceful::notify::take_from_env();
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|first| first == cli::WORKER_SUBCOMMAND)
-    {
-        // Lossy, never panicking: these arguments come from the manager, so they are UTF-8.
-        mpm::worker::run_from_command_line(
-            std::env::args_os()
-                .skip(2)
-                .map(|a| a.to_string_lossy().into_owned()),
-        );
+    if std::env::args_os().nth(1).is_some_and(|first| first == "worker") {
+        // Before clap: from a terminal, the explanation, whatever the arguments.
+        mpm::worker::refuse_a_terminal();
     }
     let cli = Cli::parse();
+    if let Some(Subcommands::Worker(args)) = &cli.command {
+        mpm::worker::run(args.config());
+    }
     let workers = usize::from(cli.complex.workers);
-    let fail_worker = cli
-        .common
-        .fail_start
-        .as_deref()
-        .and_then(|c| c.strip_prefix("worker-"))
-        .and_then(|n| n.parse().ok());
     let known = |component: &str| {
         matches!(component, "AsyncService1" | "AsyncService2")
             || component
@@ -61,16 +50,7 @@ fn main() {
             .exit();
     }
     let settings = Settings {
-        mpm: MpmConfig {
-            workers,
-            time_scale: cli.common.time_scale,
-            log_format: cli.common.log_format,
-            log_level: cli.common.log_level,
-            fail_start: fail_worker,
-            fault: cli.complex.inject_fault,
-            restart_limit: cli.complex.restart_limit,
-            restart_window: cli.complex.restart_window,
-        },
+        mpm: cli.mpm_config(),
         pool_threads: usize::from(cli.complex.pool_threads),
         busy_tasks: usize::from(cli.complex.busy_tasks),
         shielded: !cli.complex.unshielded,

@@ -91,7 +91,11 @@ impl BlockingPool {
             let _done = InFlight(&shared);
             if shared.closed.load(SeqCst) {
                 shared.skipped.fetch_add(1, SeqCst);
-                tracing::debug!("pool: skipped the queued job {name}: the pool is stopping");
+                tracing::debug!(
+                    event = "skipped",
+                    job = name,
+                    "pool: skipped the queued job {name}: the pool is stopping"
+                );
                 let _ = result.send(Err(PoolError::Skipped));
                 return;
             }
@@ -99,6 +103,8 @@ impl BlockingPool {
             if result.send(Ok(value)).is_err() {
                 shared.abandoned.fetch_add(1, SeqCst);
                 tracing::warn!(
+                    event = "result-dropped",
+                    job = name,
                     "pool: {name} finished after its caller stopped waiting; result dropped \
                      (a cancelled await does not cancel pool work)"
                 );
@@ -135,6 +141,7 @@ impl BlockingPool {
         );
         if drained {
             tracing::debug!(
+                event = "drained",
                 skipped,
                 abandoned,
                 "pool: drained ({skipped} queued jobs skipped, {abandoned} results dropped)"
@@ -142,6 +149,7 @@ impl BlockingPool {
         } else {
             let running = self.shared.in_flight.load(SeqCst);
             tracing::warn!(
+                event = "not-drained",
                 running,
                 "pool: {running} jobs still running after {bound:?}; leaving them behind"
             );

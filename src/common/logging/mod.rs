@@ -2,14 +2,14 @@
 //!
 //! Three properties matter more than looks:
 //! - **Logging never blocks the lifecycle.** A line goes to a bounded in-memory queue and one
-//!   thread writes it ([`queue`]); a stalled stderr costs dropped lines (counted, and the
+//!   thread writes it (`queue.rs`); a stalled stderr costs dropped lines (counted, and the
 //!   count logged once stderr moves), never a stalled signal, stop or forced exit.
 //! - **One stream for the whole run.** Workers write their lines into a pipe to the main
 //!   process, which passes each whole line to its own queue ([`forward`]), so stderr has one
 //!   writer: a worker killed mid-line can never leave half a line with another glued to it.
 //! - **The exit event is the last line.** [`write_final`] queues it and seals the queue: a
 //!   thread that logs a moment later (a task racing the exit) writes nothing, and
-//!   [`finish`] waits for the writer, with a bound, before the process ends.
+//!   [`crate::app::finish`] waits for the writer, with a bound, before the process ends.
 
 mod format;
 mod queue;

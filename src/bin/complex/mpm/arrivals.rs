@@ -29,6 +29,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
@@ -169,6 +170,28 @@ impl Arrivals {
     fn notify(&self) {
         self.changed.notify_all();
         self.changed_async.notify_waiters();
+    }
+}
+
+/// Receives from `channel`, fed by the monitors of the workers whose `arrivals` are given,
+/// by `deadline`. At the deadline it decides only after those monitors took in everything
+/// sent before it: a report that was in a pipe counts, however late this thread woke.
+pub fn recv_by<T>(
+    channel: &Receiver<T>,
+    deadline: Instant,
+    arrivals: &[&Arrivals],
+) -> Result<T, RecvTimeoutError> {
+    match channel.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Err(RecvTimeoutError::Timeout) => {
+            for arrivals in arrivals {
+                arrivals.catch_up(deadline);
+            }
+            channel.try_recv().map_err(|error| match error {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        }
+        received => received,
     }
 }
 

@@ -14,7 +14,7 @@
 //! ([`WorkerProcess::withdraw`], [`WorkerProcess::close`]): a flag, then one non-blocking
 //! attempt to write them. What cannot go out now goes out later, written by whoever frees the
 //! pipe: the caller that held it (right after its own frame), or the worker's monitor, which
-//! polls the pipe for room. Both frames are a few bytes, so a write either fits whole or not
+//! polls the pipe for room. Both lines are a few bytes, so a write either fits whole or not
 //! at all.
 
 use graceful::sync::LockUnpoisoned;
@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::arrivals::{Arrivals, WakeReceiver};
+use super::handshake::spawn_with_signals_blocked;
 use super::latch::Latch;
-use super::protocol::Command;
-use super::spawn::spawn_with_signals_blocked;
+use super::protocol::{Command, Frame};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -129,6 +129,7 @@ impl WorkerProcess {
         else {
             let _ = child.kill();
             let _ = child.wait();
+            graceful::reaper::forget(child.id());
             return Err(failed("the worker's pipes")(io::Error::other(
                 "missing after spawn",
             )));
@@ -274,7 +275,10 @@ impl WorkerProcess {
     /// worker's stdout ended (so the wait is short).
     pub fn reap(&self) -> Option<ExitStatus> {
         let mut child = lock(&self.child).take()?;
-        child.wait().ok()
+        let status = child.wait().ok();
+        // Reaped: the pid is no longer ours, and may come back as an orphan's.
+        graceful::reaper::forget(self.pid);
+        status
     }
 
     /// Records how it ended and wakes whoever waits in [`wait_ended`](Self::wait_ended).
@@ -298,6 +302,7 @@ impl Drop for WorkerProcess {
             );
             let _ = child.kill();
             let _ = child.wait();
+            graceful::reaper::forget(self.pid);
         }
     }
 }

@@ -1,11 +1,17 @@
 //! The process layer: the MultiProcessManager (`MPM`) and its worker processes.
 //!
+//! Where the reference's process lessons live, one file each:
+//! - Lesson 5 (catch the signal in workers) and lesson 6 (or ignore it, but notice the
+//!   parent's death): [`worker`], the worker's side; end-of-file on stdin in `worker/intake.rs`.
+//! - Lesson 7 (synchronise worker start): [`handshake`], both sides, for the first start
+//!   and for every restart.
+//! - Stop outranks every queued call: [`lanes`], fed by the work loop in [`worker`].
+//!
+//! The rest is the machinery they stand on:
+//! - [`config`]: the layer's own settings (the command line maps its flags onto them).
 //! - [`manager`]: the parent side, a blocking API (start, stop, update, process_*).
 //! - [`child`]: one worker process as the parent holds it (pipes, kill, reap).
-//! - [`spawn`]: spawning with the shutdown signals blocked until the worker is ready.
-//! - [`protocol`]: the frames on the pipes.
-//! - [`worker`]: the child side, `complex worker`.
-//! - [`lanes`]: the worker's stop > update > call priority lanes.
+//! - [`protocol`]: the frames on the pipes, JSON lines.
 //! - [`dummy`]: the DummyManager that does the simulated work.
 //! - [`latch`]: a value set once and awaited by threads.
 //! - [`arrivals`]: deadlines that judge what a worker had sent, not when we woke.
@@ -13,14 +19,16 @@
 
 pub mod arrivals;
 pub mod child;
+pub mod config;
 pub mod dummy;
+pub mod handshake;
 pub mod lanes;
 pub mod latch;
 pub mod manager;
 pub mod protocol;
-pub mod spawn;
 pub mod worker;
 pub mod worker_logs;
 
-pub use manager::{Mpm, MpmConfig, MpmError, Reply};
+pub use config::{Fault, MpmConfig, WorkerConfig};
+pub use manager::{Mpm, MpmError, Reply};
 pub use protocol::Method;

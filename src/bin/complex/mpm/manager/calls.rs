@@ -1,4 +1,5 @@
-//! The callers waiting for answers: dispatch, registration, completion, and release.
+//! The calls: the public call API, and the callers waiting for answers (dispatch,
+//! registration, completion, release).
 //!
 //! The invariant: a caller is registered under the pending lock only while its worker is
 //! alive, and a worker is marked dead under the same lock when its monitor fails its calls.
@@ -10,12 +11,127 @@
 use graceful::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::{RecvTimeoutError, sync_channel};
-use std::time::Instant;
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::time::{Duration, Instant};
 
+use tokio::sync::oneshot;
+
+use super::super::arrivals::recv_by;
 use super::super::child::WorkerProcess;
 use super::super::protocol::{Command, Method};
-use super::{CALL_TIMEOUT, MpmError, Pending, Reply, Shared, Waiter, recv_by};
+use super::{Mpm, MpmError, Reply, Shared, Stats};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A caller waiting for an answer from a given incarnation.
+pub(super) struct Pending {
+    worker: Arc<WorkerProcess>,
+    what: &'static str,
+    waiter: Waiter,
+}
+
+/// How a caller waits: a blocked thread (the reference's API), or an async task.
+pub(super) enum Waiter {
+    Blocking(SyncSender<Result<Reply, MpmError>>),
+    Async(oneshot::Sender<Result<Reply, MpmError>>),
+}
+
+impl Waiter {
+    /// Hands over the answer; `false` when the caller had stopped waiting.
+    fn answer(self, answer: Result<Reply, MpmError>) -> bool {
+        match self {
+            Self::Blocking(reply) => reply.try_send(answer).is_ok(),
+            Self::Async(reply) => reply.send(answer).is_ok(),
+        }
+    }
+}
+
+impl Mpm {
+    /// `process_string(parameter)` in some worker, blocking (the reference's API).
+    pub fn process_string(&self, parameter: String) -> Result<Reply, MpmError> {
+        self.call(Method::ProcessString(parameter))
+    }
+
+    /// `process_number(parameter)` in some worker, blocking (the reference's API).
+    pub fn process_number(&self, parameter: i64) -> Result<Reply, MpmError> {
+        self.call(Method::ProcessNumber(parameter))
+    }
+
+    /// Runs `method` in some worker; this thread blocks until the answer (30 s at most).
+    pub fn call(&self, method: Method) -> Result<Reply, MpmError> {
+        let result = self.shared.call(method);
+        self.shared.stats.count_call(&result);
+        result
+    }
+
+    /// Sends `method` to some worker and returns at once: no thread waits for the answer,
+    /// which arrives on the returned handle. (Writing the line may block if the worker's
+    /// pipe is full, so async callers still submit from the blocking pool.)
+    pub fn submit(&self, method: Method) -> Result<AwaitedReply, MpmError> {
+        let (reply, answer) = oneshot::channel();
+        let (id, worker) = self.shared.dispatch(method, Waiter::Async(reply))?;
+        Ok(AwaitedReply {
+            id,
+            worker,
+            answer,
+            mpm: self.clone(),
+        })
+    }
+}
+
+/// A call sent with [`Mpm::submit`]; await its answer with [`AwaitedReply::wait`].
+#[must_use = "the call runs anyway; drop this only to abandon its answer"]
+pub struct AwaitedReply {
+    id: u64,
+    worker: Arc<WorkerProcess>,
+    answer: oneshot::Receiver<Result<Reply, MpmError>>,
+    mpm: Mpm,
+}
+
+impl AwaitedReply {
+    /// Waits for the answer, 30 s at most. Dropping this future abandons the answer, never
+    /// the call: the worker runs it anyway, and the manager logs the answer nobody took.
+    pub async fn wait(mut self) -> Result<Reply, MpmError> {
+        let stats = &self.mpm.shared.stats;
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        // `None`: no answer by the deadline; `Some(Err(()))`: released without one.
+        let answer = match tokio::time::timeout_at(deadline.into(), &mut self.answer).await {
+            Ok(answer) => Some(answer.map_err(drop)),
+            Err(_) => {
+                // Past the deadline: first take in what the worker sent by then.
+                self.worker.arrivals.catch_up_async(deadline).await;
+                match self.answer.try_recv() {
+                    Ok(answer) => Some(Ok(answer)),
+                    Err(oneshot::error::TryRecvError::Empty) => None,
+                    Err(oneshot::error::TryRecvError::Closed) => Some(Err(())),
+                }
+            }
+        };
+        let result = match answer {
+            Some(Ok(answer)) => answer,
+            Some(Err(_)) => Err(MpmError::StoppedWhileWaiting),
+            None => {
+                self.mpm.shared.forget(self.id);
+                tracing::error!(event = "call-timeout", "MPM: call {} timed out", self.id);
+                Err(MpmError::Timeout(CALL_TIMEOUT))
+            }
+        };
+        stats.count_call(&result);
+        result
+    }
+}
+
+impl Stats {
+    fn count_call(&self, result: &Result<Reply, MpmError>) {
+        let counter = match result {
+            Ok(_) => &self.calls_ok,
+            Err(MpmError::Withdrawn) => &self.calls_withdrawn,
+            Err(MpmError::Stopping | MpmError::Stopped) => &self.calls_refused,
+            Err(_) => &self.calls_failed,
+        };
+        counter.fetch_add(1, SeqCst);
+    }
+}
 
 impl Shared {
     /// A blocking call: dispatch, then this thread waits for the answer.
@@ -23,7 +139,7 @@ impl Shared {
         let what = method.name();
         let (reply, answer) = sync_channel(1);
         let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
-        match recv_by(&answer, Instant::now() + CALL_TIMEOUT, &[&worker]) {
+        match recv_by(&answer, Instant::now() + CALL_TIMEOUT, &[&worker.arrivals]) {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) if error.is_the_stop() => {
                 tracing::debug!("MPM: call {id} ({what}) on {}: {error}", worker.name);
@@ -35,7 +151,11 @@ impl Shared {
             }
             Err(RecvTimeoutError::Timeout) => {
                 self.forget(id);
-                tracing::error!("MPM: call {id} ({what}) on {} timed out", worker.name);
+                tracing::error!(
+                    event = "call-timeout",
+                    "MPM: call {id} ({what}) on {} timed out",
+                    worker.name
+                );
                 Err(MpmError::Timeout(CALL_TIMEOUT))
             }
             Err(RecvTimeoutError::Disconnected) => Err(MpmError::StoppedWhileWaiting),
@@ -139,6 +259,8 @@ impl Shared {
                 if !pending.waiter.answer(answer) && !withdrawn {
                     // A cancelled await does not cancel the call: the worker did the work.
                     tracing::warn!(
+                        event = "answer-dropped",
+                        worker = %worker,
                         "MPM: {what} (call {id}) answered by {worker} after its caller stopped waiting; \
                          answer dropped"
                     );
@@ -173,6 +295,8 @@ impl Shared {
                 // The worker stopped (or was killed) with this call still queued: the caller
                 // the reference leaves waiting for its timeout is released now, and said so.
                 tracing::warn!(
+                    event = "stranded",
+                    worker = %worker.name,
                     "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
                     pending.what,
                     worker.name
@@ -194,6 +318,8 @@ impl Shared {
         tracing::debug!("MPM.stop: {} callers still waiting", stranded.len());
         for (id, pending) in stranded {
             tracing::warn!(
+                event = "stranded",
+                worker = %pending.worker.name,
                 "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
                 pending.what,
                 pending.worker.name

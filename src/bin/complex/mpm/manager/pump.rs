@@ -2,7 +2,7 @@
 //! sends, and is the only reader of it.
 //!
 //! It polls four things at once and never blocks anywhere else:
-//! - the worker's **stdout**: report frames, handled as soon as each is whole;
+//! - the worker's **stdout**: report lines, handled as soon as each is whole;
 //! - the worker's **stderr**: log lines, each forwarded whole to this process's log writer
 //!   (see `worker_logs.rs`); a line the worker did not finish is dropped and reported;
 //! - its **wake socket**: a waiter past its deadline asks for the watermark (see
@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use super::super::arrivals::Watermark;
 use super::super::child::{Delivery, Outputs, WorkerProcess};
-use super::super::protocol::{ProtocolError, Report, complete_frame};
+use super::super::protocol::{Frame, ProtocolError, Report, complete_line};
 use super::super::worker_logs::{self, Dropped, Lines};
 
 /// Bytes taken per read.
@@ -112,7 +112,7 @@ pub(super) fn pump(
     broken
 }
 
-/// Report frames as they come in.
+/// Report lines as they come in.
 #[derive(Default)]
 struct Reports {
     /// Bytes read from the pipe so far.
@@ -142,12 +142,10 @@ impl Reports {
         self.read += n as u64;
         self.partial.extend_from_slice(&chunk[..n]);
         let mut start = 0;
-        while let Some(length) = complete_frame(&self.partial[start..])? {
-            let mut frame = &self.partial[start..start + length];
+        while let Some(length) = complete_line(&self.partial[start..])? {
+            let line = &self.partial[start..start + length - 1];
             start += length;
-            if let Some(report) = Report::read_from(&mut frame)? {
-                on_report(report);
-            }
+            on_report(Report::from_line(line)?);
         }
         self.partial.drain(..start);
         Ok(true)

@@ -9,9 +9,10 @@ use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
 use super::super::child::{Outputs, WorkerProcess, describe_exit};
+use super::super::handshake::{self, Heard, Step};
 use super::super::protocol::Report;
 use super::pump::pump;
-use super::{HANDSHAKE, Handshake, MpmError, Reply, Shared, await_step};
+use super::{MpmError, Reply, Shared};
 
 impl Shared {
     /// The monitor thread of one incarnation: takes in its reports and log lines until both
@@ -21,22 +22,22 @@ impl Shared {
         self: Arc<Self>,
         worker: Arc<WorkerProcess>,
         outputs: Outputs,
-        handshake: SyncSender<Handshake>,
+        handshake: SyncSender<Heard>,
     ) {
         let mut started = false;
         let mut reported_failure = false;
         let mut withdrawals = 0_u32;
         let broken = pump(&worker, outputs, |report| match report {
             Report::Bootstrapped => {
-                let _ = handshake.try_send(Handshake::Bootstrapped);
+                let _ = handshake.try_send(Heard::Step(Step::Bootstrapped));
             }
             Report::Started => {
                 started = true;
-                let _ = handshake.try_send(Handshake::Started);
+                let _ = handshake.try_send(Heard::Step(Step::Started));
             }
-            Report::StartFailed(cause) => {
+            Report::StartFailed { reason } => {
                 reported_failure = true;
-                let _ = handshake.try_send(Handshake::Failed(cause));
+                let _ = handshake.try_send(Heard::Failed(reason));
             }
             Report::Result {
                 id,
@@ -58,6 +59,8 @@ impl Shared {
         };
         if expected {
             tracing::debug!(
+                event = "exited",
+                worker = %worker.name,
                 worker_pid = worker.pid,
                 "MPM: {} (pid {}) exited: {how}",
                 worker.name,
@@ -76,7 +79,7 @@ impl Shared {
         }
         self.fail_in_flight(&worker, &how);
         worker.set_ended(how.clone());
-        let _ = handshake.try_send(Handshake::Failed(how));
+        let _ = handshake.try_send(Heard::Failed(how));
         // A worker that dies after its handshake but before the whole start is decided (the
         // others still handshaking) is replaced once the start succeeded: waiting here is what
         // keeps it from being forgotten, and from being replaced by a start that then aborts.
@@ -121,7 +124,11 @@ impl Shared {
         let name = format!("worker-{}", slot + 1);
         loop {
             if self.stop_begun() {
-                tracing::info!("MPM: {name} is not replaced: the stop has begun");
+                tracing::info!(
+                    event = "not-replaced",
+                    worker = %name,
+                    "MPM: {name} is not replaced: the stop has begun"
+                );
                 return;
             }
             let Some(restart) = self.take_restart() else {
@@ -130,35 +137,45 @@ impl Shared {
                     self.config.restart_limit,
                     humantime::format_duration(self.config.restart_window)
                 );
-                tracing::error!(target: "lifecycle", component = "MPM", "MPM: {cause}; stopping the application");
+                tracing::error!(
+                    target: "lifecycle",
+                    component = "MPM",
+                    event = "restart-budget-exhausted",
+                    worker = %name,
+                    "MPM: {cause}; stopping the application"
+                );
                 (self.on_fatal)(cause);
                 return;
             };
             tracing::warn!(
+                event = "restarting",
+                worker = %name,
+                restart,
                 "MPM: restarting {name} (restart {restart} of {} allowed within {})",
                 self.config.restart_limit,
                 humantime::format_duration(self.config.restart_window)
             );
-            let outcome = self.launch(slot).and_then(|(worker, handshake)| {
-                for (step, timeout) in &HANDSHAKE {
-                    let deadline = Instant::now() + *timeout;
-                    if let Err(error) = await_step(&worker, &handshake, step, deadline) {
-                        worker.kill();
-                        return Err(error);
-                    }
-                }
-                Ok(worker)
+            // The same handshake as the first start's, for this one worker.
+            let outcome = self.launch(slot).and_then(|launched| {
+                handshake::complete(std::slice::from_ref(&launched)).map(|()| launched.worker)
             });
             match outcome {
                 Ok(worker) => {
                     tracing::info!(
+                        event = "replaced",
+                        worker = %name,
                         worker_pid = worker.pid,
                         "MPM: {name} replaced (pid {})",
                         worker.pid
                     );
                     return;
                 }
-                Err(error) => tracing::error!("MPM: replacing {name} failed: {error}"),
+                Err(error) => tracing::error!(
+                    event = "restart-failed",
+                    worker = %name,
+                    cause = %error,
+                    "MPM: replacing {name} failed: {error}"
+                ),
             }
         }
     }

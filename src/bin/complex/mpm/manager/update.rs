@@ -1,0 +1,81 @@
+//! `MPM.update`: `update()` in every worker, one round at a time, waiting for all.
+//!
+//! A worker runs an update before any queued call (its lanes: stop > update > call). A
+//! worker being replaced misses the round: its replacement starts at version 1. The round
+//! is not withdrawn at the stop (it is the update task's item in hand), but a stop that ends
+//! a worker mid-round ends the round with [`MpmError::StoppedWhileUpdating`].
+
+use graceful::sync::LockUnpoisoned;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::{Duration, Instant};
+
+use super::super::arrivals::{Arrivals, recv_by};
+use super::super::protocol::Command;
+use super::calls::Waiter;
+use super::{Mpm, MpmError, Reply};
+
+const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Mpm {
+    /// Runs `update()` in every worker, one update at a time; returns the new version.
+    pub fn update(&self) -> Result<u64, MpmError> {
+        let shared = &self.shared;
+        let _one = shared.one_update_at_a_time.lock_unpoisoned();
+        if shared.stopping.load(SeqCst) {
+            return Err(MpmError::Stopped);
+        }
+        if shared.withdrawing.load(SeqCst) {
+            return Err(MpmError::Stopping);
+        }
+        tracing::info!(event = "update-started", "MPM.update: started");
+        let workers: Vec<_> = shared
+            .current_workers()
+            .into_iter()
+            .filter(|w| w.alive.load(SeqCst))
+            .collect();
+        if workers.is_empty() {
+            return Err(MpmError::NoWorker);
+        }
+        let (reply, replies) = sync_channel(workers.len());
+        let mut expected = 0;
+        for worker in &workers {
+            let id = shared.next_id.fetch_add(1, SeqCst);
+            shared.register(id, worker, "update", Waiter::Blocking(reply.clone()))?;
+            match worker.send(&Command::Update { id }) {
+                Ok(()) => expected += 1,
+                Err(_) => shared.forget(id),
+            }
+        }
+        drop(reply);
+        let deadline = Instant::now() + UPDATE_TIMEOUT;
+        let mut version = 0;
+        let sent_to: Vec<&Arrivals> = workers.iter().map(|w| &w.arrivals).collect();
+        for _ in 0..expected {
+            let answer = match recv_by(&replies, deadline, &sent_to) {
+                Ok(answer) => answer,
+                Err(RecvTimeoutError::Timeout) => Err(MpmError::Timeout(UPDATE_TIMEOUT)),
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match answer {
+                Ok(Reply::Updated { version: v }) => version = version.max(v),
+                Ok(Reply::Processed { .. }) => {}
+                Err(_) if shared.stopping.load(SeqCst) => {
+                    tracing::error!(event = "update-failed", "MPM.update: stopped while updating");
+                    return Err(MpmError::StoppedWhileUpdating);
+                }
+                Err(error) => {
+                    tracing::error!(event = "update-failed", cause = %error, "MPM.update: failed: {error}");
+                    return Err(error);
+                }
+            }
+        }
+        shared.stats.updates.fetch_add(1, SeqCst);
+        tracing::info!(
+            event = "update-finished",
+            version,
+            "MPM.update: finished, version {version}"
+        );
+        Ok(version)
+    }
+}

@@ -1,0 +1,55 @@
+//! Faults planted on purpose (the hidden `--inject-fault`), to prove the torture tool
+//! catches what they break. Never part of a normal run.
+
+use std::io::Write;
+use std::time::Duration;
+
+use graceful::logging::LogFormat;
+
+use super::super::lanes::StopCause;
+use super::super::worker_logs;
+
+/// [`Fault::WorkerIgnoresStop`](crate::mpm::Fault::WorkerIgnoresStop): the orphan the reference warns about. The worker neither
+/// stops nor exits; only its parent's kill ends it.
+pub fn ignore_the_stop(cause: StopCause) -> ! {
+    tracing::warn!("injected fault: ignoring the stop ({cause:?}) and idling forever");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// [`Fault::SlowLogLine`](crate::mpm::Fault::SlowLogLine): one log line of 8 KiB, well past a pipe's atomic write,
+/// written straight to fd 2 in 64-byte pieces over about 2.5 s, so a test can kill the worker
+/// in the middle of it. Finished, it is a proper line of the run's format.
+pub fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration) {
+    const PIECE: usize = 64;
+    tracing::warn!("injected fault: writing an 8 KiB log line slowly to fd 2");
+    let filler = "x".repeat(8 * 1024);
+    let message = format!("injected fault: a slow log line: {filler}");
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+    let line = match format {
+        LogFormat::Json => serde_json::json!({
+            "timestamp": now.to_string(),
+            "level": "WARN",
+            "target": "complex::fault",
+            "process": name,
+            "pid": std::process::id(),
+            "thread": "main",
+            "message": message,
+        })
+        .to_string(),
+        LogFormat::Text => format!(
+            "{now} | {name:<9} | {:<14} | {:<9} | WARN  | {message}",
+            "main", "fault"
+        ),
+    } + "\n";
+    worker_logs::flush(flush_bound);
+    // std's stderr is unbuffered: each piece is one write(2) to fd 2.
+    let mut stderr = std::io::stderr();
+    for piece in line.as_bytes().chunks(PIECE) {
+        if stderr.write_all(piece).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

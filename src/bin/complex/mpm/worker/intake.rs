@@ -1,0 +1,91 @@
+//! The worker's intake: the parent's commands, read from stdin into the lanes.
+//!
+//! **A dead parent is end-of-file on stdin** (lesson 6). The parent holds the only write
+//! end of this pipe; when it is gone, however it died (even by SIGKILL), the kernel closes
+//! that end and the next read returns end-of-file. That is the stop of last resort:
+//! [`StopCause::ParentGone`], so no orphan outlives its parent.
+//!
+//! **Speed, and why it is worth it.** The work loop asks "has the parent sent anything?"
+//! after every item, and must not block when the answer is no. One `poll` with a zero
+//! timeout answers it, on the same thread as the work: no reader thread to hand commands
+//! over and wake the worker for each call. At `--time-scale 0` a call costs microseconds,
+//! so a thread wake-up per call would be most of its cost (the benchmark's target is
+//! 100,000 calls/s through the whole stack).
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use super::super::lanes::{Lanes, StopCause};
+use super::super::protocol::{Command, Frame};
+
+/// The parent's commands, buffered once.
+pub struct Intake {
+    /// Our own buffer over stdin's descriptor: [`Intake::readable`] must see every byte
+    /// already read from the pipe, which std's own stdin buffer would hide.
+    input: BufReader<File>,
+    line: Vec<u8>,
+}
+
+impl Intake {
+    /// Reads this process's stdin.
+    pub fn stdin() -> io::Result<Self> {
+        Ok(Self::new(io::stdin().as_fd().try_clone_to_owned()?))
+    }
+
+    /// Reads `fd` (a pipe or a socket: something `poll` reports on).
+    pub fn new(fd: OwnedFd) -> Self {
+        Self {
+            input: BufReader::new(File::from(fd)),
+            line: Vec::new(),
+        }
+    }
+
+    /// Blocks until the parent sends a command (or ends), then takes in everything else
+    /// it has already sent.
+    pub fn wait_for_one(&mut self, lanes: &mut Lanes) {
+        if self.take_one(lanes) {
+            self.take_in_everything_sent(lanes);
+        }
+    }
+
+    /// Sorts into the lanes every command already sent, without blocking.
+    pub fn take_in_everything_sent(&mut self, lanes: &mut Lanes) {
+        while self.readable() && self.take_one(lanes) {}
+    }
+
+    /// Reads one command into the lanes; `false` once the stream ended or broke.
+    fn take_one(&mut self, lanes: &mut Lanes) -> bool {
+        match Command::read_from(&mut self.input, &mut self.line) {
+            Ok(Some(command)) => {
+                lanes.push(command);
+                true
+            }
+            Ok(None) => {
+                // End-of-file: the parent is gone.
+                lanes.stop(StopCause::ParentGone);
+                false
+            }
+            Err(error) => {
+                lanes.stop(StopCause::Garbage(error.to_string()));
+                false
+            }
+        }
+    }
+
+    /// Whether a read would not block: bytes buffered, or stdin readable (data, end-of-file
+    /// or error). A poll interrupted by a signal counts as "not now"; the loop asks again.
+    fn readable(&self) -> bool {
+        if !self.input.buffer().is_empty() {
+            return true;
+        }
+        let mut input = libc::pollfd {
+            fd: self.input.get_ref().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, a zero timeout: poll only reports on the descriptor.
+        let ready = unsafe { libc::poll(&mut input, 1, 0) };
+        ready > 0 && input.revents != 0
+    }
+}

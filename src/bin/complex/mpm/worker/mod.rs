@@ -1,0 +1,316 @@
+//! The worker process: `complex worker --index N ...`, started by the manager, never by hand.
+//!
+//! Two lessons of the reference live here, the worker's half of each:
+//!
+//! **Lesson 5: catch KeyboardInterrupt in workers.** A terminal's Ctrl+C reaches the whole
+//! process group, workers included. *Pitfall:* a worker that dies of it (or prints a
+//! traceback) abandons the item in hand and leaves its parent guessing. *Fix:* the worker
+//! logs the signal (`action=ignored`) and leaves the decision to its parent, which sends the
+//! stop command: [`install_signal_policy`]. (It was spawned with the signals blocked and
+//! installing the handlers unblocks them: the start's half is lesson 7, `handshake.rs`.)
+//!
+//! **Lesson 6: ... or ignore it and rely on the stop event; but an orphan then never stops.**
+//! *Pitfall:* a worker that ignores signals and waits for a stop command waits forever
+//! once its parent is killed (SIGKILL, the OOM killer). *Fix:* the parent holds the only
+//! write end of the worker's stdin, so the parent's death, however it happens, is
+//! end-of-file there: the worker finishes the item in hand and exits (`event=parent-gone`).
+//! See `intake.rs`.
+//!
+//! **Stop outranks every queued call.** The work loop ([`serve`]) takes one item at a time
+//! from the lanes (stop > update > call, `lanes.rs`), and after every item sorts into them
+//! everything the parent sent meanwhile: a stop sent behind a thousand calls is honoured
+//! after the item in hand, not after the thousand.
+//!
+//! Its log goes to its stderr, a pipe its parent reads and forwards line by line (see
+//! `worker_logs.rs`); before it exits it flushes what its log writer still holds, bounded,
+//! so a stalled log never keeps an orphan alive.
+
+mod fault;
+mod intake;
+
+use std::io::{BufWriter, IsTerminal, Write};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use graceful::components::Components;
+use graceful::signals;
+
+use super::config::{Fault, WorkerConfig};
+use super::dummy::DummyManager;
+use super::handshake;
+use super::lanes::{Lanes, StopCause, Work};
+use super::protocol::{Frame, MAX_WITHDRAWN_PER_FRAME, Report};
+use super::worker_logs;
+use intake::Intake;
+
+/// The longest an answer waits in the worker's buffer for others to share its write.
+const MAX_BATCH_DELAY: Duration = Duration::from_millis(1);
+
+/// How long a worker on its way out waits for its queued log lines to be written.
+const EXIT_FLUSH_BOUND: Duration = Duration::from_millis(500);
+
+/// A worker started by hand from a terminal explains what it is and exits 2, whatever its
+/// arguments: it is the process `complex` starts and talks to. (From a pipe it runs: a person
+/// may talk to it in JSON lines, see `protocol.rs`.)
+pub fn refuse_a_terminal() {
+    if std::io::stdin().is_terminal() {
+        eprintln!(
+            "error: `complex worker` is the worker process that `complex` starts and talks to over \
+             stdin/stdout; it is not run by hand. Run `complex` instead (see `complex --help`)."
+        );
+        std::process::exit(2);
+    }
+}
+
+/// Runs the worker; the exit status is 0 after a stop, 1 after a failed start.
+pub fn run(config: WorkerConfig) -> ! {
+    refuse_a_terminal();
+    let name = config.name();
+    if let Err(error) = graceful::logging::init(&name, config.log_format, config.log_level) {
+        eprintln!("error: {error}");
+        std::process::exit(1);
+    }
+    graceful::panics::install_hook();
+    install_signal_policy(&name);
+
+    // Lesson 7, the worker's half: bootstrapped (handlers in place), then started.
+    let components = Components::new();
+    components.starting(&name);
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    if handshake::worker_bootstrapped(&mut out).is_err() {
+        exit_parent_gone(&components, &name);
+    }
+    if config.fail_start {
+        let reason = format!("start failed on purpose (--fail-start {name})");
+        let _ = handshake::worker_refuses(&mut out, &reason);
+        components.failed(&name, &reason);
+        exit(1);
+    }
+    let mut manager = DummyManager::new(config.time_scale);
+    if handshake::worker_started(&mut out).is_err() {
+        exit_parent_gone(&components, &name);
+    }
+    components.started(&name);
+    if config.fault == Some(Fault::SlowLogLine) {
+        fault::write_slow_log_line(&name, config.log_format, EXIT_FLUSH_BOUND);
+    }
+
+    let cause = match Intake::stdin() {
+        Ok(intake) => serve(intake, &mut manager, &mut out, config.fault),
+        Err(error) => StopCause::Garbage(format!("cannot read stdin: {error}")),
+    };
+    match &cause {
+        StopCause::Command => {
+            tracing::debug!(event = "stop-command", "{name}: stop command received");
+        }
+        StopCause::ParentGone => {
+            tracing::warn!(event = "parent-gone", "{name}: the parent is gone; stopping");
+        }
+        StopCause::Garbage(what) => tracing::error!(
+            event = "garbage",
+            cause = %what,
+            "{name}: unreadable command stream ({what}); stopping"
+        ),
+    }
+    components.stopping(&name);
+    let _ = out.flush();
+    components.stopped(&name);
+    exit(0)
+}
+
+/// Lesson 5: shutdown signals are logged and ignored; the parent decides when this worker
+/// stops. Installing the handlers unblocks the signals blocked at spawn: one that arrived in
+/// the meantime is delivered now, and ignored like any other.
+fn install_signal_policy(name: &str) {
+    let name = name.to_owned();
+    let count = AtomicU32::new(0);
+    let installed = signals::install(move |signal| {
+        let count = count.fetch_add(1, Relaxed) + 1;
+        tracing::warn!(
+            target: "lifecycle",
+            signal = signal.name(),
+            // The worker's whole signal policy: log it, leave the decision to the parent.
+            action = "ignored",
+            count,
+            "{signal} received; ignored: {name} stops on its parent's stop command, or when the parent is gone"
+        );
+    });
+    if let Err(error) = installed {
+        // Without handlers the signals stay blocked (see handshake.rs), so it is still safe.
+        tracing::error!(cause = %error, "cannot install the signal handlers; shutdown signals stay blocked");
+    }
+}
+
+/// The work loop, until a stop: the stop command, the parent gone (end-of-file on stdin,
+/// or stdout broken), or garbage from it.
+fn serve(
+    mut intake: Intake,
+    manager: &mut DummyManager,
+    out: &mut impl Write,
+    fault: Option<Fault>,
+) -> StopCause {
+    let mut lanes = Lanes::default();
+    let mut answers = Answers::new(out);
+    loop {
+        let Some(work) = lanes.next() else {
+            // Idle: wait for the parent's next command, or its end.
+            intake.wait_for_one(&mut lanes);
+            continue;
+        };
+        let answer = match work {
+            Work::Stop(cause) if fault == Some(Fault::WorkerIgnoresStop) => fault::ignore_the_stop(cause),
+            Work::Stop(cause) => return cause,
+            Work::Withdraw(ids) => {
+                if !ids.is_empty() {
+                    tracing::debug!("withdrawing {} calls not begun: the stop has begun", ids.len());
+                }
+                // Several lines only past MAX_WITHDRAWN_PER_FRAME; the last (maybe empty:
+                // nothing was queued) is also the acknowledgement of the withdraw command.
+                let mut chunks: Vec<Vec<u64>> =
+                    ids.chunks(MAX_WITHDRAWN_PER_FRAME).map(<[u64]>::to_vec).collect();
+                let last = chunks.pop().unwrap_or_default();
+                for ids in chunks {
+                    if answers.send(&Report::Withdrawn { ids }, false).is_err() {
+                        return StopCause::ParentGone;
+                    }
+                }
+                Report::Withdrawn { ids: last }
+            }
+            Work::Update(id) => Report::Updated {
+                id,
+                version: manager.update(),
+            },
+            Work::Call(id, parameter) => Report::Result {
+                id,
+                version: manager.process(&parameter),
+                parameter,
+            },
+        };
+        // Stop outranks every queued call: everything the parent sent while this item ran
+        // is sorted into the lanes before the next item is chosen.
+        intake.take_in_everything_sent(&mut lanes);
+        if answers.send(&answer, lanes.is_empty()).is_err() {
+            // stdout broke: nobody reads our answers any more.
+            return StopCause::ParentGone;
+        }
+    }
+}
+
+/// Answers go out in batches: flushed when the worker is idle, or once the oldest unsent
+/// one has waited [`MAX_BATCH_DELAY`]. Batching saves a write per answer when calls cost
+/// nothing (`--time-scale 0`); without the bound, a worker with calls queued would hold
+/// every answer (an update's too) until its queue ran dry.
+struct Answers<'a, W: Write> {
+    out: &'a mut W,
+    unsent_since: Option<Instant>,
+}
+
+impl<'a, W: Write> Answers<'a, W> {
+    fn new(out: &'a mut W) -> Self {
+        Self {
+            out,
+            unsent_since: None,
+        }
+    }
+
+    fn send(&mut self, report: &Report, idle: bool) -> std::io::Result<()> {
+        report.write_to(self.out)?;
+        let oldest = *self.unsent_since.get_or_insert_with(Instant::now);
+        if idle || oldest.elapsed() >= MAX_BATCH_DELAY {
+            self.unsent_since = None;
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Ends the worker once its queued log lines are written (at most [`EXIT_FLUSH_BOUND`]).
+fn exit(code: i32) -> ! {
+    worker_logs::flush(EXIT_FLUSH_BOUND);
+    std::process::exit(code)
+}
+
+fn exit_parent_gone(components: &Components, name: &str) -> ! {
+    components.failed(
+        name,
+        &"the parent is gone (stdout closed) before the handshake completed",
+    );
+    exit(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mpm::protocol::{Command, Method};
+    use graceful::time_scale::TimeScale;
+    use std::os::unix::net::UnixStream;
+
+    /// Sends `commands` to a worker's work loop all at once, then `end` (the stream's end
+    /// when true), and returns why it stopped and what it answered.
+    fn serve_these(commands: &[Command], end: bool) -> (StopCause, Vec<Report>) {
+        let (mut parent, child) = UnixStream::pair().unwrap();
+        for command in commands {
+            command.write_to(&mut parent).unwrap();
+        }
+        parent.flush().unwrap();
+        if end {
+            drop(parent);
+        } else {
+            // Kept open: the worker must stop on the command, not on the end of the stream.
+            std::mem::forget(parent);
+        }
+        let mut manager = DummyManager::new(TimeScale::new(0.0));
+        let mut out = Vec::new();
+        let cause = serve(Intake::new(child.into()), &mut manager, &mut out, None);
+        let reports = out
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| Report::from_line(line).unwrap())
+            .collect();
+        (cause, reports)
+    }
+
+    fn call(id: u64) -> Command {
+        Command::Call {
+            id,
+            method: Method::ProcessNumber(id as i64),
+        }
+    }
+
+    #[test]
+    fn a_stop_sent_behind_queued_calls_is_honoured_before_them() {
+        let (cause, answers) = serve_these(&[call(1), call(2), call(3), Command::Stop], false);
+        assert_eq!(cause, StopCause::Command);
+        // The first call may have been taken as the item in hand before the rest arrived;
+        // none after it ran.
+        assert!(answers.len() <= 1, "{answers:?}");
+    }
+
+    #[test]
+    fn the_end_of_stdin_is_the_parent_gone() {
+        let (cause, _) = serve_these(&[call(1)], true);
+        assert_eq!(cause, StopCause::ParentGone);
+    }
+
+    #[test]
+    fn calls_withdrawn_at_the_stop_are_answered_before_the_worker_stops() {
+        let (cause, answers) = serve_these(&[call(1), call(2), Command::Withdraw, Command::Stop], false);
+        assert_eq!(cause, StopCause::Command);
+        let withdrawn: Vec<u64> = answers
+            .iter()
+            .flat_map(|a| match a {
+                Report::Withdrawn { ids } => ids.clone(),
+                _ => vec![],
+            })
+            .collect();
+        let ran = answers
+            .iter()
+            .filter(|a| matches!(a, Report::Result { .. }))
+            .count();
+        assert_eq!(
+            withdrawn.len() + ran,
+            2,
+            "every call is run or withdrawn: {answers:?}"
+        );
+    }
+}
