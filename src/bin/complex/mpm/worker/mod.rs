@@ -162,7 +162,8 @@ fn serve(
             Work::Stop(cause) => return cause,
             Work::Withdraw(ids) => {
                 if !ids.is_empty() {
-                    tracing::debug!("withdrawing {} calls not begun: the stop has begun", ids.len());
+                    let calls = if ids.len() == 1 { "call" } else { "calls" };
+                    tracing::debug!("withdrawing {} {calls} not begun: the stop has begun", ids.len());
                 }
                 // Several lines only past MAX_WITHDRAWN_PER_FRAME; the last (maybe empty:
                 // nothing was queued) is also the acknowledgement of the withdraw command.
