@@ -15,10 +15,14 @@
 //!  Shield keeps it ──last guard──► stop token cancelled     (logged)   force handler:
 //!  until start is done              │                                  fail what is left,
 //!                                   ▼                                  kill children, exit
-//!  app: start in order (shielded) → wait → stop in reverse (shielded, watchdog-bounded)
-//!       → leftover tasks cancelled → runtime shut down (bounded)
-//!       → final `phase=exit` event → the process ends by the same signal (or 0 / 1)
+//!  runner: start in order (shielded) → wait → stop in reverse (shielded, deadline-bounded)
+//!          → leftover tasks cancelled → an exit status returned
+//!  app (the process edge): runtime shut down (bounded) → final `phase=exit` event
+//!          → the process ends by the same signal (or 0 / 1)
 //! ```
+//!
+//! Nothing here waits on stderr: every line goes through [`logging`]'s bounded queue, so a
+//! stalled log reader can cost lines, never the stop.
 //!
 //! # Layout
 //! - [`signals`]: SIGINT via ctrlc, SIGTERM/SIGHUP via signal-hook, as [`signals::ShutdownSignal`].
