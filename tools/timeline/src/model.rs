@@ -92,9 +92,20 @@ pub struct Incarnation {
     pub segments: Vec<Segment>,
 }
 
+/// Work a component does while it runs, drawn under its bar: MPM's updates.
+#[derive(Clone, Debug)]
+pub struct Activity {
+    pub name: String,
+    pub t0: f64,
+    pub t1: f64,
+    pub failed: bool,
+    pub open: bool,
+}
+
 #[derive(Clone, Debug)]
 pub struct Component {
     pub name: String,
+    pub activities: Vec<Activity>,
     /// The process group the lane is drawn in: `main`, or the worker's own process name.
     pub process: String,
     pub incarnations: Vec<Incarnation>,
@@ -164,6 +175,10 @@ impl Run {
                 }
             }
             times.extend(c.marks.iter().map(|m| m.t));
+            for a in &c.activities {
+                times.push(a.t0);
+                times.push(a.t1);
+            }
         }
         times.extend(self.signals.iter().map(|s| s.t));
         times.extend(self.exit.iter().map(|e| e.t));
@@ -172,15 +187,16 @@ impl Run {
         times
     }
 
-    /// Whether some component is starting or stopping somewhere in (a, b): such a stretch
-    /// is never cut out of the axis.
+    /// Whether some component is starting, stopping or updating somewhere in (a, b): such
+    /// a stretch is never cut out of the axis.
     pub fn busy_between(&self, a: f64, b: f64) -> bool {
         self.components.iter().any(|c| {
-            c.incarnations.iter().any(|i| {
-                i.segments
-                    .iter()
-                    .any(|s| s.phase != Phase::Running && s.t0 < b && s.t1 > a)
-            })
+            c.activities.iter().any(|x| x.t0 < b && x.t1 > a)
+                || c.incarnations.iter().any(|i| {
+                    i.segments
+                        .iter()
+                        .any(|s| s.phase != Phase::Running && s.t0 < b && s.t1 > a)
+                })
         })
     }
 }
@@ -284,6 +300,7 @@ fn build(start: SystemTime, lines: Vec<Line>) -> Run {
         let process = if name.starts_with("worker-") { name } else { "main" };
         components.push(Component {
             name: name.to_string(),
+            activities: Vec::new(),
             process: process.to_string(),
             incarnations: Vec::new(),
             marks: Vec::new(),
@@ -371,6 +388,23 @@ fn build(start: SystemTime, lines: Vec<Line>) -> Run {
                     }),
                 }
             }
+            "update-started" | "update-finished" | "update-failed" => {
+                let c = index(&mut components, "MPM");
+                let activities = &mut components[c].activities;
+                if event == "update-started" {
+                    activities.push(Activity {
+                        name: "update".into(),
+                        t0: l.t,
+                        t1: l.t,
+                        failed: false,
+                        open: true,
+                    });
+                } else if let Some(a) = activities.last_mut().filter(|a| a.open) {
+                    a.t1 = l.t;
+                    a.open = false;
+                    a.failed = event == "update-failed";
+                }
+            }
             "log-dropped" => {
                 let name = if l.process == "main" { "app" } else { &l.process };
                 let c = index(&mut components, name);
@@ -385,6 +419,9 @@ fn build(start: SystemTime, lines: Vec<Line>) -> Run {
     }
     let last = exit.as_ref().map_or(end, |e| e.t.max(end));
     for c in &mut components {
+        for a in c.activities.iter_mut().filter(|a| a.open) {
+            a.t1 = last;
+        }
         for i in &mut c.incarnations {
             if let Some(s) = i.segments.last_mut()
                 && s.open

@@ -689,12 +689,43 @@ fn lane(run: &Run, c: &Component, axis: &Axis, y: f64) -> Group {
             }
         }
     }
-    // Marks: failures, restarts, cut lines, dropped lines.
+    // Work done while running (MPM's updates): a strip along the bottom of the bar.
+    for a in &c.activities {
+        let x0 = axis.x(a.t0);
+        let x1 = axis.x(a.t1).max(x0 + 2.0);
+        let colour = if a.failed { FAILED } else { "#31a354" };
+        g = g.add(
+            Rectangle::new()
+                .set("class", "activity")
+                .set("data-name", a.name.clone())
+                .set("x", fmt_px(x0))
+                .set("y", fmt_px(bar_y + BAR - 1.0))
+                .set("width", fmt_px(x1 - x0))
+                .set("height", 4)
+                .set("fill", colour)
+                .add(Title::new(format!(
+                    "{} {}: {} to {} ({})",
+                    c.name,
+                    a.name,
+                    fmt_time(a.t0, 1.0),
+                    fmt_time(a.t1, 1.0),
+                    fmt_duration(a.t1 - a.t0)
+                ))),
+        );
+        let w = text_width(&a.name, 9.5);
+        if shelf.take(x0 + 3.0, x0 + 3.0 + w) {
+            labels = labels.add(halo(
+                text(x0 + 3.0, mid + 2.5, 9.5, a.name.clone()).set("fill", colour),
+            ));
+        }
+    }
+    // Marks: failures, restarts, cut lines, dropped lines; failures drawn last, on top.
+    let mut on_top = Group::new();
     for m in &c.marks {
         let x = axis.x(m.t);
         let (label, colour) = match &m.kind {
             MarkKind::Failed(cause) => {
-                g = g.add(
+                on_top = on_top.add(
                     Group::new()
                         .set("class", "failure")
                         .add(Title::new(m.message.clone()))
@@ -747,6 +778,7 @@ fn lane(run: &Run, c: &Component, axis: &Axis, y: f64) -> Group {
             }
         }
     }
+    g = g.add(on_top);
     for (x0, x1, label) in pid_labels {
         let w = text_width(&label, 9.5);
         if x1 - x0 > w + 10.0 && shelf.take(x0 + 4.0, x0 + 4.0 + w) {
@@ -940,6 +972,20 @@ fn legend(width: f64, y: f64) -> (Group, f64) {
                 .set("fill", "#1f77b4"),
         ),
         "restart",
+        &mut x,
+        &mut y,
+    );
+    g = item(
+        g,
+        Group::new().add(
+            Rectangle::new()
+                .set("x", 0)
+                .set("y", -2)
+                .set("width", 14)
+                .set("height", 4)
+                .set("fill", "#31a354"),
+        ),
+        "update",
         &mut x,
         &mut y,
     );
