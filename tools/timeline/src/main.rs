@@ -1,0 +1,89 @@
+//! Draws a JSON log of `simple` or `complex` as a timeline: an SVG picture (the default)
+//! or Chrome trace-event JSON for Perfetto (`--format trace`).
+//!
+//!   timeline RUN.jsonl > run.svg
+//!   complex --log-format json 2>&1 >/dev/null | timeline - > run.svg
+//!   timeline --format trace RUN.jsonl > run.json
+//!
+//! Exit status: 0 when drawn; 1 on bad input (not JSON, empty, unreadable); 2 on a bad
+//! command line; 3 when the log was cut (no exit event): the output is still written whole.
+
+mod model;
+mod picture;
+mod trace;
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    /// An SVG picture: one lane per component, phases as bars, signals as marks.
+    Svg,
+    /// Chrome trace-event JSON (Perfetto, chrome://tracing).
+    Trace,
+}
+
+/// Draws a JSON log of the suite (--log-format json) as a timeline.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The log: one JSON object per line; `-` reads standard input.
+    log: PathBuf,
+    /// What to write to standard output.
+    #[arg(long, value_enum, default_value = "svg")]
+    format: Format,
+    /// The picture's width in pixels (SVG only).
+    #[arg(long, default_value_t = 900.0)]
+    width: f64,
+    /// A title for the picture (SVG only); by default the main process's pid.
+    #[arg(long)]
+    title: Option<String>,
+}
+
+fn run(args: &Args) -> Result<bool> {
+    let name = args.log.display().to_string();
+    let run = if name == "-" {
+        model::read(io::stdin().lock(), "stdin")?
+    } else {
+        let file = File::open(&args.log).with_context(|| format!("cannot open {name}"))?;
+        model::read(BufReader::new(file), &name)?
+    };
+    let out = match args.format {
+        Format::Svg => picture::draw(&run, args.width, args.title.as_deref()),
+        Format::Trace => {
+            let mut s = serde_json::to_string(&trace::build(&run))?;
+            s.push('\n');
+            s
+        }
+    };
+    let mut stdout = io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to standard output")?;
+    Ok(!run.cut())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            // Drawn all the same, and the picture says so; the status tells a script.
+            eprintln!(
+                "timeline: the log was cut: it ends without the exit event \
+                 (component=app phase=exit); drew what it has"
+            );
+            ExitCode::from(3)
+        }
+        Err(error) => {
+            eprintln!("timeline: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

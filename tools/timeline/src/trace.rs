@@ -1,0 +1,151 @@
+//! The run as Chrome trace-event JSON (the "JSON Object Format"), for Perfetto or
+//! chrome://tracing.
+//!
+//! Each process of the run (each worker incarnation by its own pid) is a trace process.
+//! Each component gets a track of its own ("component X"), on which one complete event
+//! spans its whole life and holds its phases (starting, running, stopping) as complete
+//! events: they nest by construction, because a component's phases follow one another.
+//! Every log line is an instant event on the thread that wrote it, so a click shows its
+//! message; signals and the exit are instant events too, named for what they were.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::model::{Run, epoch_ms};
+
+/// Component tracks get thread ids from here on, away from the real threads' ids.
+const COMPONENT_TID: i64 = 1000;
+
+fn us(ms: f64) -> i64 {
+    (ms * 1000.0).round() as i64
+}
+
+/// Builds the trace; `Value` so that tests and the writer share it.
+pub fn build(run: &Run) -> Value {
+    let mut events: Vec<Value> = Vec::new();
+    // Process names and order: main first, then workers; a worker incarnation is named with
+    // its pid so that the replaced and the replacement stand apart.
+    let mut sort = 0;
+    for (process, pids) in &run.processes {
+        for pid in pids {
+            let name = if pids.len() > 1 || process != "main" {
+                format!("{process} (pid {pid})")
+            } else {
+                process.clone()
+            };
+            let index = if process == "main" { 0 } else { 1 + sort };
+            sort += 1;
+            events.push(json!({"ph": "M", "name": "process_name", "pid": pid, "tid": 0,
+                "args": {"name": name}}));
+            events.push(
+                json!({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0,
+                "args": {"sort_index": index}}),
+            );
+        }
+    }
+    // Real threads: one id per (pid, thread name), in order of appearance.
+    let mut threads: BTreeMap<(i64, String), i64> = BTreeMap::new();
+    let mut next: BTreeMap<i64, i64> = BTreeMap::new();
+    for l in &run.lines {
+        let key = (l.pid, l.thread.clone());
+        if threads.contains_key(&key) {
+            continue;
+        }
+        let n = next.entry(l.pid).or_insert(1);
+        let tid = if l.thread == "main" { 1 } else { *n + 1 };
+        if l.thread != "main" {
+            *n += 1;
+        }
+        threads.insert(key, tid);
+        events.push(json!({"ph": "M", "name": "thread_name", "pid": l.pid, "tid": tid,
+            "args": {"name": l.thread}}));
+        events.push(
+            json!({"ph": "M", "name": "thread_sort_index", "pid": l.pid, "tid": tid,
+            "args": {"sort_index": COMPONENT_TID + tid}}),
+        );
+    }
+    let main_pid = run.main_pid().unwrap_or(0);
+    // Component tracks.
+    for (n, c) in run.components.iter().enumerate() {
+        let tid = COMPONENT_TID + n as i64;
+        let mut named = Vec::new();
+        for inc in &c.incarnations {
+            let pid = if c.process == "main" {
+                main_pid
+            } else {
+                inc.pid.unwrap_or(main_pid)
+            };
+            if !named.contains(&pid) {
+                named.push(pid);
+                events.push(json!({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid,
+                    "args": {"name": format!("component {}", c.name)}}));
+                events.push(json!({"ph": "M", "name": "thread_sort_index", "pid": pid,
+                    "tid": tid, "args": {"sort_index": n}}));
+            }
+            let (Some(first), Some(last)) = (inc.segments.first(), inc.segments.last()) else {
+                continue;
+            };
+            let t0 = inc.spawned.unwrap_or(first.t0).min(first.t0);
+            let outcome = if last.failed {
+                "failed"
+            } else if last.open {
+                "cut"
+            } else {
+                "ended"
+            };
+            events.push(json!({"ph": "X", "name": c.name, "cat": "component", "pid": pid,
+                "tid": tid, "ts": us(t0), "dur": us(last.t1) - us(t0),
+                "args": {"outcome": outcome, "pid": inc.pid}}));
+            for s in &inc.segments {
+                events.push(json!({"ph": "X", "name": s.phase.name(), "cat": "phase",
+                    "pid": pid, "tid": tid, "ts": us(s.t0), "dur": us(s.t1) - us(s.t0),
+                    "args": {"component": c.name, "failed": s.failed, "cut": s.open}}));
+            }
+        }
+    }
+    // Signals, on the thread that logged them.
+    for s in &run.signals {
+        let tid = threads.get(&(s.pid, s.thread.clone())).copied().unwrap_or(1);
+        events.push(
+            json!({"ph": "i", "s": "p", "name": format!("{} {}", s.signal, s.action),
+            "cat": "signal", "pid": s.pid, "tid": tid, "ts": us(s.t),
+            "args": {"message": s.message, "count": s.count}}),
+        );
+    }
+    // Every line, so that the trace holds the whole log.
+    for l in &run.lines {
+        let tid = threads[&(l.pid, l.thread.clone())];
+        let mut args = serde_json::Map::new();
+        args.insert("level".into(), Value::from(l.level.clone()));
+        args.insert("line".into(), Value::from(l.number));
+        args.extend(l.fields.clone());
+        events.push(json!({"ph": "i", "s": "t", "name": l.message, "cat": "log",
+            "pid": l.pid, "tid": tid, "ts": us(l.t), "args": args}));
+    }
+    let status = match &run.exit {
+        Some(exit) => {
+            events.push(
+                json!({"ph": "i", "s": "g", "name": format!("exit status {}", exit.status),
+                "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(exit.t),
+                "args": {"status": exit.status, "signal": exit.signal, "message": exit.message}}),
+            );
+            json!(exit.status)
+        }
+        None => {
+            events.push(json!({"ph": "i", "s": "g", "name": "log cut: no exit event",
+                "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(run.end), "args": {}}));
+            Value::Null
+        }
+    };
+    json!({
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "start": humantime::format_rfc3339_millis(run.start).to_string(),
+            "start_epoch_ms": epoch_ms(run.start),
+            "exit_status": status,
+            "cut": run.cut(),
+        }
+    })
+}

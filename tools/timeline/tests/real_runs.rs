@@ -1,0 +1,548 @@
+//! The converter fed with logs made by the suite's real binaries: a clean run, a signal
+//! during the start, a forced exit, a crashed worker. The SVG is read back as XML and the
+//! trace as JSON, and both are checked against the log they came from.
+//!
+//! The binaries are not built here: `cargo test --workspace` builds them first. Each one
+//! runs in its own process group with default signal dispositions, and the group is killed
+//! when its test ends, however it ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Where cargo put this workspace's binaries: the test runs from `<target>/debug/deps`.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from <target>/<profile>/deps")
+        .to_path_buf()
+}
+
+fn suite_binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the suite's binaries first (cargo build --bins -p graceful-shutdown; \
+         cargo test --workspace does it)",
+        path.display()
+    );
+    path
+}
+
+/// A binary of the suite, running in its own process group, its stderr read line by line.
+struct Run {
+    child: Child,
+    lines: Receiver<String>,
+    reader: Option<JoinHandle<()>>,
+    log: Vec<String>,
+}
+
+impl Run {
+    fn start(binary: &str, args: &[&str]) -> Run {
+        let mut command = Command::new(suite_binary(binary));
+        command
+            .args(["--log-format", "json"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // SAFETY: between fork and exec only async-signal-safe calls are made (signal and
+        // setpgid), touching no memory of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                // The test harness may run with signals ignored (a background job, nohup):
+                // the binary must see the defaults a shell gives, or it logs them ignored.
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(signal, libc::SIG_DFL);
+                }
+                // Its own group, so that the whole tree can be signalled and cleaned up.
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("spawn the suite's binary");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (send, lines) = channel();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Run {
+            child,
+            lines,
+            reader: Some(reader),
+            log: Vec::new(),
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Reads lines until one satisfies `want`; returns it.
+    fn wait_for(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no line with {what} within 10 s:\n{}", self.log.join("\n")));
+            self.log.push(line.clone());
+            let value: Value = serde_json::from_str(&line).expect("every line is JSON");
+            if want(&value) {
+                return value;
+            }
+        }
+    }
+
+    fn wait_phase(&mut self, component: &str, phase: &str) -> Value {
+        self.wait_for(&format!("{component} {phase}"), |v| {
+            v["component"] == component && v["phase"] == phase
+        })
+    }
+
+    /// Sends `signal` to the main process only.
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory effects; the pid is our own child, not yet reaped.
+        unsafe { libc::kill(self.pid(), signal) };
+    }
+
+    /// Sends `signal` to the whole group, as a terminal does for Ctrl+C.
+    fn signal_group(&self, signal: i32) {
+        // SAFETY: as above; the group is the child's own (setpgid in pre_exec).
+        unsafe { libc::kill(-self.pid(), signal) };
+    }
+
+    /// Waits for the exit; returns the whole log and the shell's status.
+    fn finish(mut self) -> (String, i32) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the run did not end within 10 s");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        if let Some(reader) = self.reader.take() {
+            reader.join().expect("the reader thread");
+        }
+        self.log.extend(self.lines.try_iter());
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        let mut log = self.log.join("\n");
+        log.push('\n');
+        (log, code)
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // Nothing may be left running, whatever the test did.
+        // SAFETY: as in `signal_group`.
+        unsafe { libc::kill(-self.pid(), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the converter on `log`; returns its stdout, stderr and status.
+fn convert(log: &str, args: &[&str]) -> (String, String, i32) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_timeline"))
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the timeline");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = log.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("the timeline ends");
+    writer.join().expect("the writer thread");
+    (
+        String::from_utf8(out.stdout).expect("UTF-8 output"),
+        String::from_utf8(out.stderr).expect("UTF-8 errors"),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+fn parse_log(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+fn attr_f64(node: roxmltree::Node, name: &str) -> f64 {
+    node.attribute(name)
+        .unwrap_or_else(|| panic!("{} has no {name}", node.tag_name().name()))
+        .parse()
+        .expect("a number")
+}
+
+fn has_class(node: &roxmltree::Node, class: &str) -> bool {
+    node.attribute("class")
+        .is_some_and(|c| c.split_whitespace().any(|c| c == class))
+}
+
+/// A bar read back: its start, its end (ms) and its phase.
+type Bar = (f64, f64, String);
+
+/// Checks the picture against the log it was drawn from.
+fn check_svg(log: &str, expected_status: i32) -> String {
+    let (svg, stderr, code) = convert(log, &[]);
+    assert_eq!(code, 0, "the timeline failed: {stderr}");
+    let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
+    let events = parse_log(log);
+
+    // One lane per component.
+    let components: BTreeSet<&str> = events
+        .iter()
+        .filter(|e| e["phase"].is_string() && e["phase"] != "exit")
+        .filter_map(|e| e["component"].as_str())
+        .collect();
+    let lanes: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g") && has_class(n, "lane"))
+        .map(|n| n.attribute("data-component").expect("a lane names its component"))
+        .collect();
+    let lane_set: BTreeSet<&str> = lanes.iter().copied().collect();
+    assert_eq!(
+        lanes.len(),
+        lane_set.len(),
+        "a component has two lanes: {lanes:?}"
+    );
+    assert_eq!(lane_set, components, "lanes and components differ");
+
+    // A mark per signal event, with its action.
+    let mut wanted: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for e in &events {
+        if let (Some(signal), Some(action)) = (e["signal"].as_str(), e["action"].as_str()) {
+            *wanted.entry((signal.into(), action.into())).or_default() += 1;
+        }
+        if e["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("delivering the delayed"))
+        {
+            let signal = e["signal"].as_str().expect("the delivery names its signal");
+            *wanted.entry((signal.into(), "delivered".into())).or_default() += 1;
+        }
+    }
+    let mut marks: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for n in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("g") && has_class(n, "signal"))
+    {
+        let key = (
+            n.attribute("data-signal").expect("data-signal").to_string(),
+            n.attribute("data-action").expect("data-action").to_string(),
+        );
+        *marks.entry(key).or_default() += 1;
+    }
+    assert_eq!(marks, wanted, "signal marks and signal events differ");
+
+    // Bars within the axis, and in order within each incarnation.
+    let axis = doc.descendants().find(|n| has_class(n, "axis")).expect("an axis");
+    let (x0, x1) = (attr_f64(axis, "data-x0"), attr_f64(axis, "data-x1"));
+    let mut per_incarnation: BTreeMap<(String, String), Vec<Bar>> = BTreeMap::new();
+    for bar in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("rect") && has_class(n, "bar"))
+    {
+        let (x, w) = (attr_f64(bar, "x"), attr_f64(bar, "width"));
+        assert!(
+            x >= x0 - 0.5 && x + w <= x1 + 0.5 && w > 0.0,
+            "a bar leaves the axis [{x0}, {x1}]: x {x}, width {w}"
+        );
+        let (t0, t1) = (attr_f64(bar, "data-t0"), attr_f64(bar, "data-t1"));
+        assert!(t0 <= t1, "a bar ends before it starts");
+        let key = (
+            bar.attribute("data-component").unwrap().to_string(),
+            bar.attribute("data-incarnation").unwrap().to_string(),
+        );
+        let phase = bar.attribute("data-phase").unwrap().to_string();
+        per_incarnation.entry(key).or_default().push((t0, t1, phase));
+    }
+    let rank = |p: &str| ["starting", "running", "stopping"].iter().position(|q| *q == p);
+    for ((component, n), bars) in &per_incarnation {
+        for pair in bars.windows(2) {
+            let ((a0, a1, pa), (b0, _, pb)) = (&pair[0], &pair[1]);
+            assert!(
+                a1 <= b0 && a0 <= b0 && rank(pa) < rank(pb),
+                "{component} (incarnation {n}): {pa} then {pb} out of order: {bars:?}"
+            );
+        }
+    }
+    assert!(!per_incarnation.is_empty(), "no bars at all in the picture");
+
+    // The exit and its status.
+    let exit = doc
+        .descendants()
+        .find(|n| has_class(n, "exit"))
+        .expect("the exit is drawn");
+    assert_eq!(
+        exit.attribute("data-status"),
+        Some(expected_status.to_string().as_str())
+    );
+    let shown: String = exit
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .flat_map(|n| n.descendants().filter(|t| t.is_text()))
+        .filter_map(|t| t.text())
+        .collect();
+    assert!(
+        shown.contains(&format!("status {expected_status}")),
+        "the exit's text does not show status {expected_status}: {shown:?}"
+    );
+    svg
+}
+
+/// Checks the trace: it parses, names every process, nests on every thread.
+fn check_trace(log: &str) -> Value {
+    let (out, stderr, code) = convert(log, &["--format", "trace"]);
+    assert_eq!(code, 0, "the trace failed: {stderr}");
+    let trace: Value = serde_json::from_str(&out).expect("the trace is JSON");
+    let events = trace["traceEvents"].as_array().expect("traceEvents");
+    let named: BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e["ph"] == "M" && e["name"] == "process_name")
+        .filter_map(|e| e["pid"].as_i64())
+        .collect();
+    let pids: BTreeSet<i64> = parse_log(log).iter().filter_map(|e| e["pid"].as_i64()).collect();
+    assert_eq!(named, pids, "every process of the log is named in the trace");
+    for e in events.iter().filter(|e| e["ph"] != "M") {
+        let pid = e["pid"].as_i64().expect("an event has a pid");
+        let tid = e["tid"].as_i64().expect("an event has a tid");
+        assert!(named.contains(&pid), "an event on an unnamed process: {e}");
+        assert!(
+            events
+                .iter()
+                .any(|m| m["ph"] == "M" && m["name"] == "thread_name" && m["pid"] == pid && m["tid"] == tid),
+            "an event on an unnamed thread: {e}"
+        );
+    }
+    // Complete events nest on every thread: each is inside the open one or after it.
+    let mut per_thread: BTreeMap<(i64, i64), Vec<(i64, i64)>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e["ph"] == "X") {
+        let ts = e["ts"].as_i64().expect("ts");
+        let dur = e["dur"].as_i64().expect("dur");
+        assert!(dur >= 0, "a negative duration: {e}");
+        per_thread
+            .entry((e["pid"].as_i64().unwrap(), e["tid"].as_i64().unwrap()))
+            .or_default()
+            .push((ts, ts + dur));
+    }
+    assert!(!per_thread.is_empty(), "no complete events");
+    for (thread, mut spans) in per_thread {
+        spans.sort_by_key(|&(start, end)| (start, std::cmp::Reverse(end)));
+        let mut open: Vec<(i64, i64)> = Vec::new();
+        for (start, end) in spans {
+            while open.last().is_some_and(|&(_, e)| e <= start) {
+                open.pop();
+            }
+            if let Some(&(_, e)) = open.last() {
+                assert!(
+                    end <= e,
+                    "on {thread:?}, [{start}, {end}] overlaps its parent ending at {e}"
+                );
+            }
+            open.push((start, end));
+        }
+    }
+    // A signal instant per signal event.
+    let signals = events.iter().filter(|e| e["cat"] == "signal").count();
+    let wanted = parse_log(log)
+        .iter()
+        .filter(|e| {
+            e["signal"].is_string()
+                && (e["action"].is_string()
+                    || e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("delivering the delayed")))
+        })
+        .count();
+    assert_eq!(
+        signals, wanted,
+        "signal instants and signal events (with deliveries) differ"
+    );
+    trace
+}
+
+#[test]
+fn a_clean_run() {
+    let run = Run::start("complex", &["--time-scale", "0.05", "--run-for", "150ms"]);
+    let (log, status) = run.finish();
+    assert_eq!(status, 0, "{log}");
+    check_svg(&log, 0);
+    check_trace(&log);
+}
+
+#[test]
+fn a_signal_during_the_start_is_delayed_then_delivered() {
+    let mut run = Run::start("simple", &["--time-scale", "0.2"]);
+    run.wait_phase("AsyncService1", "starting");
+    run.signal(libc::SIGINT);
+    let (log, status) = run.finish();
+    assert_eq!(status, 130, "{log}");
+    let svg = check_svg(&log, 130);
+    assert!(svg.contains(r#"data-action="delayed""#) && svg.contains(r#"data-action="delivered""#));
+    assert!(
+        svg.contains(r#"class="delivery""#),
+        "no arrow from the delayed signal to its delivery"
+    );
+    check_trace(&log);
+}
+
+#[test]
+fn a_forced_exit_stands_out() {
+    let mut run = Run::start("complex", &["--time-scale", "0.2"]);
+    run.wait_phase("app", "started");
+    run.signal(libc::SIGINT);
+    run.wait_phase("AsyncService2", "stopping");
+    run.signal(libc::SIGINT);
+    run.wait_for("the second signal", |v| v["action"] == "counted");
+    run.signal(libc::SIGINT);
+    let (log, status) = run.finish();
+    assert_eq!(status, 130, "{log}");
+    let svg = check_svg(&log, 130);
+    assert!(
+        svg.contains(r#"data-forced="true""#),
+        "the exit is not shown forced"
+    );
+    assert!(
+        svg.contains(r#"data-failed="true""#),
+        "no failed bar in a forced exit"
+    );
+    check_trace(&log);
+}
+
+#[test]
+fn a_crashed_worker_is_replaced_and_both_pids_are_drawn() {
+    let mut run = Run::start("complex", &["--time-scale", "0.1"]);
+    let spawned = run.wait_for("worker-2 spawned", |v| {
+        v["event"] == "spawned" && v["worker"] == "worker-2"
+    });
+    let first = spawned["worker_pid"].as_i64().expect("worker_pid") as i32;
+    run.wait_phase("app", "started");
+    // SAFETY: kill has no memory effects; the pid is the worker the log just named.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    let replaced = run.wait_for("worker-2 replaced", |v| {
+        v["event"] == "replaced" && v["worker"] == "worker-2"
+    });
+    let second = replaced["worker_pid"].as_i64().expect("worker_pid");
+    run.signal_group(libc::SIGINT);
+    let (log, status) = run.finish();
+    assert_eq!(status, 130, "{log}");
+    let svg = check_svg(&log, 130);
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let pids: BTreeSet<i64> = doc
+        .descendants()
+        .filter(|n| n.attribute("data-component") == Some("worker-2") && has_class(n, "bar"))
+        .filter_map(|n| n.attribute("data-pid")?.parse().ok())
+        .collect();
+    assert_eq!(
+        pids,
+        BTreeSet::from([first as i64, second]),
+        "both incarnations drawn by pid"
+    );
+    assert!(
+        doc.descendants().any(|n| has_class(&n, "restart")),
+        "the restart is not drawn"
+    );
+    assert!(
+        doc.descendants().any(|n| has_class(&n, "failure")),
+        "the death is not drawn"
+    );
+    let trace = check_trace(&log);
+    let names: Vec<&str> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"] == "process_name")
+        .filter_map(|e| e["args"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&format!("worker-2 (pid {first})").as_str()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&format!("worker-2 (pid {second})").as_str()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error() {
+    let (out, err, code) = convert("this is a text log line\n", &[]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("not JSON") && err.contains("--log-format json"),
+        "{err}"
+    );
+
+    let (out, err, code) = convert("", &[]);
+    assert_eq!(code, 1);
+    assert!(out.is_empty());
+    assert!(err.contains("empty"), "{err}");
+
+    let (_, err, code) = convert("[1, 2]\n", &["--format", "trace"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("not a JSON object"), "{err}");
+}
+
+#[test]
+fn a_cut_log_is_drawn_and_said_to_be_cut() {
+    let run = Run::start("complex", &["--time-scale", "0.05", "--run-for", "100ms"]);
+    let (log, status) = run.finish();
+    assert_eq!(status, 0, "{log}");
+    // Keep the log up to the middle of the stop.
+    let lines: Vec<&str> = log.lines().collect();
+    let stopping = lines
+        .iter()
+        .position(|l| l.contains(r#""phase":"stopping""#))
+        .expect("a stop in the log");
+    let cut = lines[..=stopping + 2].join("\n") + "\n";
+
+    let (svg, err, code) = convert(&cut, &[]);
+    assert_eq!(code, 3, "a cut log is drawn, and the status says it was cut");
+    assert!(err.contains("cut"), "{err}");
+    let doc = roxmltree::Document::parse(&svg).expect("well-formed XML");
+    assert!(
+        doc.descendants().any(|n| has_class(&n, "cut")),
+        "the title says cut"
+    );
+    assert!(
+        doc.descendants().any(|n| has_class(&n, "cut-end")),
+        "the end is marked"
+    );
+    assert!(
+        doc.descendants()
+            .any(|n| n.attribute("data-open") == Some("true")),
+        "the unfinished phases are drawn open"
+    );
+
+    let (trace, _, code) = convert(&cut, &["--format", "trace"]);
+    assert_eq!(code, 3);
+    let trace: Value = serde_json::from_str(&trace).expect("the trace of a cut log is JSON");
+    assert_eq!(trace["otherData"]["cut"], true);
+}
