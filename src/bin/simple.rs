@@ -26,6 +26,8 @@ struct Cli {
 const SERVICES: [&str; 2] = ["AsyncService1", "AsyncService2"];
 
 fn main() {
+    // First of all: a Ctrl+C while the arguments are parsed is kept pending, not fatal.
+    graceful::signals::block_until_intake();
     let cli = Cli::parse();
     if let Err(message) =
         graceful::cli::check_fail_start(&cli.common, |c| SERVICES.contains(&c), &SERVICES.join(", "))

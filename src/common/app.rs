@@ -22,6 +22,7 @@ use crate::cli::CommonArgs;
 use crate::components::Components;
 use crate::exit::{self, ExitStatus};
 use crate::logging;
+use crate::panics::{self, CatchPanic};
 use crate::service::{Service, ServiceContext};
 use crate::shutdown::{ForceReason, Shutdown, StopReason};
 use crate::signals;
@@ -31,12 +32,14 @@ use crate::signals;
 const RUNTIME_SHUTDOWN_BOUND: Duration = Duration::from_secs(1);
 
 /// Sets up logging, signal intake and the forced-exit path, runs `services` and ends the
-/// process as the contract says. This is all a binary's `main` needs to call.
+/// process as the contract says. This is all a binary's `main` needs to call, after
+/// [`signals::block_until_intake`] as its first line.
 pub fn run_main(args: &CommonArgs, services: Vec<Box<dyn Service>>) -> ! {
     if let Err(error) = logging::init("main", args.log_format, args.log_level) {
         eprintln!("error: {error}");
         std::process::exit(1);
     }
+    panics::install_hook();
     let shutdown = Shutdown::new(args.force_after);
     let components = Components::new();
     let ctx = ServiceContext::new(
@@ -47,9 +50,13 @@ pub fn run_main(args: &CommonArgs, services: Vec<Box<dyn Service>>) -> ! {
     );
     install_force_handler(&ctx);
     let intake = shutdown.clone();
-    if let Err(error) = signals::install(move |signal| intake.on_signal(signal)) {
-        tracing::error!(error = %format!("{:#}", anyhow::Error::from(error)), "cannot install the signal handlers");
-        finish(ExitStatus::Failed);
+    match signals::install(move |signal| intake.on_signal(signal)) {
+        Ok(intake) => log_ignored_at_start(&intake),
+        Err(error) => {
+            let cause = format!("{:#}", anyhow::Error::from(error));
+            tracing::error!(target: "lifecycle", component = "app", phase = "failed", cause, "app: failed: cannot install the signal handlers: {cause}");
+            finish(ExitStatus::Failed);
+        }
     }
     tracing::info!("main: begin");
     let application = Application {
@@ -57,9 +64,27 @@ pub fn run_main(args: &CommonArgs, services: Vec<Box<dyn Service>>) -> ! {
         run_for: args.run_for,
         stop_timeout: args.stop_timeout,
     };
-    let status = application.run(&ctx);
+    // A panic the runner did not catch (a bug of its own) still ends in order: the
+    // children are killed, the exit event is written, the status is 1 or the signal's.
+    let status = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| application.run(&ctx)))
+        .unwrap_or_else(|_| {
+            ctx.force_hooks().run_all();
+            ExitStatus::from_stop(ctx.shutdown.first_signal(), true)
+        });
     tracing::info!("main: end");
     finish(status)
+}
+
+/// The Unix convention: a signal ignored at start (nohup's SIGHUP) stays ignored. Said once.
+fn log_ignored_at_start(intake: &signals::Intake) {
+    for signal in &intake.ignored_at_start {
+        tracing::warn!(
+            target: "lifecycle",
+            event = "signal-ignored-at-start",
+            signal = signal.name(),
+            "{signal} was ignored when this process started (nohup, or a background job); it stays ignored"
+        );
+    }
 }
 
 /// Logs the final event and ends the process. If another thread is already ending it (a
@@ -98,42 +123,28 @@ fn park_forever() -> ! {
 /// The forced exit: log what had not finished, run the force hooks (kill child processes),
 /// mark the unfinished components `failed`, and end the process. Runs on whichever thread
 /// forced it (the signal thread or the stop watchdog), so it works with a stuck runtime.
-///
-/// The telling happens on a helper thread, bounded by [`FORCED_EXIT_LOG_BOUND`]: if stderr
-/// is stalled (a paused pager, a full log pipe), a write blocks, and a forced exit must not.
-/// Past the bound the children are killed anyway and the process ends without its last lines.
+/// Logging never waits on stderr, so all of it is bounded: the hooks' own bounds (a killed
+/// worker's reaping) and the log's [`logging::DRAIN_BOUND`].
 fn install_force_handler(ctx: &ServiceContext) {
     let components = ctx.components.clone();
     let hooks = ctx.force_hooks();
     let shutdown = ctx.shutdown.clone();
     ctx.shutdown.set_force_handler(move |reason: ForceReason| {
-        if !exit::claim() {
-            // The normal exit is already writing its last line; it only needs a moment,
-            // unless stderr is stalled, and then the forcing signal must still end us.
-            std::thread::sleep(FORCED_EXIT_LOG_BOUND);
-            exit::terminate(ExitStatus::from_stop(shutdown.first_signal(), true));
-        }
         let status = ExitStatus::from_stop(shutdown.first_signal(), true);
-        let (told, done) = mpsc::channel::<()>();
-        let (components, teller_hooks) = (components.clone(), hooks.clone());
-        let teller = std::thread::Builder::new().name("forced-exit".into()).spawn(move || {
-            let unfinished = components.unfinished().join(", ");
-            tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
-            teller_hooks.run_all();
-            components.fail_unfinished(&format!("exit forced ({reason})"));
-            write_exit_event(status);
-            let _ = told.send(());
-        });
-        if teller.is_err() || done.recv_timeout(FORCED_EXIT_LOG_BOUND).is_err() {
-            // Could not tell in time: at least leave no child behind. (Idempotent.)
-            hooks.run_all();
+        if !exit::claim() {
+            // The normal exit is already writing its last line; it needs at most the log's
+            // drain bound, and then the forcing signal must still end us.
+            std::thread::sleep(logging::DRAIN_BOUND + Duration::from_millis(500));
+            exit::terminate(status);
         }
+        let unfinished = components.unfinished().join(", ");
+        tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
+        hooks.run_all();
+        components.fail_unfinished(&format!("exit forced ({reason})"));
+        write_exit_event(status);
         exit::terminate(status)
     });
 }
-
-/// How long a forced exit may spend logging before it ends the process regardless.
-const FORCED_EXIT_LOG_BOUND: Duration = Duration::from_secs(3);
 
 /// An ordered list of services and how long to run them.
 pub struct Application {
@@ -147,8 +158,6 @@ struct Outcome {
     /// runtime is down (a failed start logged `failed` instead).
     started: bool,
     failed: bool,
-    /// Kept alive until the runtime is down: the stop's bound covers the runtime's shutdown.
-    watchdog: Option<Watchdog>,
 }
 
 impl Application {
@@ -156,17 +165,21 @@ impl Application {
     fn run(self, ctx: &ServiceContext) -> ExitStatus {
         let components = &ctx.components;
         components.starting("app");
-        // A multi-threaded runtime, so a service that blocks a worker thread by mistake slows
-        // the others instead of freezing them; named threads so the logs say who spoke.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name_fn(|| {
-                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
-                format!(
-                    "tokio-{}",
-                    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                )
-            })
+        // The stop's deadline is a thread; it is started now, so a machine out of threads
+        // fails the start cleanly instead of leaving a stop without its bound.
+        let watchdog = match Watchdog::spawn(ctx.shutdown.clone()) {
+            Ok(watchdog) => watchdog,
+            Err(error) => {
+                components.failed("app", &format!("cannot start thread 'stop-watchdog': {error}"));
+                return ExitStatus::Failed;
+            }
+        };
+        // A current-thread runtime: the services only wait (their work runs in pools and
+        // processes of their own), and a runtime that starts no threads cannot fail for want
+        // of one: tokio's multi-threaded runtime panics when the OS refuses a worker thread
+        // (RLIMIT_NPROC) and then hangs in its drop. A service that blocks this thread by
+        // mistake freezes the runtime, which is why the stop's deadline is a thread of its own.
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build();
         let runtime = match runtime {
@@ -176,19 +189,20 @@ impl Application {
                 return ExitStatus::Failed;
             }
         };
-        let outcome = runtime.block_on(self.lifecycle(ctx));
+        let outcome = runtime.block_on(self.lifecycle(ctx, &watchdog));
         tracing::debug!("runtime: shutting down (bounded by {RUNTIME_SHUTDOWN_BOUND:?})");
         runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);
         tracing::debug!("runtime: shut down");
-        drop(outcome.watchdog);
-        let failed = outcome.failed || ctx.shutdown.fatal().is_some();
+        // Disarmed only now: the stop's bound covers the runtime's shutdown too.
+        drop(watchdog);
+        let failed = outcome.failed || ctx.shutdown.fatal().is_some() || panics::happened();
         if outcome.started {
             components.stopped("app");
         }
         ExitStatus::from_stop(ctx.shutdown.first_signal(), failed)
     }
 
-    async fn lifecycle(self, ctx: &ServiceContext) -> Outcome {
+    async fn lifecycle(self, ctx: &ServiceContext, watchdog: &Watchdog) -> Outcome {
         let components = &ctx.components;
         let shutdown = &ctx.shutdown;
 
@@ -198,14 +212,20 @@ impl Application {
         for mut service in self.services {
             let name = service.name();
             components.starting(name);
-            match service.start(ctx).await {
-                Ok(()) => {
+            match CatchPanic(service.start(ctx)).await {
+                Ok(Ok(())) => {
                     components.started(name);
                     started.push(service);
                 }
-                Err(error) => {
+                Ok(Err(error)) => {
                     components.failed(name, &format!("{error:#}"));
                     start_error = Some((name, error));
+                    break;
+                }
+                Err(panic) => {
+                    // Its own stop is not run: a start that panicked left no state to trust.
+                    components.failed(name, &format!("panicked: {panic}"));
+                    start_error = Some((name, anyhow::anyhow!("panicked: {panic}")));
                     break;
                 }
             }
@@ -235,7 +255,7 @@ impl Application {
         }
 
         let _stop_shield = shutdown.shield("stop");
-        let watchdog = Watchdog::arm(self.stop_timeout, shutdown.clone());
+        watchdog.arm(self.stop_timeout);
         if start_error.is_none() {
             components.stopping("app");
         }
@@ -243,11 +263,15 @@ impl Application {
         for service in started.iter_mut().rev() {
             let name = service.name();
             components.stopping(name);
-            match service.stop(ctx).await {
-                Ok(()) => components.stopped(name),
-                Err(error) => {
+            match CatchPanic(service.stop(ctx)).await {
+                Ok(Ok(())) => components.stopped(name),
+                Ok(Err(error)) => {
                     stop_failed = true;
                     components.failed(name, &format!("{error:#}"));
+                }
+                Err(panic) => {
+                    stop_failed = true;
+                    components.failed(name, &format!("panicked: {panic}"));
                 }
             }
         }
@@ -268,7 +292,6 @@ impl Application {
         Outcome {
             started: start_error.is_none(),
             failed: start_error.is_some() || stop_failed,
-            watchdog,
         }
     }
 }
@@ -292,29 +315,35 @@ async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {
     }
 }
 
-/// A thread that forces the exit if the stop outlives its bound; disarmed by dropping it.
-/// A thread, not a tokio timer, so a service that blocks the runtime cannot hold it off.
+/// A thread that forces the exit if the stop outlives its bound, once [`armed`]; dropping
+/// the handle disarms it. A thread, not a tokio timer, so a service that blocks the runtime
+/// cannot hold it off.
+///
+/// [`armed`]: Watchdog::arm
 struct Watchdog {
-    _disarm: mpsc::Sender<()>,
+    orders: mpsc::Sender<Duration>,
 }
 
 impl Watchdog {
-    fn arm(timeout: Duration, shutdown: Shutdown) -> Option<Self> {
-        let (disarm, disarmed) = mpsc::channel::<()>();
-        let spawned = std::thread::Builder::new()
+    fn spawn(shutdown: Shutdown) -> std::io::Result<Self> {
+        let (orders, received) = mpsc::channel::<Duration>();
+        std::thread::Builder::new()
             .name("stop-watchdog".into())
             .spawn(move || {
-                if let Err(mpsc::RecvTimeoutError::Timeout) = disarmed.recv_timeout(timeout) {
+                // The handle dropped before the stop: nothing to watch.
+                let Ok(timeout) = received.recv() else {
+                    return;
+                };
+                if let Err(mpsc::RecvTimeoutError::Timeout) = received.recv_timeout(timeout) {
                     shutdown.force(ForceReason::StopTimeout(timeout));
                 }
-            });
-        match spawned {
-            Ok(_) => Some(Self { _disarm: disarm }),
-            Err(error) => {
-                tracing::error!(cause = %error, "cannot start the stop watchdog; the stop is unbounded");
-                None
-            }
-        }
+            })?;
+        Ok(Self { orders })
+    }
+
+    /// Starts the countdown: past `timeout` the exit is forced.
+    fn arm(&self, timeout: Duration) {
+        let _ = self.orders.send(timeout);
     }
 }
 
@@ -381,6 +410,10 @@ mod tests {
         }
     }
 
+    fn watchdog(ctx: &ServiceContext) -> Watchdog {
+        Watchdog::spawn(ctx.shutdown.clone()).expect("a thread for the watchdog")
+    }
+
     fn context() -> ServiceContext {
         ServiceContext::new(TimeScale::new(1.0), Shutdown::new(3), Components::new(), None)
     }
@@ -417,7 +450,9 @@ mod tests {
             assert!(ctx.shutdown.is_requested(), "the request is recorded");
             assert!(!ctx.shutdown.is_delivered(), "delivered in the middle of a start");
         }));
-        let outcome = application(vec![first, second], None).lifecycle(&ctx).await;
+        let outcome = application(vec![first, second], None)
+            .lifecycle(&ctx, &watchdog(&ctx))
+            .await;
         assert!(!outcome.failed);
         assert_eq!(
             steps(&ctx.components.history()),
@@ -445,7 +480,7 @@ mod tests {
         let mut third = probe("C");
         third.fail = true;
         let outcome = application(vec![probe("A"), probe("B"), third, probe("D")], None)
-            .lifecycle(&ctx)
+            .lifecycle(&ctx, &watchdog(&ctx))
             .await;
         assert!(outcome.failed);
         assert_eq!(
@@ -475,7 +510,7 @@ mod tests {
         let mut leaky = probe("A");
         leaky.leak_task = Some(dropped_tx);
         let outcome = application(vec![leaky], Some(Duration::from_secs(1)))
-            .lifecycle(&ctx)
+            .lifecycle(&ctx, &watchdog(&ctx))
             .await;
         assert!(!outcome.failed);
         // The task held the sender: cancelling it dropped the sender.

@@ -29,7 +29,8 @@
 //! - [`service`]: the [`service::Service`] trait and what the runner lends a service.
 //! - [`components`]: lifecycle events (`component`, `phase`) and who has not stopped.
 //! - [`exit`]: ending the process by the same signal, or 0 / 1.
-//! - [`logging`]: the text and JSON line formats, and the sealed final line.
+//! - [`logging`]: the text and JSON line formats, the non-blocking writer, the sealed final line.
+//! - [`panics`]: a panic becomes one log line and exit status 1.
 //! - [`cli`]: the options both binaries share.
 //! - [`time_scale`]: `--time-scale` for the simulated work.
 //! - [`sync`]: mutexes that survive a panicking holder.
@@ -40,6 +41,7 @@ pub mod components;
 pub mod escalation;
 pub mod exit;
 pub mod logging;
+pub mod panics;
 pub mod service;
 pub mod shield;
 pub mod shutdown;

@@ -177,6 +177,10 @@ impl Shutdown {
     }
 
     /// Handles one arriving shutdown signal: count, decide, log, act.
+    ///
+    /// The line is logged before the act only so that it reads first: logging hands the line
+    /// to a queue and never waits for stderr (see [`crate::logging`]), so a stalled log
+    /// cannot hold the act back. Nothing here waits on anything but this state's lock.
     pub fn on_signal(&self, signal: ShutdownSignal) {
         let (count, action, stage) = {
             let mut state = self.lock();

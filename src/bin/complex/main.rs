@@ -23,6 +23,8 @@ use mpm::MpmConfig;
 use services::{AsyncService1, Settings};
 
 fn main() {
+    // First of all: a Ctrl+C while the arguments are parsed is kept pending, not fatal.
+    graceful::signals::block_until_intake();
     if std::env::args_os()
         .nth(1)
         .is_some_and(|first| first == cli::WORKER_SUBCOMMAND)

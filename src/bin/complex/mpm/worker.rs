@@ -49,10 +49,10 @@ fn run(args: WorkerArgs) -> ! {
         eprintln!("error: {error}");
         std::process::exit(1);
     }
-    if install_signal_intake(&name) {
-        // Handlers are in place: a signal that arrived since spawn is delivered (and ignored) now.
-        signals::unblock(&signals::ShutdownSignal::ALL);
-    }
+    graceful::panics::install_hook();
+    // Once the handlers are in place, a signal that arrived since spawn is delivered (and
+    // ignored) now: `install` unblocks them.
+    install_signal_intake(&name);
 
     let components = Components::new();
     components.starting(&name);
@@ -64,7 +64,7 @@ fn run(args: WorkerArgs) -> ! {
         let reason = format!("start failed on purpose (--fail-start {name})");
         let _ = send(&mut out, &Report::StartFailed(reason.clone()));
         components.failed(&name, &reason);
-        std::process::exit(1);
+        exit_flushed(1);
     }
     let mut manager = DummyManager::new(args.time_scale);
     if send(&mut out, &Report::Started).is_err() {
@@ -91,7 +91,7 @@ fn run(args: WorkerArgs) -> ! {
     components.stopping(&name);
     let _ = out.flush();
     components.stopped(&name);
-    std::process::exit(0)
+    exit_flushed(0)
 }
 
 /// The parent's commands, buffered once.
@@ -201,7 +201,7 @@ fn install_signal_intake(name: &str) -> bool {
         );
     });
     match installed {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(error) => {
             // Without handlers the signals stay blocked (spawn.rs), so the worker is still safe.
             tracing::error!(cause = %error, "cannot install the signal handlers; shutdown signals stay blocked");
@@ -215,5 +215,12 @@ fn exit_parent_gone(components: &Components, name: &str) -> ! {
         name,
         &"the parent is gone (stdout closed) before the handshake completed",
     );
-    std::process::exit(1)
+    exit_flushed(1)
+}
+
+/// Ends the worker once its log lines are written (bounded: a stalled log must not keep a
+/// stopped worker alive).
+fn exit_flushed(code: i32) -> ! {
+    graceful::logging::flush(graceful::logging::DRAIN_BOUND);
+    std::process::exit(code)
 }

@@ -1,0 +1,175 @@
+//! How a line looks: the reference's columns for people, one JSON object for tools.
+//!
+//! Every line says who wrote it: `process` (`main`, `worker-1`, ...), `pid` and the thread's
+//! name, so the merged output of a run can be sorted out. The same formatter builds the
+//! writer's own notices (lines dropped, a worker's stray text), so they look like any other.
+
+use std::fmt::{self, Write as _};
+
+use serde_json::{Map, Value};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use super::LogFormat;
+
+/// The line format of this process.
+#[derive(Clone)]
+pub(super) struct LineFormat {
+    pub(super) process: String,
+    pub(super) pid: u32,
+    pub(super) format: LogFormat,
+    pub(super) colour: bool,
+}
+
+impl<S, N> FormatEvent<S, N> for LineFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = FieldMap::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        let thread = std::thread::current();
+        let thread_name = thread
+            .name()
+            .map_or_else(|| format!("{:?}", thread.id()), str::to_owned);
+        writer.write_str(&self.line(*meta.level(), meta.target(), &thread_name, fields))
+    }
+}
+
+impl LineFormat {
+    /// One finished line, newline included.
+    pub(super) fn line(&self, level: Level, target: &str, thread_name: &str, fields: FieldMap) -> String {
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        let mut out = String::new();
+        match self.format {
+            LogFormat::Json => {
+                let mut line = Map::new();
+                line.insert("timestamp".into(), now.to_string().into());
+                line.insert("level".into(), level.as_str().into());
+                line.insert("target".into(), target.into());
+                line.insert("process".into(), self.process.clone().into());
+                line.insert("pid".into(), self.pid.into());
+                line.insert("thread".into(), thread_name.into());
+                line.insert("message".into(), fields.message.into());
+                for (key, value) in fields.rest {
+                    // An event field never overwrites the line's own keys (`pid`, ...).
+                    let key = if line.contains_key(&key) {
+                        format!("field.{key}")
+                    } else {
+                        key
+                    };
+                    line.insert(key, value);
+                }
+                let _ = writeln!(out, "{}", Value::Object(line));
+            }
+            LogFormat::Text => {
+                let (on, off) = match (self.colour, level) {
+                    (false, _) => ("", ""),
+                    (true, Level::ERROR) => ("\x1b[31m", "\x1b[0m"),
+                    (true, Level::WARN) => ("\x1b[33m", "\x1b[0m"),
+                    (true, Level::INFO) => ("\x1b[32m", "\x1b[0m"),
+                    (true, Level::DEBUG) => ("\x1b[34m", "\x1b[0m"),
+                    (true, Level::TRACE) => ("\x1b[35m", "\x1b[0m"),
+                };
+                let target = target.rsplit("::").next().unwrap_or_default();
+                let _ = write!(
+                    out,
+                    "{now} | {:<9} | {thread_name:<14} | {target:<9} | {on}{:<5}{off} | {}",
+                    self.process,
+                    level.as_str(),
+                    fields.message
+                );
+                // component and phase are already in the message ("AsyncService1: started").
+                let extra: String = fields
+                    .rest
+                    .iter()
+                    .filter(|(k, v)| k != "component" && k != "phase" && !mentions(&fields.message, v))
+                    .fold(String::new(), |mut s, (k, v)| {
+                        let _ = match v {
+                            Value::String(text) => write!(s, " {k}={text}"),
+                            other => write!(s, " {k}={other}"),
+                        };
+                        s
+                    });
+                let _ = if extra.is_empty() {
+                    writeln!(out)
+                } else if self.colour {
+                    writeln!(out, "  \x1b[2m{}\x1b[0m", extra.trim_start())
+                } else {
+                    writeln!(out, "  {}", extra.trim_start())
+                };
+            }
+        }
+        out
+    }
+}
+
+/// Whether the message already says `value` (then the text format does not repeat it).
+fn mentions(message: &str, value: &Value) -> bool {
+    match value {
+        Value::String(text) => message.contains(text.as_str()),
+        Value::Number(number) => message.contains(&number.to_string()),
+        _ => false,
+    }
+}
+
+/// An event's fields in the order they were written, `message` apart.
+#[derive(Default)]
+pub(super) struct FieldMap {
+    pub(super) message: String,
+    pub(super) rest: Vec<(String, Value)>,
+}
+
+impl FieldMap {
+    fn put(&mut self, field: &Field, value: Value) {
+        if field.name() == "message" {
+            self.message = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+        } else {
+            self.rest.push((field.name().to_owned(), value));
+        }
+    }
+}
+
+impl Visit for FieldMap {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.put(field, value.into());
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.put(field, value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.put(field, value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.put(field, value.into());
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.put(field, value.into());
+    }
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        // `{:#}`-style chain: "outer: inner: root".
+        let mut text = value.to_string();
+        let mut source = value.source();
+        while let Some(cause) = source {
+            let _ = write!(text, ": {cause}");
+            source = cause.source();
+        }
+        self.put(field, text.into());
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.put(field, format!("{value:?}").into());
+    }
+}

@@ -1,0 +1,237 @@
+//! Logging: the reference's columns for people, JSON lines for tools, one writer per process.
+//!
+//! Three properties matter more than looks:
+//! - **Logging never blocks the lifecycle.** A line goes to a bounded in-memory queue and one
+//!   thread writes it ([`queue`]); a stalled stderr costs dropped lines (counted, and the
+//!   count logged once stderr moves), never a stalled signal, stop or forced exit.
+//! - **One stream for the whole run.** Workers write their lines into a pipe to the main
+//!   process, which passes each whole line to its own queue ([`forward`]), so stderr has one
+//!   writer: a worker killed mid-line can never leave half a line with another glued to it.
+//! - **The exit event is the last line.** [`write_final`] queues it and seals the queue: a
+//!   thread that logs a moment later (a task racing the exit) writes nothing, and
+//!   [`finish`] waits for the writer, with a bound, before the process ends.
+
+mod format;
+mod queue;
+
+use std::cell::Cell;
+use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tracing::Level;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use format::{FieldMap, LineFormat};
+use queue::LogQueue;
+
+/// How long the end of a process waits for its log to be written. Past it (stderr stalled)
+/// the process ends anyway, and what was still queued is lost.
+pub const DRAIN_BOUND: Duration = Duration::from_secs(1);
+
+/// How lines look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `time | process | thread | target | level | message`, coloured on a terminal.
+    Text,
+    /// One JSON object per line with the keys tools read (see the README, "Logs").
+    Json,
+}
+
+struct Logger {
+    queue: Arc<LogQueue>,
+    format: LineFormat,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+thread_local! {
+    static FINAL_EVENT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs the global subscriber and starts the log writer for this process. `RUST_LOG`,
+/// when set, overrides `level`; an invalid `RUST_LOG` is reported as a warning event
+/// (`event=invalid-rust-log`) and `level` is used.
+pub fn init(process: &str, format: LogFormat, level: LevelFilter) -> Result<(), LoggingError> {
+    let line_format = LineFormat {
+        process: process.to_owned(),
+        pid: std::process::id(),
+        format,
+        colour: format == LogFormat::Text && std::io::stderr().is_terminal(),
+    };
+    let notice_format = line_format.clone();
+    let (queue, writer_error) = LogQueue::start(Box::new(move |dropped| {
+        notice_format.notice(
+            Level::WARN,
+            format!("log: {dropped} lines dropped while stderr was not taking them"),
+            vec![("event", "log-dropped".into()), ("dropped", dropped.into())],
+        )
+    }));
+    if LOGGER
+        .set(Logger {
+            queue,
+            format: line_format.clone(),
+        })
+        .is_err()
+    {
+        return Err(LoggingError("logging was already initialised".into()));
+    }
+    let lines = tracing_subscriber::fmt::layer()
+        .event_format(line_format)
+        .with_writer(QueueWriter);
+    // Without RUST_LOG, a plain per-target filter: EnvFilter's directive machinery is only
+    // paid for when someone asks for it. A bad RUST_LOG is refused whole (parse_lossy would
+    // print plain text to stderr, breaking a JSON stream) and reported once logging runs.
+    let mut invalid_directives = None;
+    let env_filter = match std::env::var("RUST_LOG") {
+        Ok(directives) => match EnvFilter::builder()
+            .with_default_directive(level.into())
+            .parse(&directives)
+        {
+            Ok(filter) => Some(filter),
+            Err(error) => {
+                invalid_directives = Some((directives, error));
+                None
+            }
+        },
+        Err(_) => None,
+    };
+    let targets = env_filter.is_none().then(|| {
+        Targets::new()
+            .with_default(level)
+            .with_target("lifecycle", lifecycle_floor(level))
+    });
+    tracing_subscriber::registry()
+        .with(lines)
+        .with(env_filter)
+        .with(targets)
+        .try_init()
+        .map_err(|e| LoggingError(e.to_string()))?;
+    if let Some(error) = writer_error {
+        tracing::warn!(
+            event = "log-writer-unavailable",
+            cause = %error,
+            "log: cannot start thread 'log-writer' ({error}); writing lines directly, so a stalled stderr can block"
+        );
+    }
+    if let Some((directives, error)) = invalid_directives {
+        tracing::warn!(
+            event = "invalid-rust-log",
+            directives,
+            cause = %error,
+            "log: RUST_LOG is invalid ({error}); using --log-level instead"
+        );
+    }
+    Ok(())
+}
+
+/// Lifecycle events (target `lifecycle`) are the contract tools read: a quieter
+/// `--log-level` keeps them, down to info; only `off` (or RUST_LOG) removes them.
+fn lifecycle_floor(level: LevelFilter) -> LevelFilter {
+    if level == LevelFilter::OFF {
+        level
+    } else {
+        level.max(LevelFilter::INFO)
+    }
+}
+
+/// The global subscriber could not be installed (one was already set).
+#[derive(Debug, thiserror::Error)]
+#[error("failed to install the log subscriber: {0}")]
+pub struct LoggingError(String);
+
+/// Passes on one whole line that another process of the run (a worker) wrote, so that the
+/// run's stderr has one writer. `line` ends with a newline. With JSON logs, a line that is
+/// not a JSON object (a worker's stray text) is wrapped in one, so every line stays JSON.
+pub fn forward(from: &str, line: &[u8]) {
+    let Some(logger) = LOGGER.get() else {
+        return;
+    };
+    if logger.format.format == LogFormat::Json && !looks_like_json_object(line) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end();
+        logger.queue.push(&logger.format.notice(
+            Level::WARN,
+            format!("{from} wrote a line that is not a log event: {text}"),
+            vec![("event", "stray-output".into()), ("component", from.into())],
+        ));
+        return;
+    }
+    logger.queue.push(line);
+}
+
+fn looks_like_json_object(line: &[u8]) -> bool {
+    line.starts_with(b"{") && line.ends_with(b"}\n")
+}
+
+/// Waits until every line logged so far was written, at most `bound`; returns whether it
+/// was. A worker calls it before it exits, so its last lines reach its parent.
+pub fn flush(bound: Duration) -> bool {
+    LOGGER.get().is_none_or(|logger| logger.queue.flush(bound))
+}
+
+/// Logs one last event through `emit` and seals the log: nothing after it is written. Then
+/// waits, at most [`DRAIN_BOUND`], for the writer to write everything up to that event.
+pub fn write_final(emit: impl FnOnce()) {
+    FINAL_EVENT.with(|f| f.set(true));
+    emit();
+    FINAL_EVENT.with(|f| f.set(false));
+    if let Some(logger) = LOGGER.get() {
+        // If the event was filtered out, seal anyway.
+        logger.queue.seal();
+        logger.queue.finish(DRAIN_BOUND);
+    }
+}
+
+/// Whether logging was set up in this process.
+pub fn is_initialised() -> bool {
+    LOGGER.get().is_some()
+}
+
+/// The writer tracing-subscriber hands each formatted event to: the queue.
+struct QueueWriter;
+
+impl<'a> MakeWriter<'a> for QueueWriter {
+    type Writer = QueueWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        QueueWriter
+    }
+}
+
+impl std::io::Write for QueueWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf).map(|()| buf.len())
+    }
+
+    /// tracing-subscriber formats an event into one buffer and writes it with one call.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if let Some(logger) = LOGGER.get() {
+            if FINAL_EVENT.with(Cell::get) {
+                logger.queue.push_last(buf);
+            } else {
+                logger.queue.push(buf);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LineFormat {
+    /// A line of the logging machinery's own (not from a tracing event), from thread
+    /// `log-writer` with target `logging`.
+    fn notice(&self, level: Level, message: String, fields: Vec<(&str, serde_json::Value)>) -> Vec<u8> {
+        let fields = FieldMap {
+            message,
+            rest: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+        };
+        self.line(level, "logging", "log-writer", fields).into_bytes()
+    }
+}

@@ -1,0 +1,323 @@
+//! The log's one writer: a bounded queue in memory, drained to stderr by one thread.
+//!
+//! **Problem.** A write to stderr blocks for as long as stderr is a full pipe nobody reads:
+//! a paused pager, a log shipper that fell behind, `2>&1 | sleep 20`. A thread that logs
+//! before it acts then never acts: the signal thread never stops the run, the stop watchdog
+//! never forces it, a worker never notices its parent died. "Survive Ctrl+C at any moment"
+//! must not depend on who reads stderr.
+//!
+//! **Fix.** Logging hands a finished line to a bounded queue and returns at once; one
+//! thread (`log-writer`) writes the queue to stderr, whole lines, in order. When the queue
+//! is full the line is dropped and counted, and the writer says how many once stderr takes
+//! lines again (`event=log-dropped`). The exit event is queued last and *seals* the queue:
+//! the writer writes it after everything before it, and nothing after it. Ending the process
+//! waits for the writer, with a bound ([`LogQueue::finish`]), so a stalled stderr costs at
+//! most that bound and never a hang.
+//!
+//! tracing-appender's `non_blocking` writer is the well-known form of this idea; it is not
+//! used because it panics when its thread cannot be spawned (here that is a condition to
+//! survive: `--nproc` limits), it cannot seal the stream after a final line, it counts
+//! dropped lines without ever writing the count into the stream, and its guard's flush
+//! is tied to a drop that a process ending by its own signal never runs.
+//!
+//! Each write is a batch of whole lines of at most `PIPE_BUF` bytes (4 KiB on Linux), which
+//! a pipe takes atomically: a process killed during a write leaves no half line in a pipe.
+
+use crate::sync::LockUnpoisoned;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Lines held while stderr is stalled; past this, lines are dropped and counted. At about
+/// 300 bytes a line this is a few MiB at worst, and minutes of a busy run's debug output.
+const CAPACITY: usize = 16_384;
+
+/// The largest write a pipe takes atomically on Linux (`PIPE_BUF`).
+const ATOMIC_WRITE: usize = 4096;
+
+/// Formats the writer's own notice that `n` lines were dropped.
+pub(super) type DroppedNotice = Box<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
+
+/// The queue between every logging thread and the one writer.
+pub(super) struct LogQueue {
+    state: Mutex<State>,
+    /// The writer waits here for lines.
+    wake: Condvar,
+    /// Flushers wait here for the writer to catch up.
+    progress: Condvar,
+    notice: DroppedNotice,
+}
+
+#[derive(Default)]
+struct State {
+    lines: VecDeque<Vec<u8>>,
+    /// Lines dropped because the queue was full, not yet reported.
+    dropped: u64,
+    /// Lines accepted so far, and lines written (or given up on) so far.
+    queued: u64,
+    written: u64,
+    /// The exit event, once queued: written after every line before it, then nothing more.
+    last_line: Option<Vec<u8>>,
+    sealed: bool,
+    /// The writer wrote the last line and ended.
+    finished: bool,
+    /// No writer thread could be started: callers write themselves.
+    direct: bool,
+}
+
+impl LogQueue {
+    /// A queue and its writer thread. If the thread cannot be started (no threads left), the
+    /// queue falls back to writing on the caller's thread and says so in the returned error.
+    pub(super) fn start(notice: DroppedNotice) -> (Arc<Self>, Option<std::io::Error>) {
+        let queue = Arc::new(Self {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+            notice,
+        });
+        let writer = queue.clone();
+        let spawned = std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || writer.run_writer());
+        match spawned {
+            Ok(_) => (queue, None),
+            Err(error) => {
+                queue.lock().direct = true;
+                (queue, Some(error))
+            }
+        }
+    }
+
+    /// Queues one line; never waits for stderr. Dropped (and counted) when the queue is full;
+    /// ignored once the queue is sealed.
+    pub(super) fn push(&self, line: &[u8]) {
+        let mut state = self.lock();
+        if state.sealed {
+            return;
+        }
+        if state.direct {
+            drop(state);
+            write_lines(&[line.to_vec()]);
+            return;
+        }
+        if state.lines.len() >= CAPACITY {
+            state.dropped += 1;
+            return;
+        }
+        state.lines.push_back(line.to_vec());
+        state.queued += 1;
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Queues the last line of this process's log and seals the queue: a later [`push`]
+    /// is ignored. Only the first call counts.
+    ///
+    /// [`push`]: Self::push
+    pub(super) fn push_last(&self, line: &[u8]) {
+        let mut state = self.lock();
+        if state.sealed {
+            return;
+        }
+        state.sealed = true;
+        if state.direct {
+            state.finished = true;
+            drop(state);
+            write_lines(&[line.to_vec()]);
+            return;
+        }
+        state.last_line = Some(line.to_vec());
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Seals the queue without a last line (it was filtered out, or there is none).
+    pub(super) fn seal(&self) {
+        let mut state = self.lock();
+        state.sealed = true;
+        if state.direct {
+            state.finished = true;
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Waits until every line queued before this call was written, or `bound` passed.
+    /// Returns whether the writer caught up.
+    pub(super) fn flush(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        let mut state = self.lock();
+        let target = state.queued;
+        while state.written < target && !state.direct {
+            match self.wait_progress(state, deadline) {
+                Some(next) => state = next,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    /// Waits until the writer wrote the last line (after [`push_last`](Self::push_last) or
+    /// [`seal`](Self::seal)), or `bound` passed. Returns whether it did.
+    pub(super) fn finish(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        let mut state = self.lock();
+        while !state.finished {
+            match self.wait_progress(state, deadline) {
+                Some(next) => state = next,
+                None => return false,
+            }
+        }
+        true
+    }
+
+    fn wait_progress<'a>(
+        &self,
+        state: MutexGuard<'a, State>,
+        deadline: Instant,
+    ) -> Option<MutexGuard<'a, State>> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let (state, _) = self
+            .progress
+            .wait_timeout(state, left)
+            .unwrap_or_else(|p| p.into_inner());
+        Some(state)
+    }
+
+    /// The writer thread: takes everything queued, writes it, reports drops, and after the
+    /// last line ends.
+    fn run_writer(&self) {
+        loop {
+            let (lines, dropped, last_line, sealed) = {
+                let mut state = self.lock();
+                while state.lines.is_empty() && state.dropped == 0 && !state.sealed {
+                    state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                }
+                let lines: Vec<Vec<u8>> = state.lines.drain(..).collect();
+                let dropped = std::mem::take(&mut state.dropped);
+                let last_line = if state.sealed {
+                    state.last_line.take()
+                } else {
+                    None
+                };
+                (lines, dropped, last_line, state.sealed)
+            };
+            let count = lines.len() as u64;
+            write_lines(&lines);
+            if dropped > 0 {
+                // stderr moved again: say what it missed, before anything queued later.
+                write_lines(&[(self.notice)(dropped)]);
+            }
+            if let Some(line) = &last_line {
+                write_lines(std::slice::from_ref(line));
+            }
+            let mut state = self.lock();
+            state.written += count;
+            let done = sealed && state.lines.is_empty();
+            if done {
+                state.finished = true;
+            }
+            drop(state);
+            self.progress.notify_all();
+            if done {
+                return;
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock_unpoisoned()
+    }
+}
+
+/// Writes whole lines to stderr in batches of at most [`ATOMIC_WRITE`] bytes (a longer
+/// line goes alone). An error (stderr closed: the terminal went away) drops the batch: the
+/// log must never stop the program.
+fn write_lines(lines: &[Vec<u8>]) {
+    let stderr = std::io::stderr();
+    let mut stderr = stderr.lock();
+    let mut batch = Vec::with_capacity(ATOMIC_WRITE);
+    for line in lines {
+        if !batch.is_empty() && batch.len() + line.len() > ATOMIC_WRITE {
+            write_patiently(&mut stderr, &batch);
+            batch.clear();
+        }
+        batch.extend_from_slice(line);
+    }
+    if !batch.is_empty() {
+        write_patiently(&mut stderr, &batch);
+    }
+}
+
+/// `write_all`, waiting for room when stderr is a non-blocking descriptor (someone else set
+/// `O_NONBLOCK` on a shared pipe) instead of losing the rest of the batch.
+fn write_patiently(out: &mut impl Write, mut bytes: &[u8]) {
+    while !bytes.is_empty() {
+        match out.write(bytes) {
+            Ok(0) => return,
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wait_writable(),
+            Err(_) => return,
+        }
+    }
+}
+
+fn wait_writable() {
+    let mut stderr = libc::pollfd {
+        fd: libc::STDERR_FILENO,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; poll only reports on the descriptor.
+    unsafe {
+        libc::poll(&mut stderr, 1, 100);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> LogQueue {
+        LogQueue {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            progress: Condvar::new(),
+            notice: Box::new(|n| format!("dropped {n}\n").into_bytes()),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let queue = queue();
+        for _ in 0..CAPACITY + 5 {
+            queue.push(b"line\n");
+        }
+        let state = queue.lock();
+        assert_eq!(state.lines.len(), CAPACITY);
+        assert_eq!(state.dropped, 5);
+    }
+
+    #[test]
+    fn nothing_is_queued_after_the_last_line() {
+        let queue = queue();
+        queue.push(b"before\n");
+        queue.push_last(b"exit\n");
+        queue.push(b"after\n");
+        queue.push_last(b"second exit\n");
+        let state = queue.lock();
+        assert_eq!(state.lines, [b"before\n".to_vec()]);
+        assert_eq!(state.last_line.as_deref(), Some(&b"exit\n"[..]));
+    }
+
+    #[test]
+    fn finish_is_bounded_when_no_writer_runs() {
+        let queue = queue();
+        queue.push_last(b"exit\n");
+        let started = Instant::now();
+        assert!(!queue.finish(Duration::from_millis(20)));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
