@@ -94,6 +94,9 @@ fn a_stop_forced_by_the_timeout_is_reported() {
             "1s",
             "--inject-fault",
             "worker-ignores-stop",
+            // The fault alone: a process limit could fail the start before the stop.
+            "--environment",
+            "plain",
         ],
     );
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
@@ -142,6 +145,9 @@ fn orphans_of_a_killed_main_process_are_reported_and_cleaned_up() {
             "1s",
             "--inject-fault",
             "worker-ignores-stop",
+            // The fault alone: a process limit could fail the start before the stop.
+            "--environment",
+            "plain",
         ],
     );
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
@@ -165,14 +171,27 @@ fn orphans_of_a_killed_main_process_are_reported_and_cleaned_up() {
     let _ = std::fs::remove_dir_all(failures);
 }
 
-/// Without a fault, a mix of every scenario on both binaries passes.
+/// Without a fault, a mix of every scenario on both binaries passes, in every environment
+/// the machine offers (the process limit needs root).
 #[test]
 fn clean_trials_pass() {
-    let (output, failures) = torture("clean", &["--seed", "42", "--trials", "10", "--binary", "both"]);
+    let (output, failures) = torture(
+        "clean",
+        &[
+            "--seed",
+            "42",
+            "--trials",
+            "12",
+            "--binary",
+            "both",
+            "--environment",
+            "stall-reader,process-limit,cpu-hog,stop-main,stop-group,plain",
+        ],
+    );
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains("## Torture round: 10 trials, 0 failed"),
+        stdout.contains("## Torture round: 12 trials, 0 failed"),
         "{stdout}"
     );
     let _ = std::fs::remove_dir_all(failures);
