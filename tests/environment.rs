@@ -262,12 +262,19 @@ fn kill_9_of_main_with_stderr_a_full_pipe_leaves_no_worker_after_1_s() {
     }
 }
 
+/// How long the stalled-then-drained test keeps stderr full. The main process's queue holds
+/// 16,384 lines; with 64 busy tasks at `--time-scale 0` it logs about 10,000 a second in
+/// a debug build, so the queue overflows within 2 s. Nothing outside the process can see
+/// the queue fill, so this is the stall's length under test, with room for a slow machine.
+const STALL_PAST_THE_QUEUE: Duration = Duration::from_secs(5);
+
 /// A stderr that stalls and then drains again: the lines that did not fit were dropped and
 /// counted, the count is logged (`event=log-dropped`, warn, integer `dropped`) once the sink
 /// moves, and the run still ends in order with the exit event last.
 #[test]
 fn a_stalled_stderr_that_drains_again_reports_the_dropped_lines() {
-    let (mut run, _) = complex_behind_a_full_pipe(&[]);
+    let (mut run, _) = complex_behind_a_full_pipe(&["--busy-tasks", "64"]);
+    std::thread::sleep(STALL_PAST_THE_QUEUE);
     run.resume_reading();
     let dropped = run.wait_for(named("log-dropped"), PATIENCE);
     if !is_warn(&dropped) || dropped.int("dropped").is_none_or(|n| n < 1) {
