@@ -25,7 +25,8 @@
 //! - [`escalation`]: the pure policy deciding what the Nth signal does.
 //! - [`shield`]: the `DelayedKeyboardInterrupt` counterpart.
 //! - [`shutdown`]: the controller where signals, shield and stop token meet.
-//! - [`app`]: the runner: start in order, wait, stop in reverse, bounded.
+//! - [`runner`]: the runner: start in order, wait, stop in reverse, bounded; returns a status.
+//! - [`app`]: the process edge: logging, signal intake, runtime, forced exit, process end.
 //! - [`service`]: the [`service::Service`] trait and what the runner lends a service.
 //! - [`components`]: lifecycle events (`component`, `phase`) and who has not stopped.
 //! - [`exit`]: ending the process by the same signal, or 0 / 1.
@@ -42,6 +43,7 @@ pub mod escalation;
 pub mod exit;
 pub mod logging;
 pub mod panics;
+pub mod runner;
 pub mod service;
 pub mod shield;
 pub mod shutdown;

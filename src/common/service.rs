@@ -15,7 +15,7 @@ use crate::time_scale::TimeScale;
 /// A boxed future, so services of different types can sit in one list.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// A part of the application with a start and a stop, run by [`crate::app::Application`].
+/// A part of the application with a start and a stop, run by [`crate::runner::Runner`].
 ///
 /// The runner calls `start` under the shield, in order; `stop` under the shield, in reverse
 /// order, only for services whose `start` succeeded. The runner logs each service's

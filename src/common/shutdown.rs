@@ -77,6 +77,9 @@ struct Inner {
     state: Mutex<State>,
     force_after: u32,
     on_force: OnceLock<ForceHandler>,
+    /// Without a handler, a forced exit is recorded here and the runner returns at once.
+    forced: OnceLock<ForceReason>,
+    forced_token: CancellationToken,
 }
 
 #[derive(Default)]
@@ -103,11 +106,16 @@ impl Shutdown {
                 }),
                 force_after,
                 on_force: OnceLock::new(),
+                forced: OnceLock::new(),
+                forced_token: CancellationToken::new(),
             }),
         }
     }
 
-    /// Installs what a forced exit does (it must not return). Only the first call counts.
+    /// Installs what a forced exit does in a process (it must not return): it acts at once,
+    /// on the forcing thread, whatever the runtime is doing. Only the first call counts.
+    /// Without one (the runner embedded in a test or another program), a forced exit makes
+    /// [`Runner::run`](crate::runner::Runner::run) return instead.
     pub fn set_force_handler(&self, handler: impl Fn(ForceReason) + Send + Sync + 'static) {
         let _ = self.inner.on_force.set(Box::new(handler));
     }
@@ -239,11 +247,30 @@ impl Shutdown {
         }
     }
 
-    /// Forces the exit through the installed handler; without one, ends the process.
+    /// Forces the exit through the installed handler; without one, records the reason and
+    /// wakes [`forced`](Self::forced). Only the first forced exit counts.
     pub fn force(&self, reason: ForceReason) {
         match self.inner.on_force.get() {
             Some(handler) => handler(reason),
-            None => crate::exit::terminate(crate::exit::ExitStatus::from_stop(self.first_signal(), true)),
+            None => {
+                if self.inner.forced.set(reason).is_ok() {
+                    self.inner.forced_token.cancel();
+                }
+            }
+        }
+    }
+
+    /// Why the exit was forced, if it was (without a force handler).
+    pub fn forced_reason(&self) -> Option<ForceReason> {
+        self.inner.forced.get().cloned()
+    }
+
+    /// Resolves with the reason once the exit is forced (without a force handler). Cancel-safe.
+    pub async fn forced(&self) -> ForceReason {
+        self.inner.forced_token.cancelled().await;
+        match self.inner.forced.get() {
+            Some(reason) => reason.clone(),
+            None => unreachable!("the token is cancelled only after the reason is set"),
         }
     }
 

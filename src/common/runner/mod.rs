@@ -1,0 +1,290 @@
+//! The application runner: the reference's `Application.run()`, without `asyncio.run()`.
+//!
+//! **Problem.** `#[tokio::main]` (like `asyncio.run()`) ends by dropping every task at its
+//! next await, in no order anyone chose, and waits forever for a stuck blocking task.
+//!
+//! **Fix.** The runner drives the lifecycle explicitly:
+//! 1. start the services in order, under the shield (a signal is recorded, not acted on);
+//! 2. if a stop was requested meanwhile, go straight to stop; otherwise wait for a request
+//!    or for `--run-for`;
+//! 3. stop the started services in reverse order, under the shield, the whole stop bounded
+//!    by `--stop-timeout`: past it the exit is forced;
+//! 4. cancel and report any task a service spawned and did not stop.
+//!
+//! A failed start stops what had started, in reverse, and fails the run. [`Runner::run`]
+//! returns the [`ExitStatus`]; it never ends the process, so it can be embedded in any
+//! program (see `examples/echo.rs`) and tested in-process on virtual time. Its signal source
+//! is whatever calls [`Shutdown::on_signal`] on [`Runner::shutdown`]. Ending the process,
+//! and the guards a process needs when its runtime is stuck (a thread that forces the exit
+//! at the deadline, a forced exit that acts from the signal thread), are the edge's job:
+//! [`crate::app::run_main`].
+
+use std::time::Duration;
+
+use crate::cli::CommonArgs;
+use crate::components::Components;
+use crate::exit::ExitStatus;
+use crate::panics::CatchPanic;
+use crate::service::{Service, ServiceContext};
+use crate::shutdown::{ForceReason, Shutdown, StopReason};
+use crate::time_scale::TimeScale;
+
+#[cfg(test)]
+mod tests;
+
+/// What a run is told: how long to run, how long the stop may take, when to force.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Stop by itself after running for this long (`--run-for`).
+    pub run_for: Option<Duration>,
+    /// Bound on the whole stop; past it the exit is forced (`--stop-timeout`).
+    pub stop_timeout: Duration,
+    /// The Nth shutdown signal forces the exit; 0 never (`--force-after`).
+    pub force_after: u32,
+    /// Scales the services' simulated delays (`--time-scale`).
+    pub time_scale: TimeScale,
+    /// The component whose start fails on purpose (`--fail-start`).
+    pub fail_start: Option<String>,
+}
+
+impl Settings {
+    /// The settings the shared command line gives.
+    pub fn from_args(args: &CommonArgs) -> Self {
+        Self {
+            run_for: args.run_for,
+            stop_timeout: args.stop_timeout,
+            force_after: args.force_after,
+            time_scale: args.time_scale,
+            fail_start: args.fail_start.clone(),
+        }
+    }
+}
+
+type StopHook = Box<dyn FnOnce(Duration) + Send>;
+
+/// One run of an application: build it, hand its [`shutdown`](Self::shutdown) handle to
+/// your signal source, then [`run`](Self::run) it.
+pub struct Runner {
+    ctx: ServiceContext,
+    run_for: Option<Duration>,
+    stop_timeout: Duration,
+    on_stop: Option<StopHook>,
+}
+
+impl Runner {
+    /// A run with these settings; nothing starts until [`run`](Self::run).
+    pub fn new(settings: Settings) -> Self {
+        let ctx = ServiceContext::new(
+            settings.time_scale,
+            Shutdown::new(settings.force_after),
+            Components::new(),
+            settings.fail_start,
+        );
+        Self {
+            ctx,
+            run_for: settings.run_for,
+            stop_timeout: settings.stop_timeout,
+            on_stop: None,
+        }
+    }
+
+    /// The shutdown controller: feed it signals ([`Shutdown::on_signal`]) from any thread.
+    pub fn shutdown(&self) -> Shutdown {
+        self.ctx.shutdown.clone()
+    }
+
+    /// What the services are lent (the lifecycle registry, the force hooks, ...).
+    pub fn context(&self) -> &ServiceContext {
+        &self.ctx
+    }
+
+    /// Calls `hook` with the stop's bound when the stop begins (the process edge arms a
+    /// deadline thread with it, which a stuck runtime cannot hold off).
+    pub fn on_stop(&mut self, hook: impl FnOnce(Duration) + Send + 'static) {
+        self.on_stop = Some(Box::new(hook));
+    }
+
+    /// Runs `services` to the end and returns how the process should end. Logs the `app`
+    /// component's steps; a forced exit (the `--force-after`th signal, or the stop outliving
+    /// `--stop-timeout`) returns at once, after marking what had not stopped `failed`.
+    pub async fn run(mut self, services: Vec<Box<dyn Service>>) -> ExitStatus {
+        let ctx = &self.ctx;
+        ctx.components.starting("app");
+        let lifecycle = Lifecycle {
+            services,
+            run_for: self.run_for,
+            stop_timeout: self.stop_timeout,
+            on_stop: self.on_stop.take(),
+        };
+        let failed = tokio::select! {
+            biased;
+            reason = ctx.shutdown.forced() => {
+                force_end(ctx, &reason);
+                true
+            }
+            outcome = lifecycle.run(ctx) => {
+                if outcome.started {
+                    ctx.components.stopped("app");
+                }
+                outcome.failed
+            }
+        };
+        let failed = failed || ctx.shutdown.fatal().is_some() || crate::panics::happened();
+        ExitStatus::from_stop(ctx.shutdown.first_signal(), failed)
+    }
+}
+
+/// The forced exit's account, wherever it is carried out: what had not finished, the
+/// force hooks (kill child processes), and `failed` for every unfinished component.
+pub(crate) fn force_end(ctx: &ServiceContext, reason: &ForceReason) {
+    let unfinished = ctx.components.unfinished().join(", ");
+    tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
+    ctx.force_hooks().run_all();
+    ctx.components.fail_unfinished(&format!("exit forced ({reason})"));
+}
+
+struct Lifecycle {
+    services: Vec<Box<dyn Service>>,
+    run_for: Option<Duration>,
+    stop_timeout: Duration,
+    on_stop: Option<StopHook>,
+}
+
+struct Outcome {
+    /// Every service started, so the app logged `stopping` and is to log `stopped` (a failed
+    /// start logged `failed` instead).
+    started: bool,
+    failed: bool,
+}
+
+impl Lifecycle {
+    async fn run(self, ctx: &ServiceContext) -> Outcome {
+        let components = &ctx.components;
+        let shutdown = &ctx.shutdown;
+
+        let start_shield = shutdown.shield("start");
+        let mut started: Vec<Box<dyn Service>> = Vec::new();
+        let mut start_error = None;
+        for mut service in self.services {
+            let name = service.name();
+            components.starting(name);
+            match CatchPanic(service.start(ctx)).await {
+                Ok(Ok(())) => {
+                    components.started(name);
+                    started.push(service);
+                }
+                Ok(Err(error)) => {
+                    components.failed(name, &format!("{error:#}"));
+                    start_error = Some((name, error));
+                    break;
+                }
+                Err(panic) => {
+                    // Its own stop is not run: a start that panicked left no state to trust.
+                    components.failed(name, &format!("panicked: {panic}"));
+                    start_error = Some((name, anyhow::anyhow!("panicked: {panic}")));
+                    break;
+                }
+            }
+        }
+        // Asked while still shielded, so a request counted here came during the start (one
+        // arriving after the guard drops is an ordinary request while running).
+        let requested_during_start = shutdown.is_requested();
+        // The last guard: a signal that arrived during start is delivered right here.
+        drop(start_shield);
+
+        if let Some((name, error)) = &start_error {
+            // A signal during this stop is then counted, not "delayed until the stop completes".
+            shutdown.request(StopReason::StartFailed((*name).to_owned()));
+            tracing::error!(
+                component = "app",
+                cause = %format!("{error:#}"),
+                "start failed at {name}; stopping the {} service(s) already started, in reverse order",
+                started.len()
+            );
+        } else {
+            components.started("app");
+            if requested_during_start {
+                tracing::warn!("a stop was requested during start; stopping at once");
+            } else {
+                wait_for_stop(shutdown, self.run_for).await;
+            }
+        }
+
+        let _stop_shield = shutdown.shield("stop");
+        if let Some(on_stop) = self.on_stop {
+            on_stop(self.stop_timeout);
+        }
+        if start_error.is_none() {
+            components.stopping("app");
+        }
+        let stop = stop_in_reverse(ctx, &mut started);
+        let stop_failed = match tokio::time::timeout(self.stop_timeout, stop).await {
+            Ok(stop_failed) => stop_failed,
+            Err(_) => {
+                shutdown.force(ForceReason::StopTimeout(self.stop_timeout));
+                // Forced: the runner's select returns (or the process edge ends it).
+                std::future::pending().await
+            }
+        };
+
+        if let Some((name, _)) = start_error {
+            components.failed("app", &format!("{name} failed to start"));
+        }
+        Outcome {
+            started: start_error.is_none(),
+            failed: start_error.is_some() || stop_failed,
+        }
+    }
+}
+
+/// Stops `started` in reverse order, then cancels the tasks a service left behind. Returns
+/// whether a stop failed.
+async fn stop_in_reverse(ctx: &ServiceContext, started: &mut [Box<dyn Service>]) -> bool {
+    let components = &ctx.components;
+    let mut stop_failed = false;
+    for service in started.iter_mut().rev() {
+        let name = service.name();
+        components.stopping(name);
+        match CatchPanic(service.stop(ctx)).await {
+            Ok(Ok(())) => components.stopped(name),
+            Ok(Err(error)) => {
+                stop_failed = true;
+                components.failed(name, &format!("{error:#}"));
+            }
+            Err(panic) => {
+                stop_failed = true;
+                components.failed(name, &format!("panicked: {panic}"));
+            }
+        }
+    }
+
+    let leftovers = ctx.tasks().abort_leftovers();
+    for task in &leftovers {
+        tracing::warn!(
+            task,
+            "task {task} was still running after every service stopped; cancelled it"
+        );
+    }
+    ctx.tasks().tracker.wait().await;
+    tracing::debug!(leftovers = leftovers.len(), "every tracked task has ended");
+    stop_failed
+}
+
+async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {
+    match run_for {
+        Some(run_for) => {
+            tracing::info!(
+                "running; stopping by itself after {}, or on Ctrl+C",
+                humantime::format_duration(run_for)
+            );
+            tokio::select! {
+                () = shutdown.delivered() => {}
+                () = tokio::time::sleep(run_for) => shutdown.request(StopReason::RunForElapsed),
+            }
+        }
+        None => {
+            tracing::info!("running; press Ctrl+C (or send SIGTERM/SIGHUP) to stop");
+            shutdown.delivered().await;
+        }
+    }
+}
