@@ -620,16 +620,26 @@ fn a_worker_oom_killed_with_stderr_a_file_leaves_every_line_json() {
     drop(cgroup);
 }
 
-/// A worker SIGKILLed in the middle of a long line (`--inject-fault slow-log-line`: one line
-/// over 4 KiB, written slowly, in pieces): its unfinished line never reaches stderr
-/// half-written, the main process reports it (`event=truncated`, `component=worker-N`,
-/// integer `bytes`), and every line is JSON.
+/// A worker SIGKILLed in the middle of a long line (`--inject-fault slow-log-line`: once
+/// started, every worker writes one 8 KiB line straight to its stderr, 64 bytes every 20 ms,
+/// after saying so): its unfinished line never reaches stderr half-written, the main process
+/// reports it (`event=truncated`, `component=worker-N`, integer `bytes`), and every line is
+/// JSON.
+///
+/// "In the middle" is seen, not slept for: the worker's `wchar` (`/proc/PID/io`, bytes it
+/// wrote) grows past its value at the announcement by at least one piece.
 #[test]
 fn a_worker_killed_mid_line_is_reported_truncated_and_every_line_is_json() {
     let mut run = complex(&["--time-scale", FAST, "--inject-fault", "slow-log-line"]);
-    run.wait_for(phase("app", "started"), PATIENCE);
-    let writer = run.wait_for(named("slow-log-line"), PATIENCE);
-    let worker = worker_from(&run, &writer);
+    let announced = run.wait_for(
+        |e: &Event| {
+            e.process().is_some_and(|p| p.starts_with("worker-"))
+                && e.str("message").is_some_and(|m| m.contains("log line slowly"))
+        },
+        PATIENCE,
+    );
+    let worker = worker_from(&run, &announced);
+    wait_mid_line(&run, worker.pid());
     run.sigkill(worker.pid());
     let name = worker.name.clone();
     let truncated = run.wait_for(
@@ -653,6 +663,45 @@ fn a_worker_killed_mid_line_is_reported_truncated_and_every_line_is_json() {
     run.assert_last_line_is_exit(Signal::Int.shell_status(), Some(Signal::Int));
     run.assert_every_component_finished();
     assert_no_pid_left(&mut run);
+    if let Some(at) = run.position(
+        &|e: &Event| {
+            e.process() == Some(worker.name.as_str())
+                && e.int("pid") == Some(worker.pid)
+                && e.raw.contains("a slow log line")
+        },
+        0,
+    ) {
+        run.fail(&format!(
+            "line {}: the killed worker's unfinished line reached stderr",
+            at + 1
+        ));
+    }
+}
+
+/// Bytes process `pid` has written (`wchar` of `/proc/PID/io`), if readable.
+fn bytes_written(pid: i32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("wchar:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Waits until worker `pid` has written at least one more piece (64 bytes) of its slow line
+/// than it had when the test saw the announcement (bounded by the line's own 2.5 s).
+#[track_caller]
+fn wait_mid_line(run: &Run, pid: i32) {
+    let Some(before) = bytes_written(pid) else {
+        run.fail(&format!(
+            "cannot read /proc/{pid}/io to see the slow line being written"
+        ));
+    };
+    let deadline = Instant::now() + Duration::from_millis(2_000);
+    while bytes_written(pid).is_some_and(|now| now < before + 64) {
+        if Instant::now() >= deadline {
+            run.fail("the worker wrote no piece of its slow line within 2 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
