@@ -295,19 +295,39 @@ fn a_stalled_stderr_that_drains_again_reports_the_dropped_lines() {
 /// tests at once would take each other's.
 static NOBODY_LIMITED: Mutex<()> = Mutex::new(());
 
-/// Runs `binary args` as uid 65534 under `prlimit --nproc=N`, for N from 1 up until a run
-/// succeeds (at most `max`): each run must end by itself, without a hang, either with status
-/// 0 and the exit event last, or with status 1, a `phase=failed` line whose `cause` says what
-/// could not be created, and the exit event last; never a panic, never 101, nothing left.
-fn under_a_process_limit(test: &str, binary: &str, args: &[&str], max: u32) {
-    if !available(test, process_limit_missing(binary)) {
-        return;
-    }
-    let _alone = NOBODY_LIMITED.lock().unwrap_or_else(|p| p.into_inner());
-    for limit in 1..=max {
-        let mut wrapper = vec!["setpriv".to_owned()];
-        wrapper.extend(as_nobody());
-        wrapper.extend(["prlimit".to_owned(), format!("--nproc={limit}"), "--".to_owned()]);
+/// The words a `cause` may use to say what could not be created: a thread, a process (or
+/// its spawn), a pipe or socket, or a descriptor (EMFILE's own text, "Too many open files").
+const CREATION_WORDS: [&str; 7] = [
+    "thread",
+    "process",
+    "spawn",
+    "pipe",
+    "socket",
+    "descriptor",
+    "open files",
+];
+
+/// Runs `binary args` under `prlimit --LIMIT=N` (as uid 65534 when `as_nobody_too`), for N
+/// in `limits` until a run succeeds: each run must end by itself, without a hang, either
+/// with status 0 and the exit event last, or with status 1, a `phase=failed` line whose
+/// `cause` says what could not be created, and the exit event last; never a panic, never
+/// 101, nothing left.
+fn under_a_limit(
+    test: &str,
+    binary: &str,
+    args: &[&str],
+    limit: &str,
+    limits: std::ops::RangeInclusive<u32>,
+    as_nobody_too: bool,
+) {
+    let max = *limits.end();
+    for n in limits {
+        let mut wrapper = Vec::new();
+        if as_nobody_too {
+            wrapper.push("setpriv".to_owned());
+            wrapper.extend(as_nobody());
+        }
+        wrapper.extend(["prlimit".to_owned(), format!("--{limit}={n}"), "--".to_owned()]);
         let options = Options {
             wrapper,
             ..Options::default()
@@ -319,7 +339,7 @@ fn under_a_process_limit(test: &str, binary: &str, args: &[&str], max: u32) {
         match status.code() {
             Some(0) => {
                 run.assert_last_line_is_exit(0, None);
-                eprintln!("{test}: the first limit that lets the run succeed is --nproc={limit}");
+                eprintln!("{test}: the first limit that lets the run succeed is --{limit}={n}");
                 return;
             }
             Some(1) => {
@@ -327,23 +347,62 @@ fn under_a_process_limit(test: &str, binary: &str, args: &[&str], max: u32) {
                     e.phase() == Some("failed")
                         && e.str("cause").is_some_and(|c| {
                             let c = c.to_ascii_lowercase();
-                            ["thread", "process", "pipe"].iter().any(|w| c.contains(w))
+                            CREATION_WORDS.iter().any(|w| c.contains(w))
                         })
                 };
                 if run.position(&says_what, 0).is_none() {
                     run.fail(&format!(
-                        "--nproc={limit}: exit 1 without a `phase=failed` line whose cause names the \
-                         thread, process or pipe that could not be created"
+                        "--{limit}={n}: exit 1 without a `phase=failed` line whose cause says what \
+                         could not be created (one of {CREATION_WORDS:?})"
                     ));
                 }
                 run.assert_last_line_is_exit(1, None);
             }
             _ => run.fail(&format!(
-                "--nproc={limit}: expected exit 1 (nothing could be created) or 0, got {status}"
+                "--{limit}={n}: expected exit 1 (something could not be created) or 0, got {status}"
             )),
         }
     }
-    panic!("{test}: no run succeeded with up to --nproc={max}");
+    panic!("{test}: no run succeeded with up to --{limit}={max}");
+}
+
+/// [`under_a_limit`] with RLIMIT_NPROC, which binds only a user other than root: uid 65534,
+/// N from 1.
+fn under_a_process_limit(test: &str, binary: &str, args: &[&str], max: u32) {
+    if !available(test, process_limit_missing(binary)) {
+        return;
+    }
+    let _alone = NOBODY_LIMITED.lock().unwrap_or_else(|p| p.into_inner());
+    under_a_limit(test, binary, args, "nproc", 1..=max, true);
+}
+
+/// Pipes and sockets that cannot be created: `complex` under `prlimit --nofile=N` (it binds
+/// root too), N from 4 (below that the dynamic loader cannot open the binary's libraries,
+/// before `main`) up until the run succeeds.
+#[test]
+fn complex_under_every_open_file_limit_fails_cleanly_or_runs() {
+    const TEST: &str = "complex_under_every_open_file_limit_fails_cleanly_or_runs";
+    let prlimit = Command::new("prlimit")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !available(
+        TEST,
+        (!prlimit).then(|| "`prlimit` (util-linux) is not installed".to_owned()),
+    ) {
+        return;
+    }
+    let args = [
+        "--time-scale",
+        "0",
+        "--run-for",
+        "100ms",
+        "--workers",
+        "2",
+        "--busy-tasks",
+        "1",
+    ];
+    under_a_limit(TEST, COMPLEX, &args, "nofile", 4..=64, false);
 }
 
 #[test]
