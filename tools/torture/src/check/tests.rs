@@ -352,7 +352,11 @@ fn only_the_force_after_th_signal_may_force_the_exit() {
         let mut lines = clean_simple_stop()[..10].to_vec();
         lines.extend_from_slice(lines_before_force);
         lines.extend([
-            line("main", 100, r#""component":"app","cause":"whatever the wording""#),
+            line(
+                "main",
+                100,
+                r#""component":"app","cause":"whatever the wording","unfinished":"app""#,
+            ),
             main_event("AsyncService2", "failed"),
             main_event("AsyncService1", "failed"),
             main_event("app", "failed"),
