@@ -769,8 +769,12 @@ fn wait_mid_line(run: &Run, pid: i32) {
 // The main process (or the whole group) is stopped at a step and continued later; the run
 // must complete as if nothing had happened: ended by the later Ctrl+C, nothing `failed`,
 // nothing forced. The handshake's `bootstrapped` step has a 5 s deadline, affordable here:
-// the stop outlasts it. The others are not (`started` 30 s, an update 30 s, a worker's stop
-// 10 s): there the stop lasts 1 s, past the step's own work but not its deadline.
+// the stop outlasts it (main alone, and the whole group). The others are not (`started`
+// 30 s, an update 30 s, a worker's stop 10 s): there the stop lasts 1 s, past the step's
+// own work but not its deadline.
+
+/// Past the handshake's 5 s `bootstrapped` deadline.
+const BOOTSTRAPPED_PAST: Duration = Duration::from_millis(5_500);
 
 /// How long a step's stop lasts when its deadline is too long to outlast.
 const SHORT_STOP: Duration = Duration::from_secs(1);
@@ -783,9 +787,10 @@ fn stop_and_continue(run: &Run, to_group: bool, stopped: Duration) {
     run.send_raw(libc::SIGCONT, to_group);
 }
 
-/// A handshake step with main stopped: SIGSTOP right after main says it waits for `step`,
-/// SIGCONT `stopped` later; the start completes, and a Ctrl+C then stops it in order.
-fn stopped_during_the_handshake(step: &'static str, stopped: Duration) {
+/// A handshake step with main (or the whole group) stopped: SIGSTOP right after main says it
+/// waits for `step`, SIGCONT `stopped` later; the start completes, and a Ctrl+C then stops
+/// it in order.
+fn stopped_during_the_handshake(step: &'static str, stopped: Duration, to_group: bool) {
     let mut run = complex(&["--time-scale", FAST]);
     let waiting = format!("waiting for every worker to report \"{step}\"");
     run.wait_for(
@@ -794,7 +799,7 @@ fn stopped_during_the_handshake(step: &'static str, stopped: Duration) {
         },
         PATIENCE,
     );
-    stop_and_continue(&run, false, stopped);
+    stop_and_continue(&run, to_group, stopped);
     run.wait_for(phase("app", "started"), PATIENCE);
     run.signal_group(Signal::Int);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
@@ -803,12 +808,20 @@ fn stopped_during_the_handshake(step: &'static str, stopped: Duration) {
 /// Stopped past the 5 s `bootstrapped` deadline: what the workers reported meanwhile counts.
 #[test]
 fn main_stopped_past_the_bootstrapped_deadline_still_starts() {
-    stopped_during_the_handshake("bootstrapped", Duration::from_millis(5_500));
+    stopped_during_the_handshake("bootstrapped", BOOTSTRAPPED_PAST, false);
+}
+
+/// Ctrl+Z during the handshake, `fg` past the `bootstrapped` deadline: every process was
+/// stopped, so whatever a worker had not yet reported it reports once continued; a stop of
+/// the whole run at any moment, for any time, never fails a healthy start.
+#[test]
+fn the_whole_group_stopped_past_the_bootstrapped_deadline_still_starts() {
+    stopped_during_the_handshake("bootstrapped", BOOTSTRAPPED_PAST, true);
 }
 
 #[test]
 fn main_stopped_while_waiting_for_started_still_starts() {
-    stopped_during_the_handshake("started", SHORT_STOP);
+    stopped_during_the_handshake("started", SHORT_STOP, false);
 }
 
 /// Main stopped in the middle of an update (every worker busy with it), continued after the
