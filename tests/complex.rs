@@ -501,18 +501,8 @@ fn the_parent_killed_leaves_no_worker_behind() {
     if status.signal() != Some(libc::SIGKILL) {
         run.fail(&format!("the parent was SIGKILLed, yet it ended with {status}"));
     }
-    for worker in &running {
-        if !worker_said(&run, worker, "the parent is gone") {
-            run.fail(&format!("{} must say it noticed the parent is gone", worker.name));
-        }
-        let phases = worker.phases(&run);
-        if phases != WORKER_RUN {
-            run.fail(&format!(
-                "{}: expected {WORKER_RUN:?}, saw {phases:?}",
-                worker.name
-            ));
-        }
-    }
+    // What a worker logs after its parent died cannot be seen: its lines travel through the
+    // parent, the run's one writer. That every worker noticed is proven by their exits.
     run.assert_clean_output();
     assert_no_pid_left(&mut run);
 }

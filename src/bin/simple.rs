@@ -28,6 +28,9 @@ const SERVICES: [&str; 2] = ["AsyncService1", "AsyncService2"];
 fn main() {
     // First of all: a Ctrl+C while the arguments are parsed is kept pending, not fatal.
     graceful::signals::block_until_intake();
+    // Still the only thread: the service manager's variables leave the environment here,
+    // so no worker inherits them.
+    graceful::notify::take_from_env();
     let cli = Cli::parse();
     if let Err(message) =
         graceful::cli::check_fail_start(&cli.common, |c| SERVICES.contains(&c), &SERVICES.join(", "))

@@ -5,6 +5,8 @@
 //! only a whole process needs, and what a library must not do:
 //! - logging set up for the process, and panics turned into log lines;
 //! - signal intake: SIGINT, SIGTERM and SIGHUP fed to the runner's [`Shutdown`];
+//! - a service manager told of the run's state ([`crate::notify`]), and, as PID 1, adopted
+//!   orphans reaped ([`crate::reaper`]);
 //! - a forced exit that acts at once from the forcing thread (the signal thread, or a
 //!   deadline thread), so a runtime stuck by a bug cannot hold it off; it kills the child
 //!   processes, marks what had not stopped `failed`, and ends the process;
@@ -14,12 +16,15 @@
 //!   signal (or 0 / 1): [`crate::exit`].
 
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::cli::CommonArgs;
+use crate::components::{Components, Phase};
 use crate::exit::{self, ExitStatus};
 use crate::logging;
+use crate::notify;
 use crate::panics;
+use crate::reaper;
 use crate::runner::{self, Runner, Settings};
 use crate::service::{Service, ServiceContext};
 use crate::shutdown::{ForceReason, Shutdown};
@@ -53,6 +58,11 @@ pub fn run_main(args: &CommonArgs, services: Vec<Box<dyn Service>>) -> ! {
             finish(ExitStatus::Failed);
         }
     }
+    if let Err(error) = reaper::start() {
+        let cause = format!("cannot start thread 'reaper' (PID 1 must reap orphans): {error}");
+        tracing::error!(target: "lifecycle", component = "app", phase = "failed", cause, "app: failed: {cause}");
+        finish(ExitStatus::Failed);
+    }
     tracing::info!("main: begin");
     // The stop's deadline as a thread, started now, so a machine out of threads fails the
     // start cleanly instead of leaving a stop without its bound.
@@ -64,8 +74,10 @@ pub fn run_main(args: &CommonArgs, services: Vec<Box<dyn Service>>) -> ! {
             finish(ExitStatus::Failed);
         }
     };
+    tell_the_service_manager(&runner.context().components);
     let arm = watchdog.orders.clone();
     runner.on_stop(move |timeout| {
+        notify::send("STOPPING=1\nSTATUS=stopping");
         let _ = arm.send(timeout);
     });
     let ctx = runner.context().clone();
@@ -102,11 +114,34 @@ fn run_on_runtime(runner: Runner, services: Vec<Box<dyn Service>>) -> ExitStatus
             return ExitStatus::Failed;
         }
     };
+    if let Some(interval) = notify::watchdog_ping_interval() {
+        // On the runtime, so a runtime that stops running stops the pings: the service
+        // manager then sees what happened. Dropped with the runtime.
+        runtime.spawn(notify::watchdog_pings(interval));
+    }
     let status = runtime.block_on(runner.run(services));
     tracing::debug!("runtime: shutting down (bounded by {RUNTIME_SHUTDOWN_BOUND:?})");
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN_BOUND);
     tracing::debug!("runtime: shut down");
     status
+}
+
+/// Under a service manager (`NOTIFY_SOCKET`): `READY=1` when `app: started` is logged, and
+/// `STATUS=` for every step of the application's components. (`STOPPING=1` and the stop's
+/// extensions come from the stop itself: see `run_main` and [`Watchdog`].)
+fn tell_the_service_manager(components: &Components) {
+    if !notify::is_enabled() {
+        return;
+    }
+    components.observe(|component, phase| match (component, phase) {
+        ("app", Phase::Started) => notify::send("READY=1\nSTATUS=running"),
+        ("app", Phase::Stopping) => {}
+        ("app", Phase::Stopped) => notify::send("STATUS=stopped"),
+        (_, Phase::Failed) => notify::send(&format!("STATUS={component} failed")),
+        (_, Phase::Starting) => notify::send(&format!("STATUS=starting {component}")),
+        (_, Phase::Stopping) => notify::send(&format!("STATUS=stopping {component}")),
+        _ => {}
+    });
 }
 
 /// The Unix convention: a signal ignored at start (nohup's SIGHUP) stays ignored. Said once.
@@ -174,7 +209,8 @@ fn install_force_handler(ctx: &ServiceContext) {
 /// A thread that forces the exit if the stop outlives its bound, once armed (the runner
 /// sends it the bound when the stop begins); dropping the handle disarms it. The runner
 /// has its own deadline on the runtime's timer; this one holds even if a service blocks
-/// the runtime's thread by mistake.
+/// the runtime's thread by mistake. Under a service manager it also re-sends
+/// `EXTEND_TIMEOUT_USEC` while the stop runs, never promising past the deadline.
 struct Watchdog {
     orders: mpsc::Sender<Duration>,
 }
@@ -189,8 +225,21 @@ impl Watchdog {
                 let Ok(timeout) = received.recv() else {
                     return;
                 };
-                if let Err(mpsc::RecvTimeoutError::Timeout) = received.recv_timeout(timeout) {
-                    shutdown.force(ForceReason::StopTimeout(timeout));
+                let deadline = Instant::now() + timeout;
+                loop {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    if remaining.is_zero() {
+                        shutdown.force(ForceReason::StopTimeout(timeout));
+                        return;
+                    }
+                    if notify::is_enabled() {
+                        notify::send(&notify::extend_message(remaining));
+                    }
+                    match received.recv_timeout(remaining.min(notify::EXTEND_INTERVAL)) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        // Disarmed: the stop is over.
+                        _ => return,
+                    }
                 }
             })?;
         Ok(Self { orders })

@@ -47,12 +47,16 @@ pub struct Components {
     inner: Arc<Mutex<Registry>>,
 }
 
+type Observer = Box<dyn Fn(&str, Phase) + Send + Sync>;
+
 #[derive(Default)]
 struct Registry {
     /// Each component's latest phase, in the order they first appeared.
     latest: Vec<(String, Phase)>,
     /// Every step, in order: a handful per component, so it stays small.
     history: Vec<(String, Phase)>,
+    /// Told of every step after it is logged (a service manager's notifier).
+    observer: Option<Observer>,
 }
 
 impl Components {
@@ -112,6 +116,15 @@ impl Components {
             None => registry.latest.push((component.to_owned(), phase)),
         }
         log();
+        if let Some(observer) = &registry.observer {
+            observer(component, phase);
+        }
+    }
+
+    /// Calls `observer` with every step from now on, right after it is logged (under the
+    /// registry's lock, so in the log's order; it must not use this registry).
+    pub fn observe(&self, observer: impl Fn(&str, Phase) + Send + Sync + 'static) {
+        self.lock().observer = Some(Box::new(observer));
     }
 
     /// The components that are starting, started or stopping, in the order they began.

@@ -20,9 +20,6 @@ pub enum SignalAction {
     },
     /// The `--force-after`th signal: the exit is forced now.
     Forced,
-    /// Workers leave the decision to their parent: the signal is logged and nothing else.
-    /// Not produced by [`decide`]: it is the worker's whole policy (see `complex`'s worker).
-    Ignored,
 }
 
 impl SignalAction {
@@ -33,7 +30,6 @@ impl SignalAction {
             Self::Shutdown => "shutdown",
             Self::Counted { .. } => "counted",
             Self::Forced => "forced",
-            Self::Ignored => "ignored",
         }
     }
 }

@@ -31,6 +31,8 @@
 //! - [`components`]: lifecycle events (`component`, `phase`) and who has not stopped.
 //! - [`exit`]: ending the process by the same signal, or 0 / 1.
 //! - [`logging`]: the text and JSON line formats, the non-blocking writer, the sealed final line.
+//! - [`notify`]: the systemd notify protocol (ready, status, stopping, extensions, watchdog).
+//! - [`reaper`]: as PID 1, reap adopted orphans without stealing a worker's status.
 //! - [`panics`]: a panic becomes one log line and exit status 1.
 //! - [`cli`]: the options both binaries share.
 //! - [`time_scale`]: `--time-scale` for the simulated work.
@@ -42,7 +44,9 @@ pub mod components;
 pub mod escalation;
 pub mod exit;
 pub mod logging;
+pub mod notify;
 pub mod panics;
+pub mod reaper;
 pub mod runner;
 pub mod service;
 pub mod shield;

@@ -241,9 +241,6 @@ impl Shutdown {
                 tracing::error!(target: "lifecycle", signal = name, action = act, count, "{name} received (#{count}); forcing the exit (--force-after {})", self.inner.force_after);
                 self.force(ForceReason::Signal { signal, count });
             }
-            SignalAction::Ignored => {
-                tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; ignored");
-            }
         }
     }
 

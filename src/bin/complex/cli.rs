@@ -72,6 +72,10 @@ pub enum Fault {
     /// Every worker ignores the stop command and its parent's death: the orphan the
     /// reference warns about. The manager must kill it; the stop is late.
     WorkerIgnoresStop,
+    /// Every worker, once started, writes one 8 KiB log line in small pieces over about
+    /// 2.5 s, straight to its stderr: kill it meanwhile to prove a cut-off line never
+    /// reaches the run's log.
+    SlowLogLine,
 }
 
 impl Fault {
@@ -79,6 +83,7 @@ impl Fault {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::WorkerIgnoresStop => "worker-ignores-stop",
+            Self::SlowLogLine => "slow-log-line",
         }
     }
 }

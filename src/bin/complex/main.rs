@@ -25,6 +25,9 @@ use services::{AsyncService1, Settings};
 fn main() {
     // First of all: a Ctrl+C while the arguments are parsed is kept pending, not fatal.
     graceful::signals::block_until_intake();
+    // Still the only thread: the service manager's variables leave the environment here,
+    // so no worker inherits them.
+    graceful::notify::take_from_env();
     if std::env::args_os()
         .nth(1)
         .is_some_and(|first| first == cli::WORKER_SUBCOMMAND)

@@ -31,6 +31,13 @@ pub enum PoolError {
     Panicked,
 }
 
+/// The pool could not be built: a thread could not be created (EAGAIN under RLIMIT_NPROC).
+/// rayon reports a failed thread spawn as an error, not a panic, and ends the threads it had
+/// already started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the pool's threads: {0}")]
+pub struct PoolBuildError(#[from] rayon::ThreadPoolBuildError);
+
 /// A rayon pool with named threads (`pool-1`, ...) and an async front.
 pub struct BlockingPool {
     pool: rayon::ThreadPool,
@@ -48,7 +55,7 @@ struct Shared {
 
 impl BlockingPool {
     /// A pool of `threads` named threads. A panicking job is logged, not fatal.
-    pub fn new(threads: usize) -> Result<Self, rayon::ThreadPoolBuildError> {
+    pub fn new(threads: usize) -> Result<Self, PoolBuildError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("pool-{}", i + 1))

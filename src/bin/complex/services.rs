@@ -10,8 +10,12 @@
 //! the worker (the manager logs the answer nobody took), and a call still queued in a worker
 //! when it stops is reported and released by the manager's stop.
 //!
-//! Stop order: update task, busy tasks, manager (on its own thread, never behind pool
-//! work), pool.
+//! Stop order: first the calls no worker has begun are withdrawn (their callers get an
+//! error that says so) and the pool's queue is closed (jobs not begun are skipped), so what
+//! follows waits only for work already in hand, never for a queue, whatever `--busy-tasks`
+//! is; then the update task, the busy tasks, the manager (on its own thread, never behind
+//! pool work), the pool. A busy task whose call was withdrawn or refused has nothing left to
+//! do: it waits for its cancellation instead of calling again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,8 +27,8 @@ use graceful::time_scale::{PERIOD_FLOOR, TimeScale};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::mpm::{Method, Mpm, MpmConfig, Reply};
-use crate::pool::{BlockingPool, on_own_thread};
+use crate::mpm::{Method, Mpm, MpmConfig, MpmError, Reply};
+use crate::pool::{BlockingPool, PoolError, on_own_thread};
 
 const UPDATE_PERIOD: Duration = Duration::from_secs(10);
 const MAX_BUSY_PAUSE: Duration = Duration::from_secs(1);
@@ -126,10 +130,13 @@ impl AsyncService1 {
         };
         components.started("pool");
 
-        let shutdown = ctx.shutdown.clone();
-        let mpm = Mpm::new(self.settings.mpm.clone(), components.clone(), move |cause| {
-            shutdown.request(StopReason::Fatal(cause));
-        });
+        let (probe, shutdown) = (ctx.shutdown.clone(), ctx.shutdown.clone());
+        let mpm = Mpm::new(
+            self.settings.mpm.clone(),
+            components.clone(),
+            move || probe.is_requested(),
+            move |cause| shutdown.request(StopReason::Fatal(cause)),
+        );
         let doomed = mpm.clone();
         ctx.on_force(move || doomed.kill_all());
         let facade = Facade {
@@ -195,6 +202,11 @@ impl AsyncService1 {
         let Some(running) = self.running.take() else {
             return Ok(());
         };
+        // First, so that nothing below waits behind a queue: calls not begun are withdrawn
+        // (never blocks), and pool jobs not begun are skipped.
+        running.facade.mpm.withdraw_queued();
+        running.facade.pool.close();
+
         tracing::debug!("AsyncService1: cancelling the update task");
         running.stop_update.cancel();
         let _ = running.update_task.await;
@@ -207,9 +219,6 @@ impl AsyncService1 {
         for task in running.busy_tasks {
             let _ = task.await;
         }
-        // Whatever is still queued in the pool now was abandoned by a cancelled task
-        // (--unshielded): skip it rather than run it against a stopping manager.
-        running.facade.pool.close();
 
         let mpm_stopped = stop_mpm(ctx, &running.facade.mpm).await;
         stop_pool(ctx, &running.facade.pool).await;
@@ -292,6 +301,7 @@ async fn update_task(facade: Facade, cancel: CancellationToken, shielded: bool, 
 fn log_update(outcome: anyhow::Result<u64>) {
     match outcome {
         Ok(version) => tracing::debug!("AsyncService1: updated to version {version}"),
+        Err(error) if is_the_stop(&error) => tracing::debug!("AsyncService1: no update: {error:#}"),
         Err(error) => tracing::warn!("AsyncService1: update failed: {error:#}"),
     }
 }
@@ -315,23 +325,23 @@ async fn busy_task(
         let calls = async {
             let number = facade.process_number(parameter).await;
             log_call(index, "process_number", &number);
-            if shielded && cancel.is_cancelled() {
-                return number.is_ok();
+            if shielded && cancel.is_cancelled() || Outcome::of(&number) == Outcome::Stopping {
+                return Outcome::of(&number);
             }
             let string = facade.process_string(format!("string-{parameter}")).await;
             log_call(index, "process_string", &string);
-            number.is_ok() && string.is_ok()
+            Outcome::of(&number).and(Outcome::of(&string))
         };
-        let succeeded = if shielded {
+        let outcome = if shielded {
             // The calls are not raced against the cancellation: the one in hand finishes.
-            let succeeded = calls.await;
+            let outcome = calls.await;
             if cancel.is_cancelled() {
                 tracing::debug!(
                     "AsyncService1._process_worker {index}: cancelled; the call in hand finished first"
                 );
                 return;
             }
-            succeeded
+            outcome
         } else {
             tokio::select! {
                 () = cancel.cancelled() => {
@@ -341,10 +351,18 @@ async fn busy_task(
                     );
                     return;
                 }
-                succeeded = calls => succeeded,
+                outcome = calls => outcome,
             }
         };
-        if !succeeded {
+        if outcome == Outcome::Stopping {
+            // The stop has begun: no call will be taken any more. Wait to be cancelled.
+            cancel.cancelled().await;
+            tracing::debug!(
+                "AsyncService1._process_worker {index}: cancelled; its call was not run: the stop had begun"
+            );
+            return;
+        }
+        if outcome == Outcome::Failed {
             // A worker is being replaced: back off a moment instead of spinning on errors.
             tokio::select! {
                 () = cancel.cancelled() => break,
@@ -356,6 +374,44 @@ async fn busy_task(
     tracing::debug!("AsyncService1._process_worker {index}: cancelled");
 }
 
+/// How a busy task's round of calls went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Succeeded,
+    Failed,
+    /// Withdrawn or refused because the stop has begun.
+    Stopping,
+}
+
+impl Outcome {
+    fn of(result: &anyhow::Result<Reply>) -> Self {
+        match result {
+            Ok(_) => Self::Succeeded,
+            Err(error) if is_the_stop(error) => Self::Stopping,
+            Err(_) => Self::Failed,
+        }
+    }
+
+    fn and(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Stopping, _) | (_, Self::Stopping) => Self::Stopping,
+            (Self::Succeeded, Self::Succeeded) => Self::Succeeded,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// Whether the error only says the stop has begun: the call was withdrawn before a worker
+/// began it, refused by the manager, or skipped by the closed pool.
+fn is_the_stop(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<MpmError>()
+        .is_some_and(MpmError::is_the_stop)
+        || error
+            .downcast_ref::<PoolError>()
+            .is_some_and(|e| matches!(e, PoolError::Closed | PoolError::Skipped))
+}
+
 fn log_call(index: usize, method: &str, outcome: &anyhow::Result<Reply>) {
     match outcome {
         Ok(Reply::Processed { version, parameter }) => {
@@ -364,6 +420,9 @@ fn log_call(index: usize, method: &str, outcome: &anyhow::Result<Reply>) {
             );
         }
         Ok(Reply::Updated { .. }) => {}
+        Err(error) if is_the_stop(error) => {
+            tracing::debug!("AsyncService1._process_worker {index}: {method} not run: {error:#}");
+        }
         Err(error) => tracing::warn!("AsyncService1._process_worker {index}: {method} failed: {error:#}"),
     }
 }

@@ -144,28 +144,31 @@ fn lifecycle_floor(level: LevelFilter) -> LevelFilter {
 #[error("failed to install the log subscriber: {0}")]
 pub struct LoggingError(String);
 
-/// Passes on one whole line that another process of the run (a worker) wrote, so that the
-/// run's stderr has one writer. `line` ends with a newline. With JSON logs, a line that is
-/// not a JSON object (a worker's stray text) is wrapped in one, so every line stays JSON.
+/// Passes on one whole line (without its newline) that another process of the run (a
+/// worker) wrote, so that the run's stderr has one writer. Queued, never waiting for
+/// stderr. With JSON logs, a line that is not a JSON object (a worker's stray text) is
+/// wrapped in one, so every line stays JSON.
 pub fn forward(from: &str, line: &[u8]) {
     let Some(logger) = LOGGER.get() else {
         return;
     };
     if logger.format.format == LogFormat::Json && !looks_like_json_object(line) {
         let text = String::from_utf8_lossy(line);
-        let text = text.trim_end();
-        logger.queue.push(&logger.format.notice(
+        logger.queue.push(logger.format.notice(
             Level::WARN,
-            format!("{from} wrote a line that is not a log event: {text}"),
+            format!("{from} wrote a line that is not a log event: {}", text.trim_end()),
             vec![("event", "stray-output".into()), ("component", from.into())],
         ));
         return;
     }
-    logger.queue.push(line);
+    let mut whole = Vec::with_capacity(line.len() + 1);
+    whole.extend_from_slice(line);
+    whole.push(b'\n');
+    logger.queue.push(whole);
 }
 
 fn looks_like_json_object(line: &[u8]) -> bool {
-    line.starts_with(b"{") && line.ends_with(b"}\n")
+    line.starts_with(b"{") && line.ends_with(b"}")
 }
 
 /// Waits until every line logged so far was written, at most `bound`; returns whether it
@@ -213,7 +216,7 @@ impl std::io::Write for QueueWriter {
             if FINAL_EVENT.with(Cell::get) {
                 logger.queue.push_last(buf);
             } else {
-                logger.queue.push(buf);
+                logger.queue.push(buf.to_vec());
             }
         }
         Ok(())

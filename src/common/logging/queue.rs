@@ -91,21 +91,21 @@ impl LogQueue {
 
     /// Queues one line; never waits for stderr. Dropped (and counted) when the queue is full;
     /// ignored once the queue is sealed.
-    pub(super) fn push(&self, line: &[u8]) {
+    pub(super) fn push(&self, line: Vec<u8>) {
         let mut state = self.lock();
         if state.sealed {
             return;
         }
         if state.direct {
             drop(state);
-            write_lines(&[line.to_vec()]);
+            write_lines(&[line]);
             return;
         }
         if state.lines.len() >= CAPACITY {
             state.dropped += 1;
             return;
         }
-        state.lines.push_back(line.to_vec());
+        state.lines.push_back(line);
         state.queued += 1;
         drop(state);
         self.wake.notify_one();
@@ -293,7 +293,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_waiting() {
         let queue = queue();
         for _ in 0..CAPACITY + 5 {
-            queue.push(b"line\n");
+            queue.push(b"line\n".to_vec());
         }
         let state = queue.lock();
         assert_eq!(state.lines.len(), CAPACITY);
@@ -303,9 +303,9 @@ mod tests {
     #[test]
     fn nothing_is_queued_after_the_last_line() {
         let queue = queue();
-        queue.push(b"before\n");
+        queue.push(b"before\n".to_vec());
         queue.push_last(b"exit\n");
-        queue.push(b"after\n");
+        queue.push(b"after\n".to_vec());
         queue.push_last(b"second exit\n");
         let state = queue.lock();
         assert_eq!(state.lines, [b"before\n".to_vec()]);

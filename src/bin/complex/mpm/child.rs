@@ -1,23 +1,33 @@
 //! One worker process as the manager holds it: its pipes, its pid, and its end.
 //!
 //! Rules that keep "nothing left running, nothing unreaped" true:
-//! - only the monitor thread reaps (after the worker's stdout ends), so a pid is never
-//!   signalled after it was reaped and possibly reused: [`WorkerProcess::kill`] goes through
-//!   the same lock and does nothing once the child is reaped;
-//! - [`WorkerProcess::close`] (stop command, then end-of-file on stdin) is idempotent;
+//! - only the monitor thread reaps (after the worker's stdout and stderr ended), so a pid is
+//!   never signalled after it was reaped and possibly reused: [`WorkerProcess::kill`] goes
+//!   through the same lock and does nothing once the child is reaped;
 //! - `Drop` kills, reaps and reports a child still unreaped, should a handle ever be dropped
 //!   before its monitor reaped it. At the end of the process the real last line of defence
 //!   is the worker's own: its stdin reaches end-of-file and it exits.
+//!
+//! **Control frames never wait.** The stop path must not block behind a full pipe: a worker
+//! busy with an item drains its stdin only between items, and a caller blocked writing a
+//! call holds the pipe meanwhile. So the withdraw and stop commands are *requested*
+//! ([`WorkerProcess::withdraw`], [`WorkerProcess::close`]): a flag, then one non-blocking
+//! attempt to write them. What cannot go out now goes out later, written by whoever frees the
+//! pipe: the caller that held it (right after its own frame), or the worker's monitor, which
+//! polls the pipe for room. Both frames are a few bytes, so a write either fits whole or not
+//! at all.
 
 use graceful::sync::LockUnpoisoned;
 use std::io::{self, BufWriter, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command as Process, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command as Process, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::arrivals::{Arrivals, WakeReceiver};
 use super::latch::Latch;
 use super::protocol::Command;
 use super::spawn::spawn_with_signals_blocked;
@@ -36,28 +46,92 @@ pub struct WorkerProcess {
     pub in_flight: AtomicUsize,
     /// Still reading its reports; cleared (under the manager's pending lock) when they end.
     pub alive: AtomicBool,
+    /// What has arrived from it: lets a waiter past its deadline judge what was sent.
+    pub arrivals: Arrivals,
     stop_sent: AtomicBool,
-    stdin: Mutex<Option<BufWriter<std::process::ChildStdin>>>,
+    /// Control frames requested and not yet handed to the pipe ([`WITHDRAW`], [`STOP`]).
+    control: AtomicU8,
+    /// Bytes of control frames wait in the stdin buffer for room in the pipe.
+    unflushed: AtomicBool,
+    stdin_fd: RawFd,
+    stdin: Mutex<Stdin>,
     child: Mutex<Option<Child>>,
     ended: Latch<String>,
 }
 
+const WITHDRAW: u8 = 1;
+const STOP: u8 = 2;
+
+/// The write end of the worker's stdin, while it is open.
+struct Stdin {
+    pipe: Option<BufWriter<ChildStdin>>,
+    /// The stop command is written (or waits in the buffer): nothing may follow it, and the
+    /// pipe is closed once it is out, so even a worker that missed the frame sees end-of-file.
+    closing: bool,
+}
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        // Never flush on the way out: a wedged worker's full pipe would block the drop.
+        if let Some(pipe) = self.pipe.take() {
+            drop(pipe.into_parts());
+        }
+    }
+}
+
+/// How an attempt to write the requested control frames went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Written, or nothing left to write (or the pipe is gone).
+    Done,
+    /// Someone is writing to the pipe; they write the control frames when they are done.
+    Busy,
+    /// The pipe is full: write again once it has room (poll [`Delivery::Full`]'s descriptor).
+    Full(RawFd),
+}
+
+/// What the monitor alone reads: the worker's reports, its log lines, and its wake-ups.
+pub struct Outputs {
+    /// Frames from the worker.
+    pub stdout: ChildStdout,
+    /// The worker's log lines.
+    pub stderr: ChildStderr,
+    /// Waiters and control requests wake the monitor through it.
+    pub wake: WakeReceiver,
+}
+
+/// Something the spawn needed could not be created (no process slot, no descriptor).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create {what}: {error}")]
+pub struct SpawnError {
+    what: &'static str,
+    error: io::Error,
+}
+
 impl WorkerProcess {
-    /// Spawns `exe args` as `name` (signals blocked until its handlers are in place), with
-    /// piped stdin/stdout and the shared stderr. Returns it and its stdout for the monitor.
-    pub fn spawn(exe: &Path, args: &[String], slot: usize) -> io::Result<(Arc<Self>, ChildStdout)> {
+    /// Spawns `exe args` as `worker-N` (signals blocked until its handlers are in place),
+    /// with stdin, stdout and stderr piped to this process. Returns it and what its monitor
+    /// reads.
+    pub fn spawn(exe: &Path, args: &[String], slot: usize) -> Result<(Arc<Self>, Outputs), SpawnError> {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
+        let failed = |what| move |error| SpawnError { what, error };
+        // Before the process: a failure here leaves nothing to kill.
+        let (arrivals, wake) = Arrivals::new().map_err(failed("the monitor's wake socket"))?;
         let mut command = Process::new(exe);
         command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = spawn_with_signals_blocked(&mut command)?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            .stderr(Stdio::piped());
+        let mut child = spawn_with_signals_blocked(&mut command).map_err(failed("the worker process"))?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(io::Error::other("the child's pipes were not created"));
+            return Err(failed("the worker's pipes")(io::Error::other(
+                "missing after spawn",
+            )));
         };
         let worker = Arc::new(Self {
             name: format!("worker-{}", slot + 1),
@@ -66,41 +140,121 @@ impl WorkerProcess {
             incarnation: NEXT_INCARNATION.fetch_add(1, SeqCst),
             in_flight: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
+            arrivals,
             stop_sent: AtomicBool::new(false),
-            stdin: Mutex::new(Some(BufWriter::new(stdin))),
+            control: AtomicU8::new(0),
+            unflushed: AtomicBool::new(false),
+            stdin_fd: stdin.as_raw_fd(),
+            stdin: Mutex::new(Stdin {
+                pipe: Some(BufWriter::new(stdin)),
+                closing: false,
+            }),
             child: Mutex::new(Some(child)),
             ended: Latch::new(),
         });
-        Ok((worker, stdout))
+        Ok((worker, Outputs { stdout, stderr, wake }))
     }
 
-    /// Sends one command. Fails once the worker was closed or its stdin broke.
+    /// Sends one command, waiting for room in the pipe. Fails once the worker was closed or
+    /// its stdin broke. Then writes any control frame requested meanwhile.
     pub fn send(&self, command: &Command) -> io::Result<()> {
-        let mut stdin = lock(&self.stdin);
-        let pipe = stdin
-            .as_mut()
-            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
-        command.write_to(pipe)?;
-        pipe.flush()
+        let sent = {
+            let mut guard = lock(&self.stdin);
+            let stdin = &mut *guard;
+            match stdin.pipe.as_mut() {
+                Some(pipe) if !stdin.closing => {
+                    let sent = command.write_to(pipe).and_then(|()| pipe.flush());
+                    if sent.is_ok() {
+                        self.unflushed.store(false, SeqCst);
+                    }
+                    sent
+                }
+                _ => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+            }
+        };
+        // Released first: a control request that found the pipe busy counts on this.
+        if self.control_pending() && matches!(self.deliver_control(), Delivery::Full(_)) {
+            self.arrivals.wake();
+        }
+        sent
     }
 
-    /// Sends the stop command and closes stdin (so even a worker that missed the frame sees
-    /// end-of-file). Idempotent, and never blocks: a wedged worker whose pipe is full (or a
-    /// caller blocked writing to it) must not hold up the stop; the stop's deadline kills it.
+    /// Requests the withdraw command (calls not begun are answered as withdrawn). Never blocks.
+    pub fn withdraw(&self) {
+        self.request(WITHDRAW);
+    }
+
+    /// Requests the stop command, then the end of stdin (so even a worker that missed the
+    /// frame sees end-of-file). Idempotent, and never blocks: a wedged worker whose pipe is
+    /// full must not hold up the stop; the stop's deadline kills it.
     pub fn close(&self) {
         self.stop_sent.store(true, SeqCst);
-        let mut stdin = match self.stdin.try_lock() {
+        self.request(STOP);
+    }
+
+    fn request(&self, control: u8) {
+        self.control.fetch_or(control, SeqCst);
+        if self.deliver_control() != Delivery::Done {
+            // Its monitor finishes the job (a busy pipe's writer does too).
+            self.arrivals.wake();
+        }
+    }
+
+    /// Whether a control frame waits to be written.
+    pub fn control_pending(&self) -> bool {
+        self.control.load(SeqCst) != 0 || self.unflushed.load(SeqCst)
+    }
+
+    /// Writes the requested control frames without waiting: see [`Delivery`].
+    pub fn deliver_control(&self) -> Delivery {
+        let mut guard = match self.stdin.try_lock() {
             Ok(stdin) => stdin,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            // Someone is blocked writing to it: the worker is not reading. Leave it to the
-            // deadline; killing the worker breaks the pipe and frees that writer.
-            Err(std::sync::TryLockError::WouldBlock) => return,
+            Err(std::sync::TryLockError::WouldBlock) => return Delivery::Busy,
         };
-        if let Some(mut pipe) = stdin.take() {
-            set_nonblocking(pipe.get_ref());
-            // A dead worker cannot read it, a wedged one may not have room: either way its
-            // monitor or the stop's deadline deals with it.
-            let _ = Command::Stop.write_to(&mut pipe).and_then(|()| pipe.flush());
+        let stdin = &mut *guard;
+        let requested = self.control.swap(0, SeqCst);
+        let Some(pipe) = stdin.pipe.as_mut() else {
+            // Closed: the worker has had its stop; nothing may follow it.
+            self.unflushed.store(false, SeqCst);
+            return Delivery::Done;
+        };
+        set_nonblocking(pipe.get_ref(), true);
+        // Into the buffer first (a few bytes: it has room), then one flush for all.
+        let mut buffered = 0;
+        let mut written = Ok(());
+        for (bit, command) in [(WITHDRAW, Command::Withdraw), (STOP, Command::Stop)] {
+            if requested & bit == 0 || stdin.closing || written.is_err() {
+                continue;
+            }
+            written = command.write_to(pipe);
+            if written.is_ok() {
+                buffered |= bit;
+                stdin.closing = bit == STOP;
+            }
+        }
+        let written = written.and_then(|()| pipe.flush());
+        set_nonblocking(pipe.get_ref(), false);
+        match written {
+            Ok(()) => {
+                self.unflushed.store(false, SeqCst);
+                if stdin.closing {
+                    stdin.pipe.take().map(BufWriter::into_parts);
+                }
+                Delivery::Done
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                // What reached the buffer goes out with the next flush; the rest is asked again.
+                self.control.fetch_or(requested & !buffered, SeqCst);
+                self.unflushed.store(true, SeqCst);
+                Delivery::Full(self.stdin_fd)
+            }
+            Err(_) => {
+                // The worker is gone (broken pipe): its monitor reports it.
+                self.unflushed.store(false, SeqCst);
+                stdin.pipe.take().map(BufWriter::into_parts);
+                Delivery::Done
+            }
         }
     }
 
@@ -163,16 +317,21 @@ pub fn describe_exit(status: Option<ExitStatus>) -> String {
     }
 }
 
-/// Makes writes to `pipe` fail with `WouldBlock` instead of waiting for room.
-fn set_nonblocking(pipe: &std::process::ChildStdin) {
-    use std::os::fd::AsRawFd;
+/// With `on`, writes to `pipe` fail with `WouldBlock` instead of waiting for room. Only
+/// the holder of the stdin lock toggles it, so no other writer sees the change.
+fn set_nonblocking(pipe: &ChildStdin, on: bool) {
     let fd = pipe.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own (the pipe lives as long as `pipe`), only adding
-    // O_NONBLOCK to its status flags.
+    // SAFETY: fcntl on a descriptor we own (the pipe lives as long as `pipe`), only changing
+    // O_NONBLOCK in its status flags.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
         if flags >= 0 {
-            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+            let flags = if on {
+                flags | libc::O_NONBLOCK
+            } else {
+                flags & !libc::O_NONBLOCK
+            };
+            libc::fcntl(fd, libc::F_SETFL, flags);
         }
     }
 }

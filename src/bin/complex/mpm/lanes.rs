@@ -5,6 +5,13 @@
 //! before each item, sorts it into lanes, and takes from the highest non-empty lane: a stop
 //! is honoured after the item in hand, however many calls were queued before it. One thread
 //! instead of a reader thread and a work thread saves a thread wake-up per call.
+//!
+//! **Withdrawal.** At the stop the parent sends a withdraw command: from then on no call is
+//! begun. It is acted on at intake, not queued behind work: the calls lane is emptied into a
+//! list of withdrawn ids, and a call that arrives later goes straight to that list. Their
+//! answer ([`Work::Withdraw`]) outranks even the stop, so a worker that stops never leaves a
+//! caller without one. Updates are not withdrawn: the one update round at a time is the
+//! update task's item in hand, and the update lane runs before any call anyway.
 
 use std::collections::VecDeque;
 
@@ -30,12 +37,20 @@ pub enum Work {
     Update(u64),
     /// Run a call, answer with this id.
     Call(u64, Method),
+    /// Answer these calls as withdrawn (not run). After a withdraw command this comes once
+    /// even when the list is empty: the parent counts it as the acknowledgement.
+    Withdraw(Vec<u64>),
 }
 
 /// The worker's queued work, by lane.
 #[derive(Default)]
 pub struct Lanes {
     stop: Option<StopCause>,
+    /// The withdraw command came: calls are answered as withdrawn, never begun.
+    withdrawing: bool,
+    /// The withdraw command is not acknowledged yet.
+    withdraw_unanswered: bool,
+    withdrawn: Vec<u64>,
     updates: VecDeque<u64>,
     calls: VecDeque<(u64, Method)>,
 }
@@ -45,7 +60,15 @@ impl Lanes {
     pub fn push(&mut self, command: Command) {
         match command {
             Command::Stop => self.stop(StopCause::Command),
+            Command::Withdraw => {
+                if !self.withdrawing {
+                    self.withdrawing = true;
+                    self.withdraw_unanswered = true;
+                }
+                self.withdrawn.extend(self.calls.drain(..).map(|(id, _)| id));
+            }
             Command::Update { id } => self.updates.push_back(id),
+            Command::Call { id, .. } if self.withdrawing => self.withdrawn.push(id),
             Command::Call { id, method } => self.calls.push_back((id, method)),
         }
     }
@@ -57,11 +80,19 @@ impl Lanes {
 
     /// Whether nothing is queued.
     pub fn is_empty(&self) -> bool {
-        self.stop.is_none() && self.updates.is_empty() && self.calls.is_empty()
+        self.stop.is_none()
+            && !self.withdraw_unanswered
+            && self.withdrawn.is_empty()
+            && self.updates.is_empty()
+            && self.calls.is_empty()
     }
 
     /// Takes the most urgent work, if any. A stop stays queued: it is the last thing done.
     pub fn next(&mut self) -> Option<Work> {
+        if self.withdraw_unanswered || !self.withdrawn.is_empty() {
+            self.withdraw_unanswered = false;
+            return Some(Work::Withdraw(std::mem::take(&mut self.withdrawn)));
+        }
         if let Some(cause) = &self.stop {
             return Some(Work::Stop(cause.clone()));
         }
@@ -99,6 +130,56 @@ mod tests {
         );
         // A later end-of-file does not replace the first cause.
         lanes.stop(StopCause::ParentGone);
+        assert_eq!(lanes.next(), Some(Work::Stop(StopCause::Command)));
+    }
+
+    fn call(id: u64) -> Command {
+        Command::Call {
+            id,
+            method: Method::ProcessNumber(id as i64),
+        }
+    }
+
+    #[test]
+    fn withdraw_answers_queued_and_later_calls_but_keeps_updates() {
+        let mut lanes = Lanes::default();
+        lanes.push(call(1));
+        lanes.push(Command::Update { id: 2 });
+        lanes.push(call(3));
+        lanes.push(Command::Withdraw);
+        lanes.push(call(4));
+        assert!(!lanes.is_empty());
+        assert_eq!(lanes.next(), Some(Work::Withdraw(vec![1, 3, 4])));
+        assert_eq!(
+            lanes.next(),
+            Some(Work::Update(2)),
+            "the update round is not withdrawn"
+        );
+        assert_eq!(lanes.next(), None);
+        assert!(lanes.is_empty());
+        // A call arriving later is never begun either.
+        lanes.push(call(5));
+        assert_eq!(lanes.next(), Some(Work::Withdraw(vec![5])));
+        // A second withdraw command adds no second acknowledgement.
+        lanes.push(Command::Withdraw);
+        assert_eq!(lanes.next(), None);
+    }
+
+    #[test]
+    fn withdraw_is_acknowledged_even_with_nothing_queued() {
+        let mut lanes = Lanes::default();
+        lanes.push(Command::Withdraw);
+        assert_eq!(lanes.next(), Some(Work::Withdraw(vec![])));
+        assert_eq!(lanes.next(), None);
+    }
+
+    #[test]
+    fn withdrawn_answers_go_out_before_the_stop() {
+        let mut lanes = Lanes::default();
+        lanes.push(call(1));
+        lanes.push(Command::Stop);
+        lanes.push(Command::Withdraw);
+        assert_eq!(lanes.next(), Some(Work::Withdraw(vec![1])));
         assert_eq!(lanes.next(), Some(Work::Stop(StopCause::Command)));
     }
 }

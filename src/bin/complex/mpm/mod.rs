@@ -8,7 +8,10 @@
 //! - [`lanes`]: the worker's stop > update > call priority lanes.
 //! - [`dummy`]: the DummyManager that does the simulated work.
 //! - [`latch`]: a value set once and awaited by threads.
+//! - [`arrivals`]: deadlines that judge what a worker had sent, not when we woke.
+//! - [`worker_logs`]: a worker's log lines, carried whole to the main process's writer.
 
+pub mod arrivals;
 pub mod child;
 pub mod dummy;
 pub mod lanes;
@@ -17,6 +20,7 @@ pub mod manager;
 pub mod protocol;
 pub mod spawn;
 pub mod worker;
+pub mod worker_logs;
 
-pub use manager::{Mpm, MpmConfig, Reply};
+pub use manager::{Mpm, MpmConfig, MpmError, Reply};
 pub use protocol::Method;

@@ -45,6 +45,9 @@ pub enum Command {
         /// Matches the answer to the update round.
         id: u64,
     },
+    /// The stop has begun: answer every call not begun yet, now or on arrival, with
+    /// [`Report::Withdrawn`]. The item in hand still finishes and is answered.
+    Withdraw,
     /// Finish the item in hand, then exit. Outranks everything queued.
     Stop,
 }
@@ -74,7 +77,16 @@ pub enum Report {
         /// The version after the update.
         version: u64,
     },
+    /// The answer to calls withdrawn by [`Command::Withdraw`]: these never ran.
+    Withdrawn {
+        /// The calls' ids.
+        ids: Vec<u64>,
+    },
 }
+
+/// The most ids one [`Report::Withdrawn`] frame carries (8 bytes each, well under
+/// [`MAX_FRAME`]); a longer list goes out in several frames.
+pub const MAX_WITHDRAWN_PER_FRAME: usize = 16 * 1024;
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -91,12 +103,14 @@ const CALL_STRING: u8 = 1;
 const CALL_NUMBER: u8 = 2;
 const UPDATE: u8 = 3;
 const STOP: u8 = 4;
+const WITHDRAW: u8 = 5;
 const BOOTSTRAPPED: u8 = 10;
 const STARTED: u8 = 11;
 const START_FAILED: u8 = 12;
 const RESULT_STRING: u8 = 13;
 const RESULT_NUMBER: u8 = 14;
 const UPDATED: u8 = 15;
+const WITHDRAWN: u8 = 16;
 
 impl Command {
     /// Appends the frame to `out` (buffered: the caller flushes).
@@ -123,6 +137,7 @@ impl Command {
                 body.push(UPDATE);
                 body.extend_from_slice(&id.to_le_bytes());
             }
+            Self::Withdraw => body.push(WITHDRAW),
             Self::Stop => body.push(STOP),
         }
         write_frame(out, &body)
@@ -144,6 +159,7 @@ impl Command {
                 method: Method::ProcessNumber(body.i64()?),
             },
             UPDATE => Self::Update { id: body.u64()? },
+            WITHDRAW => Self::Withdraw,
             STOP => Self::Stop,
             tag => return Err(ProtocolError::Garbage(format!("unknown command tag {tag}"))),
         };
@@ -185,6 +201,13 @@ impl Report {
                 body.extend_from_slice(&id.to_le_bytes());
                 body.extend_from_slice(&version.to_le_bytes());
             }
+            Self::Withdrawn { ids } => {
+                body.reserve(ids.len() * 8);
+                body.push(WITHDRAWN);
+                for id in ids {
+                    body.extend_from_slice(&id.to_le_bytes());
+                }
+            }
         }
         write_frame(out, &body)
     }
@@ -213,11 +236,32 @@ impl Report {
                 id: body.u64()?,
                 version: body.u64()?,
             },
+            WITHDRAWN => {
+                let mut ids = Vec::with_capacity(body.bytes.len() / 8);
+                while !body.bytes.is_empty() {
+                    ids.push(body.u64()?);
+                }
+                Self::Withdrawn { ids }
+            }
             tag => return Err(ProtocolError::Garbage(format!("unknown report tag {tag}"))),
         };
         body.end()?;
         Ok(Some(report))
     }
+}
+
+/// The length (prefix included) of the first frame in `bytes`, once all of it is there:
+/// for a reader that takes bytes as they come instead of blocking for a whole frame.
+pub fn complete_frame(bytes: &[u8]) -> Result<Option<usize>, ProtocolError> {
+    let Some(prefix) = bytes.first_chunk::<4>() else {
+        return Ok(None);
+    };
+    let length = u32::from_le_bytes(*prefix);
+    if length == 0 || length > MAX_FRAME {
+        return Err(ProtocolError::Garbage(format!("frame length {length}")));
+    }
+    let total = 4 + length as usize;
+    Ok((bytes.len() >= total).then_some(total))
 }
 
 fn write_frame(out: &mut impl Write, body: &[u8]) -> io::Result<()> {
@@ -318,6 +362,7 @@ mod tests {
                 method: Method::ProcessNumber(-42),
             },
             Command::Update { id: 3 },
+            Command::Withdraw,
             Command::Stop,
         ];
         let reports = [
@@ -335,6 +380,10 @@ mod tests {
                 parameter: Method::ProcessNumber(9),
             },
             Report::Updated { id: 5, version: 6 },
+            Report::Withdrawn { ids: vec![] },
+            Report::Withdrawn {
+                ids: vec![1, u64::MAX, 42],
+            },
         ];
         let mut pipe = Vec::new();
         for c in &commands {
@@ -357,12 +406,30 @@ mod tests {
     }
 
     #[test]
+    fn complete_frame_waits_for_the_whole_frame() {
+        let mut pipe = Vec::new();
+        Report::Updated { id: 1, version: 2 }.write_to(&mut pipe).unwrap();
+        let whole = pipe.len();
+        Report::Started.write_to(&mut pipe).unwrap();
+        assert_eq!(complete_frame(&pipe[..3]).unwrap(), None);
+        assert_eq!(complete_frame(&pipe[..whole - 1]).unwrap(), None);
+        assert_eq!(complete_frame(&pipe).unwrap(), Some(whole));
+        let mut first = &pipe[..whole];
+        assert_eq!(
+            Report::read_from(&mut first).unwrap(),
+            Some(Report::Updated { id: 1, version: 2 })
+        );
+        assert!(complete_frame(b"hello world\n").is_err());
+    }
+
+    #[test]
     fn garbage_is_detected_not_misread() {
         for garbage in [
-            &b"hello world\n"[..],      // text on the pipe: absurd length
-            &[1, 0, 0, 0, 99][..],      // unknown tag
-            &[3, 0, 0, 0, 3, 1, 2][..], // short field
-            &[0, 0, 0, 0][..],          // empty frame
+            &b"hello world\n"[..],          // text on the pipe: absurd length
+            &[1, 0, 0, 0, 99][..],          // unknown tag
+            &[3, 0, 0, 0, 3, 1, 2][..],     // short field
+            &[0, 0, 0, 0][..],              // empty frame
+            &[4, 0, 0, 0, 16, 1, 2, 3][..], // withdrawn ids not a whole number of u64s
         ] {
             let mut input = garbage;
             assert!(Report::read_from(&mut input).is_err(), "{garbage:?} accepted");

@@ -9,20 +9,32 @@
 //!   parent holds the only write end of that pipe. It finishes the item in hand and exits.
 //! - *Synchronise worker start*: `bootstrapped` once its handlers are in place (it was
 //!   spawned with the signals blocked, see `spawn.rs`), `started` once initialised.
+//!
+//! Its log goes to its stderr, a pipe its parent reads and forwards line by line (see
+//! `worker_logs.rs`); before it exits it flushes what its log writer still holds, bounded,
+//! so a stalled log never keeps an orphan alive.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 
 use graceful::components::Components;
-use graceful::escalation::SignalAction;
 use graceful::signals;
 
 use super::dummy::DummyManager;
 use super::lanes::{Lanes, StopCause, Work};
-use super::protocol::{Command, Report};
+use super::protocol::{Command, MAX_WITHDRAWN_PER_FRAME, Report};
+use super::worker_logs;
 use crate::cli::{Fault, WorkerArgs};
+use graceful::logging::LogFormat;
+
+/// The longest an answer waits in the worker's buffer for others to share its write.
+const MAX_BATCH_DELAY: Duration = Duration::from_millis(1);
+
+/// How long a worker on its way out waits for its queued log lines to be written.
+const EXIT_FLUSH_BOUND: Duration = Duration::from_millis(500);
 
 /// Runs the worker from its command line (the arguments after `worker`); the exit status
 /// is 0 after a stop, 1 after a failed start, 2 when started by hand or with bad arguments.
@@ -64,13 +76,16 @@ fn run(args: WorkerArgs) -> ! {
         let reason = format!("start failed on purpose (--fail-start {name})");
         let _ = send(&mut out, &Report::StartFailed(reason.clone()));
         components.failed(&name, &reason);
-        exit_flushed(1);
+        exit(1);
     }
     let mut manager = DummyManager::new(args.time_scale);
     if send(&mut out, &Report::Started).is_err() {
         exit_parent_gone(&components, &name);
     }
     components.started(&name);
+    if args.inject_fault == Some(Fault::SlowLogLine) {
+        write_slow_log_line(&name, args.log_format);
+    }
 
     // One buffer, ours, over stdin's descriptor: `readable` must see every byte already read
     // from the pipe, which std's own stdin buffer would hide.
@@ -91,7 +106,49 @@ fn run(args: WorkerArgs) -> ! {
     components.stopping(&name);
     let _ = out.flush();
     components.stopped(&name);
-    exit_flushed(0)
+    exit(0)
+}
+
+/// Ends the worker once its queued log lines are written (at most [`EXIT_FLUSH_BOUND`]).
+fn exit(code: i32) -> ! {
+    worker_logs::flush(EXIT_FLUSH_BOUND);
+    std::process::exit(code)
+}
+
+/// `--inject-fault slow-log-line`: one log line of 8 KiB, well past a pipe's atomic write,
+/// written straight to fd 2 in 64-byte pieces over about 2.5 s, so a test can kill the worker
+/// in the middle of it. Finished, it is a proper line of the run's format.
+fn write_slow_log_line(name: &str, format: LogFormat) {
+    const PIECE: usize = 64;
+    tracing::warn!("injected fault: writing an 8 KiB log line slowly to fd 2");
+    let filler = "x".repeat(8 * 1024);
+    let message = format!("injected fault: a slow log line: {filler}");
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+    let line = match format {
+        LogFormat::Json => serde_json::json!({
+            "timestamp": now.to_string(),
+            "level": "WARN",
+            "target": "complex::fault",
+            "process": name,
+            "pid": std::process::id(),
+            "thread": "main",
+            "message": message,
+        })
+        .to_string(),
+        LogFormat::Text => format!(
+            "{now} | {name:<9} | {:<14} | {:<9} | WARN  | {message}",
+            "main", "fault"
+        ),
+    } + "\n";
+    worker_logs::flush(EXIT_FLUSH_BOUND);
+    // std's stderr is unbuffered: each piece is one write(2) to fd 2.
+    let mut stderr = std::io::stderr();
+    for piece in line.as_bytes().chunks(PIECE) {
+        if stderr.write_all(piece).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The parent's commands, buffered once.
@@ -99,7 +156,10 @@ type Commands = BufReader<File>;
 
 /// Runs work until a stop. Before each item it takes in every command already sent (so a
 /// stop outranks the calls queued before it); it waits for the parent only when idle.
-/// Answers go out in batches: flushed when nothing more is queued or readable.
+/// Answers go out in batches: flushed when nothing more is queued or readable, or once the
+/// oldest unsent answer has waited [`MAX_BATCH_DELAY`]. Batching saves a write per answer
+/// when calls cost nothing (`--time-scale 0`); without the bound, a worker with calls
+/// queued would hold every answer (an update's too) until its queue ran dry.
 fn work_loop(
     input: &mut Commands,
     manager: &mut DummyManager,
@@ -110,6 +170,7 @@ fn work_loop(
     // Whether the pipe may hold unread commands; after an idle check found it empty, the
     // next read may as well block (it returns at once if something came meanwhile).
     let mut maybe_more = true;
+    let mut unsent_since: Option<Instant> = None;
     loop {
         if maybe_more {
             take_in(input, &mut lanes, false);
@@ -119,6 +180,22 @@ fn work_loop(
         }
         let Some(work) = lanes.next() else { continue };
         let answer = match work {
+            Work::Withdraw(ids) => {
+                if !ids.is_empty() {
+                    tracing::debug!("withdrawing {} calls not begun: the stop has begun", ids.len());
+                }
+                // Several frames only past MAX_WITHDRAWN_PER_FRAME; the last (maybe empty:
+                // nothing was queued) is also the acknowledgement of the withdraw command.
+                let mut frames: Vec<Vec<u64>> =
+                    ids.chunks(MAX_WITHDRAWN_PER_FRAME).map(<[u64]>::to_vec).collect();
+                let last = frames.pop().unwrap_or_default();
+                for ids in frames {
+                    if (Report::Withdrawn { ids }).write_to(out).is_err() {
+                        return StopCause::ParentGone;
+                    }
+                }
+                Report::Withdrawn { ids: last }
+            }
             Work::Stop(cause) if fault == Some(Fault::WorkerIgnoresStop) => {
                 tracing::warn!("injected fault: ignoring the stop ({cause:?}) and idling forever");
                 loop {
@@ -141,9 +218,14 @@ fn work_loop(
         };
         let idle = lanes.is_empty() && !readable(input);
         maybe_more = !idle;
+        let oldest = *unsent_since.get_or_insert_with(Instant::now);
+        let flush = idle || oldest.elapsed() >= MAX_BATCH_DELAY;
+        if flush {
+            unsent_since = None;
+        }
         let written = answer
             .write_to(out)
-            .and_then(|()| if idle { out.flush() } else { Ok(()) });
+            .and_then(|()| if flush { out.flush() } else { Ok(()) });
         if written.is_err() {
             // stdout broke: nobody reads our answers any more.
             return StopCause::ParentGone;
@@ -186,8 +268,7 @@ fn send(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
 }
 
 /// Shutdown signals are logged and ignored: the parent decides when this worker stops.
-/// Returns whether the handlers are installed.
-fn install_signal_intake(name: &str) -> bool {
+fn install_signal_intake(name: &str) {
     let name = name.to_owned();
     let count = AtomicU32::new(0);
     let installed = signals::install(move |signal| {
@@ -195,18 +276,15 @@ fn install_signal_intake(name: &str) -> bool {
         tracing::warn!(
             target: "lifecycle",
             signal = signal.name(),
-            action = SignalAction::Ignored.as_str(),
+            // The worker's whole signal policy: log it, leave the decision to the parent.
+            action = "ignored",
             count,
             "{signal} received; ignored: {name} stops on its parent's stop command, or when the parent is gone"
         );
     });
-    match installed {
-        Ok(_) => true,
-        Err(error) => {
-            // Without handlers the signals stay blocked (spawn.rs), so the worker is still safe.
-            tracing::error!(cause = %error, "cannot install the signal handlers; shutdown signals stay blocked");
-            false
-        }
+    if let Err(error) = installed {
+        // Without handlers the signals stay blocked (spawn.rs), so the worker is still safe.
+        tracing::error!(cause = %error, "cannot install the signal handlers; shutdown signals stay blocked");
     }
 }
 
@@ -215,12 +293,5 @@ fn exit_parent_gone(components: &Components, name: &str) -> ! {
         name,
         &"the parent is gone (stdout closed) before the handshake completed",
     );
-    exit_flushed(1)
-}
-
-/// Ends the worker once its log lines are written (bounded: a stalled log must not keep a
-/// stopped worker alive).
-fn exit_flushed(code: i32) -> ! {
-    graceful::logging::flush(graceful::logging::DRAIN_BOUND);
-    std::process::exit(code)
+    exit(1)
 }

@@ -3,16 +3,19 @@
 //! The invariant: a caller is registered under the pending lock only while its worker is
 //! alive, and a worker is marked dead under the same lock when its monitor fails its calls.
 //! So every registered caller is answered, failed with the worker's name, or released by the
-//! stop: none waits for a worker that is gone.
+//! stop: none waits for a worker that is gone. Likewise the withdrawal is switched on under
+//! that lock: a call registered before it reaches its worker before or after the withdraw
+//! command and is run or withdrawn there; none is registered after it.
 
 use graceful::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::time::Instant;
 
 use super::super::child::WorkerProcess;
 use super::super::protocol::{Command, Method};
-use super::{CALL_TIMEOUT, MpmError, Pending, Reply, Shared, Waiter};
+use super::{CALL_TIMEOUT, MpmError, Pending, Reply, Shared, Waiter, recv_by};
 
 impl Shared {
     /// A blocking call: dispatch, then this thread waits for the answer.
@@ -20,8 +23,12 @@ impl Shared {
         let what = method.name();
         let (reply, answer) = sync_channel(1);
         let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
-        match answer.recv_timeout(CALL_TIMEOUT) {
+        match recv_by(&answer, Instant::now() + CALL_TIMEOUT, &[&worker]) {
             Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(error)) if error.is_the_stop() => {
+                tracing::debug!("MPM: call {id} ({what}) on {}: {error}", worker.name);
+                Err(error)
+            }
             Ok(Err(error)) => {
                 tracing::warn!("MPM: call {id} ({what}) on {} failed: {error}", worker.name);
                 Err(error)
@@ -43,6 +50,9 @@ impl Shared {
     ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
         if self.stopping.load(SeqCst) {
             return Err(MpmError::Stopped);
+        }
+        if self.withdrawing.load(SeqCst) {
+            return Err(MpmError::Stopping);
         }
         let id = self.next_id.fetch_add(1, SeqCst);
         let what = method.name();
@@ -92,6 +102,9 @@ impl Shared {
         if self.stopping.load(SeqCst) {
             return Err(MpmError::Stopped);
         }
+        if self.withdrawing.load(SeqCst) {
+            return Err(MpmError::Stopping);
+        }
         if !worker.alive.load(SeqCst) {
             return Err(MpmError::WorkerCrashed {
                 worker: worker.name.clone(),
@@ -122,7 +135,8 @@ impl Shared {
         match self.take_pending(id) {
             Some(pending) => {
                 let (what, worker) = (pending.what, pending.worker.name.clone());
-                if !pending.waiter.answer(answer) {
+                let withdrawn = matches!(answer, Err(MpmError::Withdrawn));
+                if !pending.waiter.answer(answer) && !withdrawn {
                     // A cancelled await does not cancel the call: the worker did the work.
                     tracing::warn!(
                         "MPM: {what} (call {id}) answered by {worker} after its caller stopped waiting; \

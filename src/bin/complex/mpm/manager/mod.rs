@@ -10,17 +10,27 @@
 //!   stdout). An unexpected end fails the calls in flight on it, naming it, and starts a
 //!   replacement with the handshake while the others keep serving; past the restart budget
 //!   (OTP's restart intensity: N restarts within T) the manager asks the application to stop.
-//! - `stop`: the stop command to every worker, wait with a deadline, kill the late ones,
-//!   reap all, then release every caller still waiting with an error. Idempotent.
+//! - `withdraw_queued`: the first step of the stop. New calls are refused, and every worker
+//!   answers each call it has not begun as withdrawn, so the stop waits only for the calls in
+//!   workers' hands, never for a queue, however many busy tasks there are.
+//! - `stop`: withdraw (if not done yet), the stop command to every worker, wait with a
+//!   deadline, kill the late ones, reap all, then release every caller still waiting with an
+//!   error. Idempotent. Once a stop is requested (even while the shield still delays it),
+//!   a worker that dies is reported `failed` and never replaced: a supervisor that is
+//!   shutting down restarts nothing.
+//! - Every deadline (each handshake step, an update round, a worker's stop, a call) judges
+//!   what the worker had *sent* by then, not what this process happened to have read when it
+//!   woke: see `arrivals.rs`.
 //!
 //! Files: this one holds the API, start and stop; [`supervision`] the monitors and
-//! restarts; [`calls`] the waiting callers.
+//! restarts; [`pump`] the monitor's loop over a worker's pipes; [`calls`] the waiting
+//! callers.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -37,6 +47,7 @@ use crate::cli::{Fault, WorkerArgs};
 use tokio::sync::oneshot;
 
 mod calls;
+mod pump;
 mod supervision;
 
 /// The reference's two-step handshake: each step, and how long every worker has for it.
@@ -95,6 +106,12 @@ pub enum MpmError {
     /// The manager is stopped (or stopping): nothing new is accepted.
     #[error("MPM is stopped")]
     Stopped,
+    /// The stop has begun: new calls are refused.
+    #[error("MPM is stopping and takes no new calls")]
+    Stopping,
+    /// The stop began while the call waited in a worker's queue: it never ran.
+    #[error("withdrawn at the stop before a worker began it")]
+    Withdrawn,
     /// The stop came first: the caller was released without a result.
     #[error("stopped while waiting for the result")]
     StoppedWhileWaiting,
@@ -125,6 +142,14 @@ pub enum MpmError {
     },
 }
 
+impl MpmError {
+    /// Whether the call was not run because the stop had begun (refused or withdrawn): the
+    /// stop's doing, not a fault.
+    pub fn is_the_stop(&self) -> bool {
+        matches!(self, Self::Stopping | Self::Withdrawn | Self::Stopped)
+    }
+}
+
 /// The manager; cheap to clone (clones share it).
 #[derive(Clone)]
 pub struct Mpm {
@@ -136,6 +161,8 @@ struct Shared {
     exe: PathBuf,
     components: Components,
     on_fatal: Box<dyn Fn(String) + Send + Sync>,
+    /// Whether the application was asked to stop (even if its shield still delays it).
+    stop_requested: Box<dyn Fn() -> bool + Send + Sync>,
     /// Current incarnation per slot (None before start and after a failed start).
     slots: Vec<Mutex<Option<Arc<WorkerProcess>>>>,
     pending: Mutex<HashMap<u64, Pending>>,
@@ -145,6 +172,8 @@ struct Shared {
     /// worker dies during the start waits for it before deciding on a replacement.
     start_outcome: Latch<bool>,
     stopping: AtomicBool,
+    /// Set by [`Mpm::withdraw_queued`], under the pending lock: no call is registered after.
+    withdrawing: AtomicBool,
     one_update_at_a_time: Mutex<()>,
     restarts: Mutex<VecDeque<Instant>>,
     monitors: Mutex<Vec<JoinHandle<()>>>,
@@ -155,6 +184,8 @@ struct Shared {
 struct Stats {
     calls_ok: AtomicU64,
     calls_failed: AtomicU64,
+    calls_withdrawn: AtomicU64,
+    calls_refused: AtomicU64,
     updates: AtomicU64,
     restarts: AtomicU64,
 }
@@ -186,6 +217,7 @@ impl Waiter {
 #[must_use = "the call runs anyway; drop this only to abandon its answer"]
 pub struct AwaitedReply {
     id: u64,
+    worker: Arc<WorkerProcess>,
     answer: oneshot::Receiver<Result<Reply, MpmError>>,
     mpm: Mpm,
 }
@@ -193,12 +225,26 @@ pub struct AwaitedReply {
 impl AwaitedReply {
     /// Waits for the answer, 30 s at most. Dropping this future abandons the answer, never
     /// the call: the worker runs it anyway, and the manager logs the answer nobody took.
-    pub async fn wait(self) -> Result<Reply, MpmError> {
+    pub async fn wait(mut self) -> Result<Reply, MpmError> {
         let stats = &self.mpm.shared.stats;
-        let result = match tokio::time::timeout(CALL_TIMEOUT, self.answer).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(MpmError::StoppedWhileWaiting),
+        let deadline = Instant::now() + CALL_TIMEOUT;
+        // `None`: no answer by the deadline; `Some(Err(()))`: released without one.
+        let answer = match tokio::time::timeout_at(deadline.into(), &mut self.answer).await {
+            Ok(answer) => Some(answer.map_err(drop)),
             Err(_) => {
+                // Past the deadline: first take in what the worker sent by then.
+                self.worker.arrivals.catch_up_async(deadline).await;
+                match self.answer.try_recv() {
+                    Ok(answer) => Some(Ok(answer)),
+                    Err(oneshot::error::TryRecvError::Empty) => None,
+                    Err(oneshot::error::TryRecvError::Closed) => Some(Err(())),
+                }
+            }
+        };
+        let result = match answer {
+            Some(Ok(answer)) => answer,
+            Some(Err(_)) => Err(MpmError::StoppedWhileWaiting),
+            None => {
                 self.mpm.shared.forget(self.id);
                 tracing::error!("MPM: call {} timed out", self.id);
                 Err(MpmError::Timeout(CALL_TIMEOUT))
@@ -217,11 +263,13 @@ enum Handshake {
 }
 
 impl Mpm {
-    /// A manager for `config.workers` workers (none spawned yet). `on_fatal` is called once
-    /// the restart budget is exhausted: the application must stop.
+    /// A manager for `config.workers` workers (none spawned yet). `stop_requested` says
+    /// whether the application was asked to stop (from then on no worker is replaced);
+    /// `on_fatal` is called once the restart budget is exhausted: the application must stop.
     pub fn new(
         config: MpmConfig,
         components: Components,
+        stop_requested: impl Fn() -> bool + Send + Sync + 'static,
         on_fatal: impl Fn(String) + Send + Sync + 'static,
     ) -> Self {
         let exe = std::env::current_exe()
@@ -233,11 +281,13 @@ impl Mpm {
                 exe,
                 components,
                 on_fatal: Box::new(on_fatal),
+                stop_requested: Box::new(stop_requested),
                 pending: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
                 next_turn: AtomicUsize::new(0),
                 start_outcome: Latch::new(),
                 stopping: AtomicBool::new(false),
+                withdrawing: AtomicBool::new(false),
                 one_update_at_a_time: Mutex::new(()),
                 restarts: Mutex::new(VecDeque::new()),
                 monitors: Mutex::new(Vec::new()),
@@ -285,14 +335,40 @@ impl Mpm {
         error
     }
 
-    /// Stops every worker (stop command, deadline, kill), reaps them all, releases every
-    /// caller still waiting, and logs a summary. Idempotent.
+    /// The stop's first step: from now on new calls are refused, and each worker answers
+    /// every call it has not begun, queued or arriving later, as [`MpmError::Withdrawn`]. The
+    /// call in a worker's hands still finishes and is answered; updates are kept (one round
+    /// at a time, it is the update task's item in hand). Never blocks (the withdraw command
+    /// is written when the pipe has room; see `child.rs`). Idempotent.
+    pub fn withdraw_queued(&self) {
+        let shared = &self.shared;
+        {
+            // Under the pending lock: a call registered before this is sent before the
+            // withdraw command or after it, and either way it is withdrawn or run.
+            let _pending = shared.pending.lock_unpoisoned();
+            if shared.withdrawing.swap(true, SeqCst) {
+                return;
+            }
+        }
+        let workers = shared.current_workers();
+        tracing::debug!(
+            "MPM: withdrawing every call no worker has begun ({} workers); new calls are refused",
+            workers.len()
+        );
+        for worker in &workers {
+            worker.withdraw();
+        }
+    }
+
+    /// Stops every worker (withdraw, stop command, deadline, kill), reaps them all, releases
+    /// every caller still waiting, and logs a summary. Idempotent.
     pub fn stop(&self) {
         let shared = &self.shared;
         if shared.stopping.swap(true, SeqCst) {
             return;
         }
         shared.components.stopping("MPM");
+        self.withdraw_queued();
         let workers = shared.current_workers();
         let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
         tracing::debug!("MPM.stop: sending the stop command to {} workers", workers.len());
@@ -301,7 +377,7 @@ impl Mpm {
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
-            if !worker.wait_ended(deadline) {
+            if !ended_by(worker, deadline) {
                 tracing::warn!(
                     worker_pid = worker.pid,
                     "MPM.stop: {} did not exit within {WORKER_STOP_TIMEOUT:?}; killing it",
@@ -319,6 +395,8 @@ impl Mpm {
             component = "MPM",
             calls_ok = stats.calls_ok.load(SeqCst),
             calls_failed = stats.calls_failed.load(SeqCst),
+            calls_withdrawn = stats.calls_withdrawn.load(SeqCst),
+            calls_refused = stats.calls_refused.load(SeqCst),
             updates = stats.updates.load(SeqCst),
             restarts = stats.restarts.load(SeqCst),
             "MPM.stop: summary"
@@ -338,6 +416,9 @@ impl Mpm {
         let _one = shared.one_update_at_a_time.lock_unpoisoned();
         if shared.stopping.load(SeqCst) {
             return Err(MpmError::Stopped);
+        }
+        if shared.withdrawing.load(SeqCst) {
+            return Err(MpmError::Stopping);
         }
         tracing::info!("MPM.update: started");
         // A worker being replaced misses this update: its replacement starts at version 1.
@@ -362,8 +443,9 @@ impl Mpm {
         drop(reply);
         let deadline = Instant::now() + UPDATE_TIMEOUT;
         let mut version = 0;
+        let sent_to: Vec<&WorkerProcess> = workers.iter().map(|w| &**w).collect();
         for _ in 0..expected {
-            let answer = match replies.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            let answer = match recv_by(&replies, deadline, &sent_to) {
                 Ok(answer) => answer,
                 Err(RecvTimeoutError::Timeout) => Err(MpmError::Timeout(UPDATE_TIMEOUT)),
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -408,9 +490,10 @@ impl Mpm {
     /// pipe is full, so async callers still submit from the blocking pool.)
     pub fn submit(&self, method: Method) -> Result<AwaitedReply, MpmError> {
         let (reply, answer) = oneshot::channel();
-        let id = self.shared.dispatch(method, Waiter::Async(reply))?.0;
+        let (id, worker) = self.shared.dispatch(method, Waiter::Async(reply))?;
         Ok(AwaitedReply {
             id,
+            worker,
             answer,
             mpm: self.clone(),
         })
@@ -419,13 +502,47 @@ impl Mpm {
 
 impl Stats {
     fn count_call(&self, result: &Result<Reply, MpmError>) {
-        let counter = if result.is_ok() {
-            &self.calls_ok
-        } else {
-            &self.calls_failed
+        let counter = match result {
+            Ok(_) => &self.calls_ok,
+            Err(MpmError::Withdrawn) => &self.calls_withdrawn,
+            Err(MpmError::Stopping | MpmError::Stopped) => &self.calls_refused,
+            Err(_) => &self.calls_failed,
         };
         counter.fetch_add(1, SeqCst);
     }
+}
+
+/// Receives from `channel`, fed by the monitors of `workers`, by `deadline`. At the deadline
+/// it decides only after those monitors took in everything sent before it (see
+/// `arrivals.rs`): a report that was in a pipe counts, however late this thread woke.
+fn recv_by<T>(
+    channel: &Receiver<T>,
+    deadline: Instant,
+    workers: &[&WorkerProcess],
+) -> Result<T, RecvTimeoutError> {
+    match channel.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Err(RecvTimeoutError::Timeout) => {
+            for worker in workers {
+                worker.arrivals.catch_up(deadline);
+            }
+            channel.try_recv().map_err(|error| match error {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
+        }
+        received => received,
+    }
+}
+
+/// Waits until `worker` ended and was reaped, judging by `deadline` whether it closed its
+/// report stream (it exits right after) in time, not whether this thread woke in time.
+fn ended_by(worker: &WorkerProcess, deadline: Instant) -> bool {
+    if worker.wait_ended(deadline) {
+        return true;
+    }
+    worker.arrivals.catch_up(deadline);
+    // Its stream ended by the deadline: it is exiting; its monitor reaps it at once.
+    worker.arrivals.ended() && worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT)
 }
 
 impl Handshake {
@@ -449,7 +566,7 @@ fn await_step(
         worker: worker.name.clone(),
         cause,
     };
-    match handshake.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+    match recv_by(handshake, deadline, &[worker]) {
         Ok(Handshake::Failed(cause)) => Err(failed(cause)),
         Ok(reported) if reported.name() == step.name() => Ok(()),
         Ok(reported) => Err(failed(format!(
@@ -471,11 +588,11 @@ impl Shared {
             cause,
         };
         let mut current = self.slots[slot].lock_unpoisoned();
-        if self.stopping.load(SeqCst) {
+        if self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) {
             return Err(failed("MPM is stopping".into()));
         }
-        let (worker, stdout) = WorkerProcess::spawn(&self.exe, &self.worker_args(slot), slot)
-            .map_err(|e| failed(format!("cannot spawn: {e}")))?;
+        let (worker, outputs) = WorkerProcess::spawn(&self.exe, &self.worker_args(slot), slot)
+            .map_err(|e| failed(e.to_string()))?;
         tracing::debug!(
             worker_pid = worker.pid,
             "MPM: spawned {name} (pid {})",
@@ -488,7 +605,7 @@ impl Shared {
         let monitored = worker.clone();
         let monitor = std::thread::Builder::new()
             .name(format!("MPM-{name}"))
-            .spawn(move || shared.monitor(monitored, stdout, handshake));
+            .spawn(move || shared.monitor(monitored, outputs, handshake));
         match monitor {
             Ok(monitor) => self.monitors.lock_unpoisoned().push(monitor),
             Err(error) => {
@@ -496,8 +613,9 @@ impl Shared {
                 self.fail_in_flight(&worker, "its monitor thread could not start");
                 worker.kill();
                 worker.reap();
+                worker.arrivals.end();
                 worker.set_ended("killed: no monitor".into());
-                return Err(failed(format!("cannot start its monitor thread: {error}")));
+                return Err(failed(format!("cannot create its monitor thread: {error}")));
             }
         }
         Ok((worker, handshakes))
@@ -514,6 +632,11 @@ impl Shared {
             inject_fault: config.fault,
         }
         .to_args()
+    }
+
+    /// Whether the stop has begun or been requested: no worker is replaced from then on.
+    fn stop_begun(&self) -> bool {
+        self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) || (self.stop_requested)()
     }
 
     fn current_workers(&self) -> Vec<Arc<WorkerProcess>> {

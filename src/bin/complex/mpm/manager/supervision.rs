@@ -3,64 +3,52 @@
 //! application is asked to stop rather than crash-loop).
 
 use graceful::sync::LockUnpoisoned;
-use std::io::BufReader;
-use std::process::ChildStdout;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
-use super::super::child::{WorkerProcess, describe_exit};
+use super::super::child::{Outputs, WorkerProcess, describe_exit};
 use super::super::protocol::Report;
-use super::{HANDSHAKE, Handshake, Reply, Shared, await_step};
+use super::pump::pump;
+use super::{HANDSHAKE, Handshake, MpmError, Reply, Shared, await_step};
 
 impl Shared {
-    /// The monitor thread of one incarnation: reads its reports until its stdout ends, then
-    /// reaps it, reports how it ended, fails its calls in flight, and replaces it if needed.
+    /// The monitor thread of one incarnation: takes in its reports and log lines until both
+    /// pipes end, then reaps it, reports how it ended, fails its calls in flight, and
+    /// replaces it if needed (never once a stop was requested).
     pub(super) fn monitor(
         self: Arc<Self>,
         worker: Arc<WorkerProcess>,
-        stdout: ChildStdout,
+        outputs: Outputs,
         handshake: SyncSender<Handshake>,
     ) {
-        let mut reports = BufReader::new(stdout);
         let mut started = false;
         let mut reported_failure = false;
-        let broken = loop {
-            match Report::read_from(&mut reports) {
-                Ok(Some(Report::Bootstrapped)) => {
-                    let _ = handshake.try_send(Handshake::Bootstrapped);
-                }
-                Ok(Some(Report::Started)) => {
-                    started = true;
-                    let _ = handshake.try_send(Handshake::Started);
-                }
-                Ok(Some(Report::StartFailed(cause))) => {
-                    reported_failure = true;
-                    let _ = handshake.try_send(Handshake::Failed(cause));
-                }
-                Ok(Some(Report::Result {
-                    id,
-                    version,
-                    parameter,
-                })) => {
-                    self.complete(id, Ok(Reply::Processed { version, parameter }));
-                }
-                Ok(Some(Report::Updated { id, version })) => {
-                    self.complete(id, Ok(Reply::Updated { version }))
-                }
-                Ok(None) => break None,
-                Err(error) => break Some(error),
+        let mut withdrawals = 0_u32;
+        let broken = pump(&worker, outputs, |report| match report {
+            Report::Bootstrapped => {
+                let _ = handshake.try_send(Handshake::Bootstrapped);
             }
-        };
-        if let Some(error) = &broken {
-            tracing::error!(
-                worker_pid = worker.pid,
-                "MPM: {} sent garbage ({error}); killing it",
-                worker.name
-            );
-            worker.kill();
-        }
+            Report::Started => {
+                started = true;
+                let _ = handshake.try_send(Handshake::Started);
+            }
+            Report::StartFailed(cause) => {
+                reported_failure = true;
+                let _ = handshake.try_send(Handshake::Failed(cause));
+            }
+            Report::Result {
+                id,
+                version,
+                parameter,
+            } => self.complete(id, Ok(Reply::Processed { version, parameter })),
+            Report::Updated { id, version } => self.complete(id, Ok(Reply::Updated { version })),
+            Report::Withdrawn { ids } => {
+                withdrawals += 1;
+                self.withdrawn(&worker, &ids, withdrawals == 1);
+            }
+        });
         let status = worker.reap();
         let expected = worker.was_closed() && broken.is_none() && status.is_some_and(|s| s.success());
         let how = describe_exit(status);
@@ -78,7 +66,7 @@ impl Shared {
         } else if !reported_failure {
             // Only the parent can report a worker that could not say it ended (the worker
             // logs its own `failed` when it refuses to start).
-            let when = if self.stopping.load(SeqCst) {
+            let when = if self.stop_begun() {
                 "during the stop"
             } else {
                 "unexpectedly"
@@ -92,8 +80,38 @@ impl Shared {
         // A worker that dies after its handshake but before the whole start is decided (the
         // others still handshaking) is replaced once the start succeeded: waiting here is what
         // keeps it from being forgotten, and from being replaced by a start that then aborts.
-        if !expected && started && self.start_outcome.wait() && !self.stopping.load(SeqCst) {
+        if !expected && started && self.start_outcome.wait() && !self.stop_begun() {
             self.replace(worker.slot);
+        }
+    }
+
+    /// A worker answered calls as withdrawn: their callers hear so. The first answer (the
+    /// acknowledgement of the withdraw command) is logged with its count; later ones are
+    /// calls that reached the worker after it.
+    fn withdrawn(&self, worker: &WorkerProcess, ids: &[u64], first: bool) {
+        for &id in ids {
+            self.complete(id, Err(MpmError::Withdrawn));
+        }
+        let count = ids.len();
+        let calls = if count == 1 { "call" } else { "calls" };
+        if first && count > 0 {
+            tracing::info!(
+                event = "withdrawn",
+                worker = %worker.name,
+                count,
+                "MPM: {} withdrew {count} {calls} it had not begun",
+                worker.name
+            );
+        } else if first {
+            tracing::debug!("MPM: {} had no call waiting to withdraw", worker.name);
+        } else if count > 0 {
+            tracing::debug!(
+                event = "withdrawn",
+                worker = %worker.name,
+                count,
+                "MPM: {} withdrew {count} more {calls} that reached it after the withdrawal",
+                worker.name
+            );
         }
     }
 
@@ -102,7 +120,8 @@ impl Shared {
     pub(super) fn replace(self: &Arc<Self>, slot: usize) {
         let name = format!("worker-{}", slot + 1);
         loop {
-            if self.stopping.load(SeqCst) {
+            if self.stop_begun() {
+                tracing::info!("MPM: {name} is not replaced: the stop has begun");
                 return;
             }
             let Some(restart) = self.take_restart() else {
@@ -122,7 +141,8 @@ impl Shared {
             );
             let outcome = self.launch(slot).and_then(|(worker, handshake)| {
                 for (step, timeout) in &HANDSHAKE {
-                    if let Err(error) = await_step(&worker, &handshake, step, Instant::now() + *timeout) {
+                    let deadline = Instant::now() + *timeout;
+                    if let Err(error) = await_step(&worker, &handshake, step, deadline) {
                         worker.kill();
                         return Err(error);
                     }

@@ -1,0 +1,224 @@
+//! The monitor's loop: one thread per worker incarnation takes in everything that worker
+//! sends, and is the only reader of it.
+//!
+//! It polls four things at once and never blocks anywhere else:
+//! - the worker's **stdout**: report frames, handled as soon as each is whole;
+//! - the worker's **stderr**: log lines, each forwarded whole to this process's log writer
+//!   (see `worker_logs.rs`); a line the worker did not finish is dropped and reported;
+//! - its **wake socket**: a waiter past its deadline asks for the watermark (see
+//!   `arrivals.rs`), or a control frame is waiting;
+//! - the worker's **stdin**, for room, only while a control frame waits for it.
+//!
+//! Why one thread for both pipes rather than a thread per pipe: the worker's last log lines
+//! are forwarded before its monitor reports how it ended (the loop ends only when both pipes
+//! have), with no second thread to join, bound or fail to create.
+
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::process::{ChildStderr, ChildStdout};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::super::arrivals::Watermark;
+use super::super::child::{Delivery, Outputs, WorkerProcess};
+use super::super::protocol::{ProtocolError, Report, complete_frame};
+use super::super::worker_logs::{self, Dropped, Lines};
+
+/// Bytes taken per read.
+const CHUNK: usize = 64 * 1024;
+
+/// Runs until the worker's stdout and stderr both ended, calling `on_report` with each
+/// report. Returns why the report stream broke, if it did not end cleanly (the worker is
+/// then killed, and its stderr still read to the end).
+pub(super) fn pump(
+    worker: &Arc<WorkerProcess>,
+    outputs: Outputs,
+    mut on_report: impl FnMut(Report),
+) -> Option<String> {
+    let Outputs {
+        mut stdout,
+        mut stderr,
+        wake,
+    } = outputs;
+    // Settles every waiter however this returns (even by a panic): no more reports come.
+    let _ended = EndOfReports(worker);
+    let mut reports = Reports::default();
+    let mut lines = Lines::default();
+    let mut mark = Watermark::default();
+    let mut chunk = vec![0u8; CHUNK];
+    let (mut stdout_open, mut stderr_open) = (true, true);
+    let mut broken = None;
+    while stdout_open || stderr_open {
+        let room_wanted = match worker.control_pending().then(|| worker.deliver_control()) {
+            Some(Delivery::Full(fd)) => fd,
+            _ => -1,
+        };
+        let mut fds = [
+            poll_fd(stdout_open.then(|| stdout.as_raw_fd()), libc::POLLIN),
+            poll_fd(stderr_open.then(|| stderr.as_raw_fd()), libc::POLLIN),
+            poll_fd(Some(wake.fd()), libc::POLLIN),
+            // A stdin closed meanwhile by another thread may be a reused number: at worst
+            // one needless wake-up, never a read or a write.
+            poll_fd((room_wanted >= 0).then_some(room_wanted), libc::POLLOUT),
+        ];
+        // SAFETY: `fds` is a valid array of pollfd; negative descriptors are ignored.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            // Cannot wait for the pipes any more: end the worker rather than spin or hang.
+            worker.kill();
+            return broken.or(Some(format!("cannot poll its pipes: {error}")));
+        }
+        if fds[2].revents != 0 {
+            wake.drain();
+            if stdout_open {
+                // The instant first, then the count: every byte written before `at` and not
+                // yet read is among the `unread`.
+                let at = Instant::now();
+                mark.request(at, reports.read, unread(&stdout));
+            }
+        }
+        // Log lines first: a worker logs what it did, then reports it.
+        if stderr_open && fds[1].revents != 0 {
+            stderr_open = take_in_lines(worker, &mut stderr, &mut chunk, &mut lines);
+        }
+        if stdout_open && fds[0].revents != 0 {
+            match reports.take_in(&mut stdout, &mut chunk, &mut on_report) {
+                Ok(true) => {}
+                Ok(false) => {
+                    stdout_open = false;
+                    worker.arrivals.end();
+                }
+                Err(error) => {
+                    tracing::error!(
+                        worker_pid = worker.pid,
+                        "MPM: {} sent garbage ({error}); killing it",
+                        worker.name
+                    );
+                    worker.kill();
+                    broken = Some(error.to_string());
+                    stdout_open = false;
+                    worker.arrivals.end();
+                }
+            }
+        }
+        if let Some(until) = mark.reached(reports.read) {
+            worker.arrivals.taken_in(until);
+        }
+    }
+    broken
+}
+
+/// Report frames as they come in.
+#[derive(Default)]
+struct Reports {
+    /// Bytes read from the pipe so far.
+    read: u64,
+    /// Read and not yet a whole frame.
+    partial: Vec<u8>,
+}
+
+impl Reports {
+    /// One read (poll said it will not block); handles every whole frame. `Ok(false)` at the
+    /// end of the stream.
+    fn take_in(
+        &mut self,
+        stdout: &mut ChildStdout,
+        chunk: &mut [u8],
+        on_report: &mut impl FnMut(Report),
+    ) -> Result<bool, ProtocolError> {
+        let n = match stdout.read(chunk) {
+            Ok(0) if self.partial.is_empty() => return Ok(false),
+            Ok(0) => {
+                return Err(ProtocolError::Io(io::Error::from(io::ErrorKind::UnexpectedEof)));
+            }
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(true),
+            Err(error) => return Err(error.into()),
+        };
+        self.read += n as u64;
+        self.partial.extend_from_slice(&chunk[..n]);
+        let mut start = 0;
+        while let Some(length) = complete_frame(&self.partial[start..])? {
+            let mut frame = &self.partial[start..start + length];
+            start += length;
+            if let Some(report) = Report::read_from(&mut frame)? {
+                on_report(report);
+            }
+        }
+        self.partial.drain(..start);
+        Ok(true)
+    }
+}
+
+/// One read of the worker's stderr; forwards its whole lines. Returns whether it is open.
+fn take_in_lines(
+    worker: &WorkerProcess,
+    stderr: &mut ChildStderr,
+    chunk: &mut [u8],
+    lines: &mut Lines,
+) -> bool {
+    let name = worker.name.as_str();
+    let n = match stderr.read(chunk) {
+        Ok(n) => n,
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => return true,
+        Err(error) => {
+            tracing::warn!("MPM: cannot read the log of {name} ({error}); its further lines are lost");
+            0
+        }
+    };
+    if n == 0 {
+        if let Some(bytes) = lines.finish() {
+            tracing::warn!(
+                event = "truncated",
+                component = name,
+                bytes,
+                "{name}: its last log line was cut off when it ended; {bytes} bytes dropped"
+            );
+        }
+        return false;
+    }
+    for Dropped::TooLong(bytes) in lines.push(&chunk[..n], |line| worker_logs::forward(name, line)) {
+        tracing::warn!(
+            event = "truncated",
+            component = name,
+            bytes,
+            "{name}: a log line longer than {} bytes was dropped",
+            worker_logs::MAX_LINE
+        );
+    }
+    true
+}
+
+/// Bytes waiting in a pipe. Should the kernel not say, 0: the watermark then only covers
+/// what was already read, and a late report may be judged missing, as before.
+fn unread(pipe: &ChildStdout) -> u64 {
+    let mut count: libc::c_int = 0;
+    // SAFETY: FIONREAD on a descriptor we own writes one int through the pointer.
+    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut count) };
+    if rc == 0 {
+        u64::try_from(count).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
+fn poll_fd(fd: Option<std::os::fd::RawFd>, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd: fd.unwrap_or(-1),
+        events,
+        revents: 0,
+    }
+}
+
+/// Marks the worker's report stream ended when the monitor's loop is left, however.
+struct EndOfReports<'a>(&'a WorkerProcess);
+
+impl Drop for EndOfReports<'_> {
+    fn drop(&mut self) {
+        self.0.arrivals.end();
+    }
+}

@@ -1,0 +1,134 @@
+//! A worker's log lines, carried to the main process's one log writer.
+//!
+//! **Problem.** When every process writes its own lines to the shared stderr, a worker
+//! killed in the middle of a write (SIGKILL, the OOM killer) leaves a fragment there, and the
+//! next line of another process is glued onto it: a JSON reader then loses exactly the line
+//! that reports the death. The kernel makes a write to a regular file no promise at all.
+//!
+//! **Fix.** A worker's stderr is a pipe to its parent. The parent cuts that byte stream into
+//! whole lines ([`Lines`]) and hands each complete line to its own log writer, the only one
+//! that writes to stderr. A fragment left at the end of the stream (the worker died
+//! mid-line) is never written: it is dropped and reported as a `truncated` event. A line
+//! longer than [`MAX_LINE`] is dropped the same way rather than held in memory without bound.
+//!
+//! [`forward`] and [`flush`] are `graceful::logging`'s: the main process's one writer.
+
+use std::time::Duration;
+
+/// The longest line carried; anything longer is dropped (worker lines are far shorter).
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Hands one complete line (without its newline) of `worker`'s log to this process's
+/// writer: queued, never waiting for stderr.
+pub fn forward(worker: &str, line: &[u8]) {
+    graceful::logging::forward(worker, line);
+}
+
+/// In a worker, before it exits: writes the lines still queued, waiting at most `bound`.
+pub fn flush(bound: Duration) {
+    graceful::logging::flush(bound);
+}
+
+/// What [`Lines::push`] found besides whole lines.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Dropped {
+    /// A line longer than [`MAX_LINE`]; this many bytes of it were dropped so far.
+    TooLong(usize),
+}
+
+/// Cuts a byte stream into lines.
+#[derive(Default)]
+pub struct Lines {
+    partial: Vec<u8>,
+    /// Dropping the rest of an overlong line, up to its newline.
+    skipping: bool,
+}
+
+impl Lines {
+    /// Takes in `bytes`; calls `line` with each complete line (without its newline).
+    /// Returns the overlong lines dropped on the way.
+    pub fn push(&mut self, mut bytes: &[u8], mut line: impl FnMut(&[u8])) -> Vec<Dropped> {
+        let mut dropped = Vec::new();
+        while !bytes.is_empty() {
+            let newline = bytes.iter().position(|&b| b == b'\n');
+            let (chunk, rest) = match newline {
+                Some(at) => (&bytes[..at], Some(&bytes[at + 1..])),
+                None => (bytes, None),
+            };
+            if !self.skipping {
+                if self.partial.len() + chunk.len() > MAX_LINE {
+                    dropped.push(Dropped::TooLong(self.partial.len() + chunk.len()));
+                    self.partial.clear();
+                    self.skipping = true;
+                } else {
+                    self.partial.extend_from_slice(chunk);
+                }
+            }
+            match rest {
+                Some(rest) => {
+                    if !self.skipping {
+                        line(&self.partial);
+                    }
+                    self.partial.clear();
+                    self.skipping = false;
+                    bytes = rest;
+                }
+                None => bytes = &[],
+            }
+        }
+        dropped
+    }
+
+    /// At the end of the stream: the length of an unfinished last line (never forwarded),
+    /// if there is one.
+    pub fn finish(&mut self) -> Option<usize> {
+        let cut = (!self.partial.is_empty()).then_some(self.partial.len());
+        self.partial.clear();
+        self.skipping = false;
+        cut
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(lines: &mut Lines, bytes: &[u8], out: &mut Vec<String>) -> Vec<Dropped> {
+        lines.push(bytes, |l| out.push(String::from_utf8_lossy(l).into_owned()))
+    }
+
+    #[test]
+    fn whole_lines_only_however_the_bytes_arrive() {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        feed(&mut lines, b"one\ntw", &mut out);
+        feed(&mut lines, b"o\n", &mut out);
+        feed(&mut lines, b"", &mut out);
+        feed(&mut lines, b"\nthree\nfour", &mut out);
+        assert_eq!(out, ["one", "two", "", "three"]);
+        assert_eq!(
+            lines.finish(),
+            Some(4),
+            "the cut-off `four` is reported, not forwarded"
+        );
+        assert_eq!(lines.finish(), None);
+    }
+
+    #[test]
+    fn an_overlong_line_is_dropped_up_to_its_newline() {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        let long = vec![b'x'; MAX_LINE];
+        assert!(
+            feed(&mut lines, &long, &mut out).is_empty(),
+            "exactly MAX_LINE fits"
+        );
+        assert_eq!(
+            feed(&mut lines, b"yy", &mut out),
+            [Dropped::TooLong(MAX_LINE + 2)]
+        );
+        feed(&mut lines, b"zz\nnext\n", &mut out);
+        assert_eq!(out, ["next"]);
+        assert_eq!(lines.finish(), None);
+    }
+}
