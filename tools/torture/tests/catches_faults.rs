@@ -125,7 +125,8 @@ fn a_stop_forced_by_the_timeout_is_reported() {
 }
 
 /// With the main process SIGKILLed mid-run, workers that ignore their parent's death are
-/// left behind: `no-leftovers` (and their lifecycle never closes). The tool kills them.
+/// left behind: `no-leftovers`. (Their lifecycle cannot be seen after the kill: their lines
+/// travel through the main process.) The tool kills them.
 #[test]
 fn orphans_of_a_killed_main_process_are_reported_and_cleaned_up() {
     let (output, failures) = torture(
@@ -153,7 +154,6 @@ fn orphans_of_a_killed_main_process_are_reported_and_cleaned_up() {
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
     assert_eq!(failures_of(&stdout, "no-leftovers"), 2, "{stdout}");
-    assert_eq!(failures_of(&stdout, "lifecycle"), 2, "{stdout}");
     assert!(
         stderr.contains("inject-fault worker-ignores-stop"),
         "leftovers named:\n{stderr}"
