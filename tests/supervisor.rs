@@ -1,0 +1,565 @@
+//! Under a real supervisor's protocols: the test plays the service manager.
+//!
+//! - **systemd's notify protocol.** The test binds a datagram socket (a path one, then an
+//!   abstract one), starts a binary with `NOTIFY_SOCKET` and `WATCHDOG_USEC`, and checks what
+//!   arrives and when: `READY=1` not before `app: started` is logged, `STOPPING=1` at the
+//!   stop, `EXTEND_TIMEOUT_USEC` re-sent before each promise lapses during a slow stop,
+//!   watchdog pings in time, nothing from the workers, and the datagram's format the same as
+//!   the system's `systemd-notify` tool sends.
+//! - **`KillMode=mixed`.** SIGTERM to the main process only, then SIGKILL to the whole
+//!   group when the unit's `TimeoutStopSec` lapses: with the unit's margins the SIGKILL
+//!   never has anything left to kill.
+//! - **PID 1.** In a fresh PID namespace (`unshare`, root), 100 orphans adopted and reaped,
+//!   a worker's own end still reported by its parent, and SIGTERM ending in status 143.
+//!
+//! Each test synchronises on the datagrams and on the JSON log, never on sleeps; a test that
+//! needs what this machine lacks (root, `unshare`, `systemd-notify`) says so loudly, and fails
+//! when `GRACEFUL_REQUIRE_ALL=1` (CI) asks for everything.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A datagram, with when it arrived.
+struct Datagram {
+    at: SystemTime,
+    text: String,
+}
+
+/// A log line, parsed.
+struct Line {
+    json: Value,
+}
+
+impl Line {
+    fn is(&self, component: &str, phase: &str) -> bool {
+        self.json["component"] == component && self.json["phase"] == phase
+    }
+
+    fn timestamp(&self) -> SystemTime {
+        let text = self.json["timestamp"].as_str().unwrap_or_default();
+        humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("bad timestamp {text:?}: {e}"))
+    }
+}
+
+/// Skips a test whose needs this machine does not meet; a failure when CI asks for all.
+fn skip(why: &str) {
+    if std::env::var("GRACEFUL_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("cannot run: {why} (GRACEFUL_REQUIRE_ALL=1 asks for every test)");
+    }
+    eprintln!("\n*** SKIPPED: {why} ***\n");
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn has(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts `program args` with the signals at their default disposition (a CI job may run
+/// us with SIGINT ignored), stderr piped into parsed lines, in its own process group.
+fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, Receiver<Line>) {
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    command.env_remove("NOTIFY_SOCKET").env_remove("WATCHDOG_USEC");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    // SAFETY: only async-signal-safe calls (signal, sigprocmask) between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().expect("spawn the binary");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let json =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            if lines.send(Line { json }).is_err() {
+                return;
+            }
+        }
+    });
+    (child, received)
+}
+
+/// Collects datagrams on `socket` until the receiver is dropped.
+fn listen(socket: UnixDatagram) -> Receiver<Datagram> {
+    let (datagrams, received) = mpsc::channel();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("a read timeout");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match socket.recv(&mut buffer) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+                    if datagrams
+                        .send(Datagram {
+                            at: SystemTime::now(),
+                            text,
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    // Stop listening once nobody collects.
+                    if datagrams
+                        .send(Datagram {
+                            at: SystemTime::now(),
+                            text: String::new(),
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                Err(e) => panic!("recv on the notify socket: {e}"),
+            }
+        }
+    });
+    received
+}
+
+/// A fresh socket path under the target directory.
+fn socket_path(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let path = dir.join(format!("{name}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+use std::path::Path;
+
+/// Waits for the next datagram that is not a tick.
+fn next_datagram(datagrams: &Receiver<Datagram>, deadline: Instant) -> Option<Datagram> {
+    while Instant::now() < deadline {
+        match datagrams.recv_timeout(Duration::from_millis(200)) {
+            Ok(d) if d.text.is_empty() => {}
+            Ok(d) => return Some(d),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+        }
+    }
+    None
+}
+
+/// Runs `binary` under a pretend service manager listening at `address` (`bind` binds it);
+/// stops it with SIGTERM once ready; returns the datagrams and the log.
+/// Also returns the pids of the workers the log named by the time the run was ready, each
+/// with whether its environment held `NOTIFY_SOCKET` then.
+fn run_under_manager(
+    binary: &str,
+    extra: &[&str],
+    socket: UnixDatagram,
+    address: &str,
+    watchdog: Duration,
+) -> (Vec<Datagram>, Vec<Line>, Vec<(u32, bool)>) {
+    let datagrams = listen(socket);
+    let usec = watchdog.as_micros().to_string();
+    let mut args = vec!["--log-format", "json"];
+    args.extend_from_slice(extra);
+    let (mut child, lines) = spawn(
+        binary,
+        &args,
+        &[("NOTIFY_SOCKET", address), ("WATCHDOG_USEC", &usec)],
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let mut received = Vec::new();
+    // Ready first.
+    loop {
+        let datagram = next_datagram(&datagrams, deadline).unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("no READY=1 within {PATIENCE:?}")
+        });
+        let ready = datagram.text.starts_with("READY=1");
+        received.push(datagram);
+        if ready {
+            break;
+        }
+    }
+    // The workers running now, and whether any of them could speak to the manager.
+    let mut log: Vec<Line> = lines.try_iter().collect();
+    let workers: Vec<(u32, bool)> = log
+        .iter()
+        .filter_map(|l| l.json["worker_pid"].as_u64())
+        .map(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let inherited = environ
+                .split(|&b| b == 0)
+                .any(|var| var.starts_with(b"NOTIFY_SOCKET="));
+            (pid as u32, inherited)
+        })
+        .collect();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait for the binary");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "ended with {status}");
+    // Everything sent before the exit has arrived: the socket is local.
+    while let Ok(d) = datagrams.recv_timeout(Duration::from_millis(300)) {
+        if !d.text.is_empty() {
+            received.push(d);
+        }
+    }
+    log.extend(lines.iter());
+    (received, log, workers)
+}
+
+/// The checks every run under the manager must pass.
+fn assert_protocol(datagrams: &[Datagram], log: &[Line], watchdog: Duration) {
+    let texts: Vec<&str> = datagrams.iter().map(|d| d.text.as_str()).collect();
+    let position = |prefix: &str| texts.iter().position(|t| t.starts_with(prefix));
+    let ready = position("READY=1").expect("READY=1");
+    let stopping = position("STOPPING=1").unwrap_or_else(|| panic!("no STOPPING=1 in {texts:?}"));
+    assert!(ready < stopping, "STOPPING=1 before READY=1: {texts:?}");
+    assert_eq!(texts[ready], "READY=1\nSTATUS=running");
+    assert!(
+        texts.iter().any(|t| t.starts_with("STATUS=starting")),
+        "{texts:?}"
+    );
+    // READY=1 not before `app: started` was logged.
+    let started = log
+        .iter()
+        .find(|l| l.is("app", "started"))
+        .expect("app: started logged");
+    assert!(
+        started.timestamp() <= datagrams[ready].at + Duration::from_millis(1),
+        "READY=1 arrived before app: started was logged"
+    );
+    // Watchdog pings: never a gap the manager would call a hang, while the runtime runs.
+    let pings: Vec<SystemTime> = datagrams
+        .iter()
+        .filter(|d| d.text == "WATCHDOG=1")
+        .map(|d| d.at)
+        .collect();
+    assert!(pings.len() >= 2, "watchdog pings: {texts:?}");
+    for pair in pings.windows(2) {
+        let gap = pair[1].duration_since(pair[0]).unwrap_or_default();
+        assert!(
+            gap < watchdog,
+            "a {gap:?} gap between pings, watchdog {watchdog:?}"
+        );
+    }
+    // Each extension promises the next message in time, and the stop ends within it.
+    let extensions: Vec<(SystemTime, Duration)> = datagrams
+        .iter()
+        .filter_map(|d| {
+            let usec: u64 = d.text.strip_prefix("EXTEND_TIMEOUT_USEC=")?.parse().ok()?;
+            Some((d.at, Duration::from_micros(usec)))
+        })
+        .collect();
+    assert!(
+        !extensions.is_empty(),
+        "no EXTEND_TIMEOUT_USEC during the stop: {texts:?}"
+    );
+    for pair in extensions.windows(2) {
+        let (sent, promise) = pair[0];
+        let gap = pair[1].0.duration_since(sent).unwrap_or_default();
+        assert!(
+            gap <= promise,
+            "an extension came {gap:?} after a promise of {promise:?}"
+        );
+    }
+}
+
+#[test]
+fn simple_speaks_the_notify_protocol_on_a_path_socket() {
+    let path = socket_path("notify-simple");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    let watchdog = Duration::from_millis(800);
+    // A 2.5 s stop (two services of 1.25 s): several extensions are due.
+    let (datagrams, log, _workers) = run_under_manager(
+        env!("CARGO_BIN_EXE_simple"),
+        &["--time-scale", "1.25", "--stop-timeout", "10s"],
+        socket,
+        path.to_str().expect("a UTF-8 path"),
+        watchdog,
+    );
+    assert_protocol(&datagrams, &log, watchdog);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn complex_speaks_the_notify_protocol_on_an_abstract_socket_and_workers_stay_silent() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("graceful-notify-{}", std::process::id());
+    let address =
+        std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).expect("an abstract name");
+    let socket = UnixDatagram::bind_addr(&address).expect("bind the abstract socket");
+    let watchdog = Duration::from_millis(800);
+    let (datagrams, log, workers) = run_under_manager(
+        env!("CARGO_BIN_EXE_complex"),
+        &["--time-scale", "0.5", "--stop-timeout", "10s"],
+        socket,
+        &format!("@{name}"),
+        watchdog,
+    );
+    assert_protocol(&datagrams, &log, watchdog);
+    assert!(!workers.is_empty(), "the log names no worker pid");
+    // Workers never had NOTIFY_SOCKET: the main process took it out of its environment as
+    // the first thing in main, so no worker can speak to the manager.
+    for (pid, inherited) in workers {
+        assert!(!inherited, "worker pid {pid} inherited NOTIFY_SOCKET");
+    }
+}
+
+#[test]
+fn without_notify_socket_nothing_is_sent() {
+    // A socket nobody names: the binary must not find it (and the log says nothing of it).
+    let (mut child, lines) = spawn(
+        env!("CARGO_BIN_EXE_simple"),
+        &["--log-format", "json", "--time-scale", "0", "--run-for", "200ms"],
+        &[],
+    );
+    let pid = child.id();
+    let mut sockets = 0;
+    for line in lines.iter() {
+        if line.is("app", "started") {
+            // While it runs: not one socket among its descriptors.
+            sockets = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .map(|fds| {
+                    fds.flatten()
+                        .filter(|fd| {
+                            std::fs::read_link(fd.path())
+                                .is_ok_and(|t| t.to_string_lossy().starts_with("socket:"))
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+        }
+        assert!(
+            line.json["event"] != "notify-unusable",
+            "a warning about a socket never named"
+        );
+    }
+    assert!(child.wait().expect("wait").success());
+    assert_eq!(sockets, 0, "simple opened a socket without NOTIFY_SOCKET");
+}
+
+#[test]
+fn the_datagram_format_matches_systemd_notify() {
+    if !has("systemd-notify") {
+        return skip("systemd-notify is not installed (Debian package systemd)");
+    }
+    let path = socket_path("notify-format");
+    let socket = UnixDatagram::bind(&path).expect("bind");
+    socket.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    let status = Command::new("systemd-notify")
+        .args(["--no-block", "--ready", "--status=running"])
+        .env("NOTIFY_SOCKET", &path)
+        .status()
+        .expect("run systemd-notify");
+    assert!(status.success(), "systemd-notify failed: {status}");
+    let mut buffer = [0u8; 512];
+    let n = socket.recv(&mut buffer).expect("systemd-notify's datagram");
+    // What `app: started` sends (see tell_the_service_manager in src/common/app.rs).
+    assert_eq!(&buffer[..n], b"READY=1\nSTATUS=running");
+    let _ = std::fs::remove_file(&path);
+}
+
+/// systemd's `KillMode=mixed` with the unit's margin: SIGTERM to main only; when the stop
+/// timeout (scaled down here) lapses, SIGKILL to the whole group finds nobody.
+#[test]
+fn kill_mode_mixed_leaves_nothing_for_the_final_sigkill() {
+    let stop_timeout = Duration::from_secs(2);
+    // The unit's margin over --stop-timeout (deploy/systemd: 8 s and 15 s).
+    let timeout_stop_sec = stop_timeout + Duration::from_secs(4);
+    let (mut child, lines) = spawn(
+        env!("CARGO_BIN_EXE_complex"),
+        &[
+            "--log-format",
+            "json",
+            "--time-scale",
+            "0.2",
+            "--stop-timeout",
+            "2s",
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + PATIENCE;
+    for line in lines.iter() {
+        if line.is("app", "started") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no app: started");
+    }
+    let group = child.id() as i32;
+    let sent = Instant::now();
+    // SAFETY: kill(2) on our own child only.
+    unsafe { libc::kill(group, libc::SIGTERM) };
+    let status = child.wait().expect("wait");
+    assert_eq!(status.signal(), Some(libc::SIGTERM));
+    // The unit's SIGKILL to the group, at TimeoutStopSec: nothing may be left by then.
+    while sent.elapsed() < timeout_stop_sec {
+        // SAFETY: signal 0 only probes whether the group has members.
+        if unsafe { libc::kill(-group, 0) } != 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: SIGKILL to the test's own process group of the binary.
+    let left = unsafe { libc::kill(-group, libc::SIGKILL) } == 0;
+    assert!(
+        !left,
+        "processes of the run were still there for KillMode=mixed's SIGKILL"
+    );
+}
+
+/// PID 1 of a fresh PID namespace: 100 orphans entered into it are reaped; a worker killed
+/// from outside is still reported by its parent, by its signal; SIGTERM ends it by 143.
+#[test]
+fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
+    if !is_root() || !has("unshare") || !has("nsenter") {
+        return skip("PID 1 in a PID namespace needs root, unshare and nsenter (util-linux)");
+    }
+    let (mut child, lines) = spawn(
+        "unshare",
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            env!("CARGO_BIN_EXE_complex"),
+            "--log-format",
+            "json",
+            "--time-scale",
+            "0.1",
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let mut log = Vec::new();
+    let mut worker_host_pid = None;
+    for line in lines.iter() {
+        let started = line.is("app", "started");
+        log.push(line);
+        if started {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no app: started");
+    }
+    assert!(log.iter().any(|l| l.json["pid"] == 1), "the binary is not PID 1");
+    // The binary's pid outside the namespace: unshare's only child.
+    let init: u32 = std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+        .expect("unshare's children")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the namespace's init");
+    let orphans = Command::new("nsenter")
+        .args([
+            "-t",
+            &init.to_string(),
+            "-p",
+            "-m",
+            "sh",
+            "-c",
+            "for i in $(seq 100); do (sleep 0.1 &); done",
+        ])
+        .status()
+        .expect("nsenter");
+    assert!(orphans.success());
+    // Zero zombies shortly after (the orphans sleep 0.1 s).
+    let zombies = || -> usize {
+        let children = std::fs::read_dir(format!("/proc/{init}/task"))
+            .map(|tasks| {
+                tasks
+                    .flatten()
+                    .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+                    .flat_map(|list| list.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        children
+            .iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+            })
+            .count()
+    };
+    let settle = Instant::now();
+    while zombies() > 0 || settle.elapsed() < Duration::from_millis(300) {
+        assert!(
+            settle.elapsed() < Duration::from_secs(5),
+            "{} zombies left",
+            zombies()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A worker killed from outside: its parent still reads its status.
+    let workers: Vec<u32> = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| std::fs::read_to_string(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.contains("worker")))
+        .collect();
+    if let Some(&worker) = workers.first() {
+        worker_host_pid = Some(worker);
+        // SAFETY: kill(2) on a worker of the run under test.
+        unsafe { libc::kill(worker as i32, libc::SIGKILL) };
+    }
+    assert!(
+        worker_host_pid.is_some(),
+        "no worker found under the namespace's init"
+    );
+    let mut reported = false;
+    for line in lines.iter() {
+        let cause = line.json["cause"].as_str().unwrap_or_default().to_owned();
+        log.push(line);
+        if cause.contains("killed by SIGKILL") {
+            reported = true;
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed worker was not reported by its signal"
+        );
+    }
+    assert!(reported);
+    // SAFETY: kill(2) on the namespace's init, our grandchild.
+    unsafe { libc::kill(init as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait for unshare");
+    log.extend(lines.iter());
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "as PID 1 it exits 128+15 itself: {status}"
+    );
+    let last = log.last().expect("a log");
+    assert_eq!(last.json["phase"], "exit", "the exit event is not last");
+    assert_eq!(last.json["status"], 143);
+}
