@@ -27,10 +27,13 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -244,6 +247,83 @@ pub struct Run {
     /// Set once the process group was found empty: then `Drop` must not signal it (its id
     /// may belong to someone else by then).
     group_gone: bool,
+    /// Closed by the reader thread between two reads while the test holds it shut
+    /// ([`Run::stop_reading`]): stderr then fills up as a stalled pager's would.
+    gate: Arc<Gate>,
+    /// Our own handle on the read end of the stderr pipe (`None` when stderr is a file),
+    /// to ask how full it is.
+    pipe: Option<OwnedFd>,
+}
+
+/// What a test may change about how a binary is started, beyond its arguments.
+#[derive(Clone, Debug, Default)]
+#[allow(
+    dead_code,
+    reason = "used by tests/environment.rs; every test crate compiles this module"
+)]
+pub struct Options {
+    /// Signals left ignored at the exec (as `nohup` leaves SIGHUP, or a non-interactive
+    /// shell SIGINT for a background job); every other shutdown signal is reset to its
+    /// default.
+    pub ignored: Vec<Signal>,
+    /// Extra environment variables (`RUST_LOG`, ...).
+    pub env: Vec<(String, String)>,
+    /// A command the binary runs under, each word an argument, ending where the binary's
+    /// path goes: `setpriv ... prlimit --nproc=3 --`. It must exec the binary (so the
+    /// main process keeps the spawned pid), as `setpriv` and `prlimit` do.
+    pub wrapper: Vec<String>,
+    /// Stderr goes to this regular file instead of a pipe; the harness reads it as it grows.
+    pub stderr_file: Option<PathBuf>,
+}
+
+/// A gate the reader thread passes before each read: open by default.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn set(&self, closed: bool) {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = closed;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        while *closed {
+            closed = self.changed.wait(closed).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The shutdown signals a test may send, by number.
+const SHUTDOWN_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Makes `command` start its program with SIGINT, SIGTERM and SIGHUP at their default
+/// disposition and unblocked, whatever this process inherited (a CI job or a script's
+/// background job may run with SIGINT ignored, and an ignored disposition survives exec),
+/// then sets `ignored` to SIG_IGN: the environment a test asks for, not the one it ran in.
+pub fn default_signal_dispositions(command: &mut Command, ignored: &[Signal]) {
+    let ignored: Vec<i32> = ignored.iter().map(|s| s.number()).collect();
+    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
+    // (signal, sigemptyset, sigaddset, pthread_sigmask) and touches memory allocated before
+    // the fork, read-only.
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in SHUTDOWN_SIGNALS {
+                libc::signal(signal, libc::SIG_DFL);
+                libc::sigaddset(&mut set, signal);
+            }
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            for &signal in &ignored {
+                libc::signal(signal, libc::SIG_IGN);
+            }
+            Ok(())
+        });
+    }
 }
 
 impl Run {
@@ -251,46 +331,73 @@ impl Run {
     /// in a new process group of its own, stdin and stdout null, stderr read line by line.
     #[track_caller]
     pub fn spawn(binary: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(binary)
+        Self::spawn_with(binary, args, &Options::default())
+    }
+
+    /// [`spawn`](Self::spawn) in the environment `options` describes.
+    #[track_caller]
+    pub fn spawn_with(binary: &str, args: &[&str], options: &Options) -> Self {
+        let mut command = match options.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        command
             .arg("--log-format")
             .arg("json")
             .args(args)
+            // The logs must not depend on the environment the tests run in.
+            .env_remove("RUST_LOG")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             // Its own group: our signals to the group reach it and its workers only, and a
             // Ctrl+C typed at the terminal running `cargo test` reaches the tests, not it.
             .process_group(0)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        default_signal_dispositions(&mut command, &options.ignored);
+        match &options.stderr_file {
+            Some(path) => {
+                let file = std::fs::File::create(path)
+                    .unwrap_or_else(|error| panic!("cannot create {}: {error}", path.display()));
+                command.stderr(file);
+            }
+            None => {
+                command.stderr(Stdio::piped());
+            }
+        }
+        let mut child = command
             .spawn()
             .unwrap_or_else(|error| panic!("failed to spawn {binary}: {error}"));
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+        let gate = Arc::new(Gate::default());
         let (sender, lines) = mpsc::channel();
-        // The thread ends at EOF, i.e. once every process holding the pipe has exited; it is
-        // not joined: `wait_exit` observes that as the channel's disconnection, with a bound.
-        let reader = std::thread::Builder::new().name(format!("stderr-of-{}", child.id()));
-        let spawned = reader.spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut buffer = Vec::new();
-            loop {
-                buffer.clear();
-                match reader.read_until(b'\n', &mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        let line = String::from_utf8_lossy(&buffer);
-                        let line = line.strip_suffix('\n').unwrap_or(&line).to_owned();
-                        if sender.send(line).is_err() {
-                            break;
-                        }
-                    }
-                }
+        let mut pipe = None;
+        // The thread ends at EOF, i.e. once every process holding the pipe has exited (or,
+        // for a file, once the main process has exited and the file is read to its end); it
+        // is not joined: `wait_exit` observes that as the channel's disconnection, with a
+        // bound.
+        let reader = std::thread::Builder::new().name(format!("stderr-of-{pid}"));
+        let spawned = match &options.stderr_file {
+            Some(path) => {
+                let file = std::fs::File::open(path)
+                    .unwrap_or_else(|error| panic!("cannot read {}: {error}", path.display()));
+                reader.spawn(move || tail_file(file, pid, &sender))
             }
-        });
+            None => {
+                let stderr = child.stderr.take().expect("stderr is piped");
+                pipe = stderr.as_fd().try_clone_to_owned().ok();
+                let gate = gate.clone();
+                reader.spawn(move || read_pipe(stderr, &gate, &sender))
+            }
+        };
         if let Err(error) = spawned {
             let _ = child.kill();
             let _ = child.wait();
             panic!("failed to start the stderr reader thread: {error}");
         }
-        let pid = i32::try_from(child.id()).expect("a pid fits in i32");
         Self {
             child,
             pid,
@@ -299,6 +406,8 @@ impl Run {
             cursor: 0,
             status: None,
             group_gone: false,
+            gate,
+            pipe,
         }
     }
 
@@ -330,12 +439,15 @@ impl Run {
     #[track_caller]
     pub fn wait_for(&mut self, matcher: impl Matcher, timeout: Duration) -> Event {
         let deadline = Instant::now() + timeout;
+        // Each line is looked at once: a run at full speed logs hundreds of thousands.
+        let mut scanned = self.cursor;
         loop {
-            if let Some(offset) = self.log[self.cursor..].iter().position(|e| matcher.matches(e)) {
-                let index = self.cursor + offset;
+            if let Some(offset) = self.log[scanned..].iter().position(|e| matcher.matches(e)) {
+                let index = scanned + offset;
                 self.cursor = index + 1;
                 return self.log[index].clone();
             }
+            scanned = self.log.len();
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.log.push(Event::parse(line)),
@@ -723,9 +835,18 @@ impl Run {
     /// Fails the test with `message` followed by the whole log.
     #[track_caller]
     pub fn fail(&self, message: &str) -> ! {
-        let mut text = format!("{message}\n--- the run's stderr ({} lines) ---\n", self.log.len());
+        // A run at full speed logs hundreds of thousands of lines: show its two ends.
+        const HEAD: usize = 150;
+        const TAIL: usize = 450;
+        let total = self.log.len();
+        let mut text = format!("{message}\n--- the run's stderr ({total} lines) ---\n");
         for (index, event) in self.log.iter().enumerate() {
-            let _ = writeln!(text, "{:>4} {}", index + 1, event.raw);
+            if total > HEAD + TAIL && index == HEAD {
+                let _ = writeln!(text, "     ... {} lines left out ...", total - HEAD - TAIL);
+            }
+            if total <= HEAD + TAIL || index < HEAD || index >= total - TAIL {
+                let _ = writeln!(text, "{:>4} {}", index + 1, event.raw);
+            }
         }
         if let Some(status) = self.status {
             let _ = writeln!(text, "--- ended with {status} ---");
@@ -786,10 +907,151 @@ impl Run {
     }
 }
 
+/// What the environment tests need: a stalled reader, job-control signals, raw signals.
+#[allow(
+    dead_code,
+    reason = "used by tests/environment.rs; every test crate compiles this module"
+)]
+impl Run {
+    /// Stops reading stderr after the line being read: from now on the pipe fills up and
+    /// stays full, as behind a pager nobody scrolls. The lines read so far stay readable.
+    pub fn stop_reading(&self) {
+        self.gate.set(true);
+    }
+
+    /// Reads stderr again after [`stop_reading`](Self::stop_reading).
+    pub fn resume_reading(&self) {
+        self.gate.set(false);
+    }
+
+    /// Waits until stderr is a full pipe that the main process is blocked writing to: the
+    /// pipe holds at least half its capacity (`FIONREAD` against `F_GETPIPE_SZ`; a pipe's
+    /// last page of each slot is never filled to the byte) and a thread of the main process
+    /// sits in `write(2)` on it. This watches the pipe's state, bounded by [`PATIENCE`]; it
+    /// synchronises on no time. Returns the bytes held.
+    #[track_caller]
+    pub fn wait_stderr_full(&self) -> usize {
+        let Some(pipe) = &self.pipe else {
+            self.fail("stderr is not a pipe")
+        };
+        let fd = pipe.as_raw_fd();
+        // SAFETY: F_GETPIPE_SZ on a pipe descriptor we own.
+        let capacity = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
+        if capacity <= 0 {
+            self.fail(&format!(
+                "F_GETPIPE_SZ failed: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let ours = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut held: libc::c_int = 0;
+            // SAFETY: FIONREAD writes one int, the bytes readable now.
+            let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut held) };
+            if rc != 0 {
+                self.fail(&format!("FIONREAD failed: {}", std::io::Error::last_os_error()));
+            }
+            let held = usize::try_from(held).unwrap_or(0);
+            if 2 * held >= capacity as usize && blocked_writing(self.pid, ours.as_deref()) {
+                return held;
+            }
+            if Instant::now() >= deadline {
+                self.fail(&format!(
+                    "stderr never filled up ({held} of {capacity} bytes held) within {PATIENCE:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends signal number `signal` (SIGSTOP, SIGCONT, ...) to the main process alone, or to
+    /// the whole process group (as the terminal's Ctrl+Z and `fg` do).
+    #[track_caller]
+    pub fn send_raw(&self, signal: i32, to_group: bool) {
+        assert!(
+            self.status.is_none(),
+            "cannot signal the run: it has already been reaped"
+        );
+        let target = if to_group { -self.pid } else { self.pid };
+        // SAFETY: kill(2) on our unreaped child or its group: the id cannot have been reused.
+        if unsafe { libc::kill(target, signal) } != 0 {
+            let error = std::io::Error::last_os_error();
+            self.fail(&format!("kill({target}, {signal}) failed: {error}"));
+        }
+    }
+
+    /// Sends `signal` to the main process and returns once the kernel has handed it over
+    /// (it is no longer pending: a handler took it, or its disposition discarded it), so
+    /// that the next signal sent cannot merge with it. Watches `/proc`, bounded by
+    /// [`PATIENCE`]; needed when the test cannot read the log to see it handled.
+    #[track_caller]
+    pub fn signal_and_wait_taken(&self, signal: Signal) {
+        self.signal(signal);
+        let deadline = Instant::now() + PATIENCE;
+        while signal_pending(self.pid, signal.number()) {
+            if Instant::now() >= deadline {
+                self.fail(&format!("{} stayed pending for {PATIENCE:?}", signal.name()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Whether the main process has exited (a zombie counts), waiting up to `timeout`.
+    pub fn exited_within(&self, timeout: Duration) -> bool {
+        self.status.is_some() || wait_exited(self.pid, timeout)
+    }
+}
+
+/// Whether a thread of process `pid` is blocked in `write(2)` (or `writev`) on the pipe
+/// whose `/proc/*/fd` link is `pipe` (any descriptor when `None`).
+fn blocked_writing(pid: i32, pipe: Option<&std::path::Path>) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    threads.flatten().any(|thread| {
+        let Ok(syscall) = std::fs::read_to_string(thread.path().join("syscall")) else {
+            return false;
+        };
+        let mut fields = syscall.split_whitespace();
+        let number = fields.next().and_then(|n| n.parse::<i64>().ok());
+        if !matches!(number, Some(n) if n == libc::SYS_write || n == libc::SYS_writev) {
+            return false;
+        }
+        let Some(fd) = fields
+            .next()
+            .and_then(|a| i64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
+        else {
+            return false;
+        };
+        match pipe {
+            Some(pipe) => std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|l| l == pipe),
+            None => true,
+        }
+    })
+}
+
+/// Whether `signal` is pending for process `pid` (shared or for its main thread).
+fn signal_pending(pid: i32, signal: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let bit = 1_u64 << (signal - 1);
+    status.lines().any(|line| {
+        let Some((key, value)) = line.split_once(':') else {
+            return false;
+        };
+        matches!(key, "SigPnd" | "ShdPnd")
+            && u64::from_str_radix(value.trim(), 16).is_ok_and(|mask| mask & bit != 0)
+    })
+}
+
 impl Drop for Run {
     /// The last line of defence: whatever the test did, kill every process of the run and
     /// reap the main one, so a failing test leaves nothing running.
     fn drop(&mut self) {
+        // A reader held at its gate would never see the end of the pipe.
+        self.gate.set(false);
         if !self.group_gone {
             // SAFETY: kill(2) on our own child's process group. ESRCH (already empty) is fine.
             unsafe {
@@ -934,4 +1196,52 @@ fn proc_states() -> Option<Vec<(i32, i32, char)>> {
         }
     }
     Some(states)
+}
+
+/// The reader of a piped stderr: one line at a time, each read after passing `gate`.
+fn read_pipe(stderr: impl Read, gate: &Gate, sender: &Sender<String>) {
+    let mut reader = BufReader::new(stderr);
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        gate.pass();
+        match reader.read_until(b'\n', &mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                let line = String::from_utf8_lossy(&buffer);
+                let line = line.strip_suffix('\n').unwrap_or(&line).to_owned();
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The reader of a stderr that is a regular file: whole lines as they are completed; at
+/// the file's end it waits (on the main process's pidfd, a few ms at a time) for more, and
+/// once the main process has exited it reads to the end and stops. A last line without its
+/// newline (a writer killed mid-line) is passed on as it is.
+fn tail_file(mut file: std::fs::File, pid: i32, sender: &Sender<String>) {
+    let mut pending = Vec::new();
+    let mut chunk = [0_u8; 8192];
+    let mut exited = false;
+    loop {
+        match file.read(&mut chunk) {
+            Ok(0) if exited => break,
+            Ok(0) => exited = wait_exited(pid, Duration::from_millis(10)),
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(_) => break,
+        }
+        while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line[..end]).into_owned();
+            if sender.send(line).is_err() {
+                return;
+            }
+        }
+    }
+    if !pending.is_empty() {
+        let _ = sender.send(String::from_utf8_lossy(&pending).into_owned());
+    }
 }

@@ -19,6 +19,22 @@ use crate::latency::Scenario;
 /// The suite's flags for every measured run: only the machinery, logs a tool can read,
 /// and no per-call debug lines (lifecycle events are still logged at info).
 const SUITE_FLAGS: [&str; 6] = ["--log-format", "json", "--time-scale", "0", "--log-level", "warn"];
+/// The scale table's flags: the time scale of issue 9's table, so calls take 30-50 ms and
+/// the cost of the work shows next to the cost of the machinery.
+const SCALE_FLAGS: [&str; 6] = [
+    "--log-format",
+    "json",
+    "--time-scale",
+    "0.1",
+    "--log-level",
+    "warn",
+];
+/// The scale table's `--workers` values (with `--busy-tasks 4`).
+pub const SCALE_WORKERS: [usize; 4] = [1, 4, 16, 64];
+/// The scale table's `--busy-tasks` values (with `--workers 4`).
+pub const SCALE_BUSY: [usize; 4] = [4, 64, 1024, 4096];
+/// The random pause between ready and SIGINT in the scale table: up to two calls at 0.1.
+const SCALE_RAMP: Duration = Duration::from_millis(100);
 /// The random pause between ready and SIGINT in the busy scenario.
 const BUSY_RAMP: Duration = Duration::from_millis(20);
 
@@ -108,6 +124,33 @@ impl Bins {
             floor_children: bin("floor-children")?,
             floor_pipes: bin("floor-pipes")?,
         })
+    }
+
+    /// The scale table's runs of `complex`: `--workers` 1 to 64 with 4 busy tasks, then
+    /// `--busy-tasks` 4 to 4096 with 4 workers, all at `--time-scale 0.1`.
+    pub fn scale_scenarios(&self) -> Vec<Scenario> {
+        let complex = |name: String, workers: usize, busy: usize| Scenario {
+            name,
+            program: self.complex.clone(),
+            args: SCALE_FLAGS
+                .iter()
+                .map(|s| s.to_string())
+                .chain(["--workers".into(), workers.to_string()])
+                .chain(["--busy-tasks".into(), busy.to_string()])
+                .collect(),
+            suite: true,
+            children: workers,
+            ramp: SCALE_RAMP,
+        };
+        SCALE_WORKERS
+            .iter()
+            .map(|&w| complex(format!("`--workers {w}` (`--busy-tasks 4`)"), w, 4))
+            .chain(
+                SCALE_BUSY
+                    .iter()
+                    .map(|&b| complex(format!("`--busy-tasks {b}` (`--workers 4`)"), 4, b)),
+            )
+            .collect()
     }
 
     /// In report order: simple, complex idle, complex busy, then the two floors.

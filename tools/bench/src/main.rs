@@ -63,8 +63,16 @@ struct Args {
     /// How long each shield window lasts.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     shield_window: Duration,
+    /// Runs of each scale configuration (`--workers` 1..64, `--busy-tasks` 4..4096), after
+    /// one warm-up round.
+    #[arg(long, default_value_t = 15)]
+    scale_runs: usize,
     /// Which parts to run.
-    #[arg(long, value_delimiter = ',', default_value = "latency,throughput,shield")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "latency,throughput,shield,scale"
+    )]
     only: Vec<Section>,
     /// Also put the report between `<!-- bench:start -->` and `<!-- bench:end -->` in this
     /// file (left untouched if it lacks the markers).
@@ -84,6 +92,8 @@ enum Section {
     Throughput,
     /// The shield's enter+leave.
     Shield,
+    /// Launch to ready and signal to exit as the workers and the busy tasks grow.
+    Scale,
 }
 
 fn main() -> ExitCode {
@@ -99,7 +109,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.runs > 0 && args.throughput_runs > 0,
+        args.runs > 0 && args.throughput_runs > 0 && args.scale_runs > 0,
         "runs must be at least 1"
     );
     let snapshot = Bins::snapshot(args.bin_dir.as_deref())?;
@@ -213,6 +223,29 @@ fn run(args: &Args) -> anyhow::Result<()> {
             args.shield_windows,
             humantime::format_duration(args.shield_window),
             shield_cost::THREADS
+        ));
+    }
+
+    if wants(Section::Scale) {
+        let scenarios = bins.scale_scenarios();
+        let rounds = 1 + args.scale_runs;
+        eprintln!(
+            "bench: scale: {} configurations × {rounds} rounds, interleaved",
+            scenarios.len()
+        );
+        let samples = latency::measure(&scenarios, args.scale_runs, 1, |round| {
+            eprintln!("bench:   round {round}/{rounds}");
+        });
+        for (scenario, samples) in scenarios.iter().zip(&samples) {
+            note_failures(&mut notes, &scenario.name, &samples.failures);
+        }
+        sections.extend(tables::scale_tables(&scenarios, &samples));
+        notes.push(format!(
+            "Scale: `complex --time-scale 0.1 --log-format json --log-level warn`, {} runs per \
+             row after one warm-up round, the rows interleaved; SIGINT to the main process at \
+             a random point up to 100 ms after ready. At this scale a call takes 30-50 ms, \
+             AsyncService2 starts and stops in 100 ms, an update lasts 500 ms.",
+            args.scale_runs
         ));
     }
 

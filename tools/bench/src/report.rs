@@ -134,9 +134,13 @@ impl Table {
             Unit::PerSecond => ["min", "max"].as_slice(),
             _ => ["p90", "p99", "max"].as_slice(),
         };
+        // A table with neither floors nor targets (the scale table) leaves their columns out.
+        let judged = self.rows.iter().any(|r| r.floor.is_some() || r.target.is_some());
         let mut header = vec!["measure", "runs", "median"];
         header.extend_from_slice(spread);
-        header.extend_from_slice(&["floor (median)", "× floor", "target", "met?"]);
+        if judged {
+            header.extend_from_slice(&["floor (median)", "× floor", "target", "met?"]);
+        }
         let _ = writeln!(out, "| {} |", header.join(" | "));
         let align: Vec<&str> = header
             .iter()
@@ -160,6 +164,10 @@ impl Table {
                     cells.push("0".into());
                     cells.extend(std::iter::repeat_n("—".to_string(), spread.len() + 1));
                 }
+            }
+            if !judged {
+                let _ = writeln!(out, "| {} |", cells.join(" | "));
+                continue;
             }
             cells.push(row.floor.map_or("—".into(), |f| self.unit.show(f)));
             cells.push(match (&row.summary, row.floor) {

@@ -1,7 +1,7 @@
 //! The report's tables, built from the samples: which figure is compared to which floor,
 //! and held to which target of issue 5.
 
-use crate::latency::Samples;
+use crate::latency::{Samples, Scenario};
 use crate::report::{Row, Table, Target, Unit};
 use crate::shield_cost;
 use crate::stats::Summary;
@@ -311,4 +311,34 @@ pub fn note_failures(notes: &mut Vec<String>, name: &str, failures: &[String]) {
             failures.len()
         ));
     }
+}
+
+/// The scale table (issue 9): launch to ready and SIGINT to exit of `complex` at
+/// `--time-scale 0.1` as the workers and the busy tasks grow. The stop should not grow with
+/// the queue at all: calls not begun are withdrawn at the stop.
+pub fn scale_tables(scenarios: &[Scenario], samples: &[Samples]) -> Vec<Table> {
+    let rows = |metric: fn(&Samples) -> &Vec<f64>| {
+        scenarios
+            .iter()
+            .zip(samples)
+            .map(|(scenario, samples)| Row {
+                what: scenario.name.clone(),
+                summary: Summary::of(metric(samples)),
+                floor: None,
+                target: None,
+            })
+            .collect()
+    };
+    vec![
+        Table {
+            title: "Scale, `complex --time-scale 0.1`: launch → ready".into(),
+            unit: Unit::Ms,
+            rows: rows(|s| &s.ready_ms),
+        },
+        Table {
+            title: "Scale, `complex --time-scale 0.1`: SIGINT → exit (calls not begun are withdrawn)".into(),
+            unit: Unit::Ms,
+            rows: rows(|s| &s.stop_ms),
+        },
+    ]
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::env::EnvKind;
 use crate::scenario::{Binary, BinaryChoice, Scenario};
 
 /// Ctrl+C at random moments, thousands of times, checked against the suite's contract.
@@ -61,6 +62,13 @@ pub struct Cli {
     /// (to aim at a phase: 0.5 is mid-run, 0.97 the stop)
     #[arg(long, value_name = "FRACTION", value_parser = parse_fraction)]
     pub moment: Option<f64>,
+
+    /// What the machine does around each run: `mixed` lays a random fault (a stalled
+    /// stderr reader, a process limit, a CPU hog, SIGSTOP of main or the group) on a share
+    /// of the trials; a list of kinds draws from those only; `plain` disables the axis
+    /// (repeat the flag, or separate with commas)
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed")]
+    pub environment: Vec<EnvKind>,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {
@@ -112,6 +120,10 @@ impl Cli {
         }
         if let Some(fraction) = self.moment {
             command.push_str(&format!(" --moment {fraction}"));
+        }
+        if self.environment != [EnvKind::Mixed] {
+            let names: Vec<&str> = self.environment.iter().map(|k| k.name()).collect();
+            command.push_str(&format!(" --environment {}", names.join(",")));
         }
         command
     }

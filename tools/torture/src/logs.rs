@@ -85,12 +85,15 @@ impl Line {
         self.is_main() && self.is("app", "exit")
     }
 
-    /// The main process's forced-exit event: `component=app`, a `cause`, no `phase`.
+    /// The main process's forced-exit event: `component=app`, a `cause`, the components
+    /// left `unfinished`, no `phase`. (A failed start's "stopping what had started" event
+    /// also has `component=app` and a `cause`, but nothing is forced there.)
     pub fn is_force_event(&self) -> bool {
         self.is_main()
             && self.component() == Some("app")
             && self.phase().is_none()
             && self.str("cause").is_some()
+            && self.str("unfinished").is_some()
     }
 
     /// A signal the main process logged receiving: `signal` and `action` other than
@@ -119,6 +122,17 @@ mod tests {
         assert!(line.is_exit_event());
         assert_eq!(line.int("status"), Some(130));
         assert!(!line.is_force_event());
+        let forced = |fields: &str| {
+            Line::new(
+                Duration::ZERO,
+                format!(r#"{{"process":"main","component":"app","cause":"c"{fields}}}"#),
+            )
+        };
+        assert!(forced(r#","unfinished":"app, MPM""#).is_force_event());
+        assert!(
+            !forced("").is_force_event(),
+            "a failed start's cause is not a forced exit"
+        );
         let text = Line::new(Duration::ZERO, "thread 'main' panicked at src/x.rs:1:1".into());
         assert!(text.json.is_none());
         assert_eq!(text.message(), "");

@@ -15,6 +15,7 @@
 //! - [`rng`]: SplitMix64, so a seed replays a trial forever.
 //! - [`scenario`]: binaries, scenarios, signals.
 //! - [`plan`]: a trial's parameters and moment, from its seed.
+//! - [`env`]: the environment axis: a stalled reader, a process limit, a CPU hog, SIGSTOP.
 //! - [`run`]: a spawned run as a stream of events; signals that cannot hit a reused pid.
 //! - [`procs`]: `/proc`, pidfds, the subreaper: who is left, and killing only them.
 //! - [`trial`]: one trial, start to clean-up.
@@ -26,6 +27,7 @@
 mod bins;
 mod check;
 mod cli;
+mod env;
 mod logs;
 mod phase;
 mod plan;
@@ -92,6 +94,14 @@ fn main() -> ExitCode {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_secs() % 1_000_000)
     });
+    let limit_available = env::process_limit_available();
+    let wants_limit = cli
+        .environment
+        .iter()
+        .any(|k| matches!(k, env::EnvKind::Mixed | env::EnvKind::ProcessLimit));
+    if wants_limit && !limit_available {
+        eprintln!("torture: no process-limit trials: they need root, setpriv and prlimit (util-linux)");
+    }
     let settings = RoundSettings {
         plan: PlanSettings {
             seed,
@@ -100,6 +110,8 @@ fn main() -> ExitCode {
             stop_timeout: cli.stop_timeout,
             inject_fault: cli.inject_fault.clone(),
             moment: cli.moment,
+            environments: cli.environment.clone(),
+            limit_available,
         },
         trials: cli.trials,
         jobs: cli.jobs,

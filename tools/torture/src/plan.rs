@@ -13,6 +13,7 @@
 
 use std::time::Duration;
 
+use crate::env::{EnvKind, Environment};
 use crate::rng::Rng;
 use crate::scenario::{Binary, Scenario};
 
@@ -31,6 +32,10 @@ pub struct PlanSettings {
     pub inject_fault: Option<String>,
     /// `--moment`: act at this fraction of the estimated life instead of a random one.
     pub moment: Option<f64>,
+    /// `--environment`: the kinds to draw from (empty: `mixed`).
+    pub environments: Vec<EnvKind>,
+    /// Whether `process-limit` trials can run here (root, setpriv, prlimit).
+    pub limit_available: bool,
 }
 
 /// `complex`'s own parameters.
@@ -81,6 +86,10 @@ pub struct TrialPlan {
     pub follow_up: Duration,
     /// `kill-worker`: picks the victim among the live workers.
     pub victim_pick: u64,
+    /// What the machine around the run does (the environment axis).
+    pub environment: Environment,
+    /// `--environment`, if fixed (the replay command repeats it).
+    pub fixed_environments: Vec<EnvKind>,
 }
 
 /// The `--force-after` every trial uses: the suite's default, stated so the checks know it.
@@ -118,6 +127,14 @@ impl TrialPlan {
         });
         let life_estimate = life_estimate(binary, factor, complex.as_ref()) + run_for;
 
+        let environment = Environment::draw(
+            seed,
+            &settings.environments,
+            settings.limit_available,
+            binary,
+            scenario,
+            life_estimate,
+        );
         let mut moment = Rng::stream(seed, "moment");
         // Drawn even when fixed, so fixing it leaves the other draws of the stream alone.
         let random_moment = moment.duration_below(life_estimate);
@@ -144,6 +161,13 @@ impl TrialPlan {
             follow_up: moment
                 .duration_below(Duration::from_secs_f64(5.0 * factor) + Duration::from_millis(30)),
             victim_pick: moment.next_u64(),
+            environment,
+            fixed_environments: settings
+                .environments
+                .iter()
+                .copied()
+                .filter(|k| *k != EnvKind::Mixed)
+                .collect(),
             life_estimate,
             complex,
         }
@@ -205,6 +229,10 @@ impl TrialPlan {
         if let Some(fraction) = self.fixed_moment {
             command.push_str(&format!(" --moment {fraction}"));
         }
+        if !self.fixed_environments.is_empty() {
+            let names: Vec<&str> = self.fixed_environments.iter().map(|k| k.name()).collect();
+            command.push_str(&format!(" --environment {}", names.join(",")));
+        }
         command
     }
 
@@ -245,6 +273,8 @@ mod tests {
             stop_timeout: Duration::from_secs(3),
             inject_fault: None,
             moment: None,
+            environments: Vec::new(),
+            limit_available: true,
         }
     }
 

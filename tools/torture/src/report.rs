@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::check::{Invariant, Violation};
+use crate::check::{self, Invariant, Log, Violation};
+use crate::env::EnvKind;
 use crate::phase::Phase;
 use crate::plan::TrialPlan;
 use crate::scenario::{Binary, Scenario};
@@ -125,6 +126,8 @@ pub fn summary(outcomes: &[Outcome], info: &RoundInfo) -> String {
         ms(percentile(&all, 99.0))
     );
 
+    out.push_str(&environment_table(outcomes));
+
     let _ = writeln!(out, "Failures by invariant (a trial may break several):\n");
     let _ = writeln!(
         out,
@@ -186,11 +189,12 @@ pub fn summary(outcomes: &[Outcome], info: &RoundInfo) -> String {
             let names: Vec<&str> = outcome.violations.iter().map(|v| v.invariant.name()).collect();
             let _ = writeln!(
                 out,
-                "- trial {} (seed {}), {} {}: {}{}; files: {}; replay: `{}`",
+                "- trial {} (seed {}), {} {}, {}: {}{}; files: {}; replay: `{}`",
                 outcome.plan().index,
                 outcome.plan().seed,
                 outcome.plan().binary,
                 outcome.plan().scenario,
+                outcome.plan().environment,
                 names.join(", "),
                 outcome
                     .observation
@@ -205,6 +209,51 @@ pub fn summary(outcomes: &[Outcome], info: &RoundInfo) -> String {
             );
         }
     }
+    out
+}
+
+/// Per environment: how many trials, how many failed, the latency, and how often the log
+/// was incomplete (lines dropped by a stalled sink, or cut by a stall past the exit), which
+/// relaxes the checks that read it.
+fn environment_table(outcomes: &[Outcome]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "By environment (what the machine did around the run; `plain`: nothing):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| environment | trials | failed | latency median | latency p99 | lines dropped | log cut by the stall |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    let mut groups: BTreeMap<EnvKind, Vec<&Outcome>> = BTreeMap::new();
+    for outcome in outcomes {
+        groups
+            .entry(outcome.plan().environment.kind())
+            .or_default()
+            .push(outcome);
+    }
+    for (kind, group) in &groups {
+        let mut latencies: Vec<Duration> = group.iter().filter_map(|o| o.observation.latency()).collect();
+        latencies.sort_unstable();
+        let log = |wanted: Log| {
+            group
+                .iter()
+                .filter(|o| check::completeness(&o.observation) == wanted)
+                .count()
+        };
+        let _ = writeln!(
+            out,
+            "| {kind} | {} | {} | {} | {} | {} | {} |",
+            group.len(),
+            group.iter().filter(|o| o.failed()).count(),
+            ms(percentile(&latencies, 50.0)),
+            ms(percentile(&latencies, 99.0)),
+            log(Log::Dropped),
+            log(Log::Cut),
+        );
+    }
+    out.push('\n');
     out
 }
 
@@ -303,6 +352,12 @@ pub fn trial_report(outcome: &Outcome) -> String {
     let _ = writeln!(out, "Command: `{} {}`\n", plan.binary, plan.args().join(" "));
     let _ = writeln!(
         out,
+        "Environment: {} (log: {:?}).\n",
+        plan.environment,
+        check::completeness(observation)
+    );
+    let _ = writeln!(
+        out,
         "Moment {:?} of an estimated life of {:?}; landed in: {}; main pid {}; trial took {:?}.\n",
         plan.moment,
         plan.life_estimate,
@@ -367,6 +422,7 @@ pub fn excerpt(outcome: &Outcome) -> String {
         plan.index, plan.seed, plan.binary, plan.scenario
     );
     let _ = writeln!(out, "replay: {}", plan.reproduce());
+    let _ = writeln!(out, "environment: {}", plan.environment);
     for violation in &outcome.violations {
         let _ = writeln!(out, "{}: {}", violation.invariant, violation.detail);
     }

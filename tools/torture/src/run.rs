@@ -21,7 +21,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::procs::{self, Pidfd};
@@ -75,13 +75,67 @@ pub struct Run {
     pub events: Receiver<Event>,
     /// True once the main process has ended (set under the lock, before it is reaped).
     ended: Arc<Mutex<bool>>,
+    /// The stderr reader passes it before each read: closed, the pipe fills up.
+    gate: Arc<Gate>,
+}
+
+/// A gate the stderr reader passes before each read; open unless the environment stalls it.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn set(&self, closed: bool) {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = closed;
+        self.changed.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        while *closed {
+            closed = self.changed.wait(closed).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Starts `command`'s program with SIGINT, SIGTERM and SIGHUP at their default disposition
+/// and unblocked: an ignored disposition survives exec, and the tool may itself run as a
+/// background job (SIGINT ignored) or under a CI runner that ignores or blocks signals.
+pub fn default_signal_dispositions(command: &mut Command) {
+    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
+    // (signal, sigemptyset, sigaddset, pthread_sigmask) on its own stack.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                libc::signal(signal, libc::SIG_DFL);
+                libc::sigaddset(&mut set, signal);
+            }
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
 }
 
 impl Run {
     /// Spawns `program args` in a process group of its own (as a terminal's job control
-    /// does), with stdin closed and stdout and stderr piped to the tool.
-    pub fn spawn(program: &Path, args: &[String]) -> std::io::Result<Self> {
-        let mut child = Command::new(program)
+    /// does), with stdin closed and stdout and stderr piped to the tool. A non-empty
+    /// `wrapper` (`setpriv ... prlimit ... --`) runs first and execs the program, so the
+    /// main process keeps the spawned pid.
+    pub fn spawn(program: &Path, args: &[String], wrapper: &[String]) -> std::io::Result<Self> {
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut command = Command::new(first);
+                command.args(rest).arg(program);
+                command
+            }
+            None => Command::new(program),
+        };
+        default_signal_dispositions(&mut command);
+        let mut child = command
             .args(args)
             .process_group(0)
             .stdin(Stdio::null())
@@ -101,16 +155,23 @@ impl Run {
             let _ = child.wait();
             return Err(std::io::Error::other("the child's pipes were not created"));
         };
+        let gate = Arc::new(Gate::default());
         spawn_reader(
             "torture-stderr",
             stderr,
             tx.clone(),
             Event::Stderr,
             Event::StderrEnd,
+            Some(gate.clone()),
         )?;
-        spawn_reader("torture-stdout", stdout, tx.clone(), Event::Stdout, |_| {
-            Event::StdoutEnd
-        })?;
+        spawn_reader(
+            "torture-stdout",
+            stdout,
+            tx.clone(),
+            Event::Stdout,
+            |_| Event::StdoutEnd,
+            None,
+        )?;
         let ended = Arc::new(Mutex::new(false));
         let waiter_ended = ended.clone();
         std::thread::Builder::new()
@@ -122,7 +183,17 @@ impl Run {
             start_time,
             events,
             ended,
+            gate,
         })
+    }
+
+    /// A handle another thread can act on the run with (the environment's driver).
+    pub fn controls(&self) -> Controls {
+        Controls {
+            pid: self.pid,
+            ended: self.ended.clone(),
+            gate: self.gate.clone(),
+        }
     }
 
     /// Time since the spawn.
@@ -160,18 +231,54 @@ impl Run {
     }
 }
 
+/// What another thread may do to a run: stall its reader, signal it while it runs.
+#[derive(Clone)]
+pub struct Controls {
+    pid: i32,
+    ended: Arc<Mutex<bool>>,
+    gate: Arc<Gate>,
+}
+
+impl Controls {
+    /// Stops (`true`) or resumes reading stderr: stopped, the pipe fills up and the run's
+    /// writes to it block, as behind a pager nobody scrolls.
+    pub fn stall_reading(&self, stalled: bool) {
+        self.gate.set(stalled);
+    }
+
+    /// Sends `sig` to the whole group or the main process, unless the main process has
+    /// ended (the same guard as [`Run::signal_group`]). Returns when it was sent.
+    pub fn signal(&self, sig: Sig, group: bool) -> Option<Instant> {
+        let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        if *ended {
+            return None;
+        }
+        let at = Instant::now();
+        let sent = if group {
+            procs::signal_group(self.pid, sig)
+        } else {
+            procs::signal_pid(self.pid, sig)
+        };
+        sent.ok().map(|()| at)
+    }
+}
+
 fn spawn_reader<R: Read + Send + 'static>(
     name: &str,
     pipe: R,
     tx: Sender<Event>,
     line: fn(Instant, String) -> Event,
     end: fn(Instant) -> Event,
+    gate: Option<Arc<Gate>>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name(name.into()).spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut buffer = Vec::new();
         loop {
             buffer.clear();
+            if let Some(gate) = &gate {
+                gate.pass();
+            }
             match reader.read_until(b'\n', &mut buffer) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {

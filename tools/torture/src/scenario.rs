@@ -126,6 +126,10 @@ pub enum Sig {
     Hup,
     /// `kill -9`: cannot be caught.
     Kill,
+    /// Job control's stop (Ctrl+Z is SIGTSTP; SIGSTOP cannot be caught or ignored).
+    Stop,
+    /// Job control's `fg`.
+    Cont,
 }
 
 impl Sig {
@@ -136,6 +140,8 @@ impl Sig {
             Self::Term => "SIGTERM",
             Self::Hup => "SIGHUP",
             Self::Kill => "SIGKILL",
+            Self::Stop => "SIGSTOP",
+            Self::Cont => "SIGCONT",
         }
     }
 
@@ -146,6 +152,8 @@ impl Sig {
             Self::Term => libc::SIGTERM,
             Self::Hup => libc::SIGHUP,
             Self::Kill => libc::SIGKILL,
+            Self::Stop => libc::SIGSTOP,
+            Self::Cont => libc::SIGCONT,
         }
     }
 

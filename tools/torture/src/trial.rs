@@ -7,14 +7,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::env::Environment;
 use crate::logs::Line;
 use crate::phase::{Phase, PhaseTracker};
 use crate::plan::TrialPlan;
 use crate::procs;
-use crate::run::{Ended, Event, Run};
+use crate::run::{Controls, Ended, Event, Run};
 use crate::scenario::{Scenario, Sig};
 use crate::stall;
 
@@ -121,8 +125,16 @@ impl Observation {
     }
 }
 
+/// RLIMIT_NPROC counts every process and thread of the user, machine-wide: two limited
+/// trials at once would take each other's share. One at a time.
+static LIMITED: Mutex<()> = Mutex::new(());
+
 /// Runs the trial `plan` with the binaries in `bin_dir`.
 pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
+    let environment = plan.environment;
+    let _limited = matches!(environment, Environment::ProcessLimit { .. })
+        .then(|| LIMITED.lock().unwrap_or_else(|p| p.into_inner()));
+    let hog = CpuHog::start(environment);
     let started = Instant::now();
     let program = bin_dir.join(plan.binary.name());
     let mut observation = Observation {
@@ -141,10 +153,11 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
         duration: Duration::ZERO,
         stall: None,
     };
-    match Run::spawn(&program, &observation.plan.args()) {
+    match Run::spawn(&program, &observation.plan.args(), &environment.wrapper()) {
         Ok(run) => {
             procs::register_group(run.pid);
             observation.main_pid = run.pid;
+            let driver = Driver::start(environment, run.controls(), run.spawned);
             let mut trial = Trial {
                 run,
                 program: program.display().to_string(),
@@ -161,14 +174,133 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
             trial.clean_up();
             procs::unregister_group(trial.run.pid);
             observation = trial.obs;
+            if let Some(driver) = driver {
+                observation.notes.extend(driver.finish());
+                observation.notes.sort_by_key(|(at, _)| *at);
+            }
         }
         Err(error) => {
             observation.tool_error = Some(format!("cannot spawn {}: {error}", program.display()));
         }
     }
+    drop(hog);
     observation.duration = started.elapsed();
     observation.stall = stall::longest_between(started, Instant::now());
     observation
+}
+
+/// The `cpu-hog` environment: threads spinning until the trial ends (dropped).
+struct CpuHog {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl CpuHog {
+    fn start(environment: Environment) -> Option<Self> {
+        let Environment::CpuHog { threads } = environment else {
+            return None;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..threads)
+            .filter_map(|n| {
+                let stop = stop.clone();
+                std::thread::Builder::new()
+                    .name(format!("torture-hog-{n}"))
+                    .spawn(move || {
+                        let mut x = 0_u64;
+                        while !stop.load(Ordering::Relaxed) {
+                            x = std::hint::black_box(
+                                x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1),
+                            );
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        Some(Self { stop, threads })
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The environment's timed actions (`stall-reader`, `stop-main`, `stop-group`), on a thread
+/// of their own so the trial's own moment and waits go on meanwhile. Its delays are the
+/// plan's, like the scenario's moment.
+struct Driver {
+    cancel: Sender<()>,
+    thread: JoinHandle<Vec<(Duration, String)>>,
+}
+
+impl Driver {
+    fn start(environment: Environment, controls: Controls, spawned: Instant) -> Option<Self> {
+        let (at, length) = match environment {
+            Environment::StallReader { at, length } | Environment::Stop { at, length, .. } => (at, length),
+            _ => return None,
+        };
+        let (cancel, cancelled) = channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("torture-environment".into())
+            .spawn(move || {
+                let mut notes = Vec::new();
+                let since = |t: Instant| t.saturating_duration_since(spawned);
+                // Waits until `deadline`; false if the trial ended first.
+                let wait = |deadline: Instant| {
+                    matches!(
+                        cancelled.recv_timeout(deadline.saturating_duration_since(Instant::now())),
+                        Err(RecvTimeoutError::Timeout)
+                    )
+                };
+                if !wait(spawned + at) {
+                    return notes;
+                }
+                match environment {
+                    Environment::StallReader { .. } => {
+                        controls.stall_reading(true);
+                        notes.push((since(Instant::now()), "environment: stderr no longer read".into()));
+                        wait(Instant::now() + length);
+                        controls.stall_reading(false);
+                        notes.push((since(Instant::now()), "environment: stderr read again".into()));
+                    }
+                    Environment::Stop { group, .. } => {
+                        let whom = if group { "the group" } else { "the main process" };
+                        let Some(stopped) = controls.signal(Sig::Stop, group) else {
+                            notes.push((
+                                since(Instant::now()),
+                                format!("environment: SIGSTOP to {whom} not sent: the run had ended"),
+                            ));
+                            return notes;
+                        };
+                        notes.push((since(stopped), format!("environment: SIGSTOP to {whom}")));
+                        wait(stopped + length);
+                        match controls.signal(Sig::Cont, group) {
+                            Some(at) => notes.push((since(at), format!("environment: SIGCONT to {whom}"))),
+                            None => notes.push((
+                                since(Instant::now()),
+                                "environment: SIGCONT not sent: the run had ended".into(),
+                            )),
+                        }
+                    }
+                    _ => {}
+                }
+                notes
+            })
+            .ok()?;
+        Some(Self { cancel, thread })
+    }
+
+    /// Ends the driver (resuming whatever it held: the reader, a stopped process) and
+    /// returns what it did.
+    fn finish(self) -> Vec<(Duration, String)> {
+        let _ = self.cancel.send(());
+        self.thread.join().unwrap_or_default()
+    }
 }
 
 struct Trial {
@@ -314,7 +446,11 @@ impl Trial {
 
     fn await_end(&mut self) {
         let plan = &self.obs.plan;
-        let bound = START_BOUND + plan.run_for + plan.stop_timeout + Duration::from_secs(2);
+        let bound = START_BOUND
+            + plan.run_for
+            + plan.stop_timeout
+            + Duration::from_secs(2)
+            + plan.environment.extra_time();
         let deadline = self.run.spawned + plan.moment + bound;
         if self.pump_until(deadline, Self::exited) {
             return;
@@ -340,7 +476,10 @@ impl Trial {
         } else {
             GRACE_AFTER_EXIT
         };
-        self.pump_until(self.run.spawned + ended_at + grace, |t| t.stderr_ended);
+        // A stalled reader reads the pipe's end only once it reads again.
+        let read_again = self.obs.plan.environment.stall_end().unwrap_or_default();
+        let until = (ended_at + grace).max(read_again + grace);
+        self.pump_until(self.run.spawned + until, |t| t.stderr_ended);
         self.obs.leftovers = self.find_leftovers();
         if !self.obs.leftovers.is_empty() {
             let pids: Vec<i32> = self.obs.leftovers.iter().map(|l| l.pid).collect();

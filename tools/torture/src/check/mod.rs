@@ -139,10 +139,47 @@ pub fn check(observation: &Observation) -> Vec<Violation> {
     }
     // A run the tool had to kill has no end to check: the stop-timeout violation says it all.
     if !observation.hung {
-        violations.extend(exit::check_status(observation));
-        violations.extend(exit::check_last(observation));
-        violations.extend(lifecycle::check_pairs(observation));
-        violations.extend(lifecycle::check_order(observation));
+        let log = completeness(observation);
+        violations.extend(exit::check_status(observation, log != Log::Complete));
+        if log != Log::Cut {
+            violations.extend(exit::check_last(observation));
+        }
+        // After kill-main nothing more of the run can be seen: the workers' lines travel
+        // through the main process, the run's one writer. That they noticed and left is
+        // proven by `no-leftovers` within the orphan bound, not by their last lines.
+        if log == Log::Complete && !observation.main_killed() {
+            violations.extend(lifecycle::check_pairs(observation));
+            violations.extend(lifecycle::check_order(observation));
+        }
     }
     violations
+}
+
+/// How much of the run's log the tool saw, which decides the checks that read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Log {
+    /// Every line.
+    Complete,
+    /// A stalled sink made a process drop lines (it logged `event=log-dropped`): the
+    /// lifecycle pairs and order cannot be judged, but the exit event is still last.
+    Dropped,
+    /// The tool's stall outlasted the main process, which waits only a bounded time for its
+    /// sink: the end of the log, the exit event too, may be lost.
+    Cut,
+}
+
+/// See [`Log`].
+pub fn completeness(observation: &Observation) -> Log {
+    let ended_at = observation.ended.map(|(at, _)| at);
+    if observation.plan.environment.log_may_be_cut(ended_at) {
+        Log::Cut
+    } else if observation
+        .lines
+        .iter()
+        .any(|l| l.str("event") == Some("log-dropped"))
+    {
+        Log::Dropped
+    } else {
+        Log::Complete
+    }
 }

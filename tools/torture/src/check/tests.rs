@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{Invariant, check};
+use crate::env::{EnvKind, Environment};
 use crate::logs::Line;
 use crate::plan::{PlanSettings, TrialPlan};
 use crate::run::Ended;
@@ -63,6 +64,8 @@ fn plan(binary: Binary, scenario: Scenario) -> TrialPlan {
             stop_timeout: Duration::from_secs(3),
             inject_fault: None,
             moment: None,
+            environments: vec![EnvKind::Plain],
+            limit_available: false,
         },
         0,
     )
@@ -349,7 +352,11 @@ fn only_the_force_after_th_signal_may_force_the_exit() {
         let mut lines = clean_simple_stop()[..10].to_vec();
         lines.extend_from_slice(lines_before_force);
         lines.extend([
-            line("main", 100, r#""component":"app","cause":"whatever the wording""#),
+            line(
+                "main",
+                100,
+                r#""component":"app","cause":"whatever the wording","unfinished":"app""#,
+            ),
             main_event("AsyncService2", "failed"),
             main_event("AsyncService1", "failed"),
             main_event("app", "failed"),
@@ -406,16 +413,8 @@ fn leftovers_and_a_killed_main_are_judged_apart() {
         &killed,
         Ended::Signal(libc::SIGKILL),
     );
-    // The worker has not logged its stop: its lifecycle is open, main's are excused.
-    assert_eq!(invariants(&observation), vec![Invariant::Lifecycle]);
-    observation.lines.push(Line::new(
-        Duration::from_millis(50),
-        worker_event(1, 200, "stopping"),
-    ));
-    observation.lines.push(Line::new(
-        Duration::from_millis(51),
-        worker_event(1, 200, "stopped"),
-    ));
+    // The worker's stop cannot be seen (its lines went through the killed main process):
+    // only its leaving is judged.
     assert_eq!(invariants(&observation), vec![]);
     observation.leftovers.push(Leftover {
         pid: 200,
@@ -423,4 +422,67 @@ fn leftovers_and_a_killed_main_are_judged_apart() {
         cmdline: "complex worker --index 1".into(),
     });
     assert_eq!(invariants(&observation), vec![Invariant::NoLeftovers]);
+}
+
+// ---------------------------------------------------------------------------------------
+// The environment axis: what a stalled sink may lose, and what it may not.
+
+/// A clean `simple` stop with its `stopped` lines lost to a stalled sink (and said so).
+fn stop_with_dropped_lines() -> Vec<String> {
+    let mut lines: Vec<String> = clean_simple_stop()
+        .into_iter()
+        .filter(|l| !l.contains(r#""phase":"stopped""#))
+        .collect();
+    let exit = lines.pop().expect("the exit event");
+    lines.push(line("main", 100, r#""event":"log-dropped","dropped":7"#));
+    lines.push(exit);
+    lines
+}
+
+/// Lines dropped and counted: the lifecycle cannot be judged, the rest can.
+#[test]
+fn dropped_lines_relax_the_lifecycle_but_not_the_exit_event() {
+    let lines = stop_with_dropped_lines();
+    let observation = observed(
+        Binary::Simple,
+        Scenario::SigintGroup,
+        &lines,
+        &[(Sig::Int, Target::Group)],
+        Ended::Signal(SIGINT),
+    );
+    assert_eq!(invariants(&observation), Vec::<Invariant>::new());
+
+    let mut late = lines.clone();
+    let exit = late.remove(late.len() - 1);
+    late.insert(late.len() - 1, exit);
+    let observation = observed(
+        Binary::Simple,
+        Scenario::SigintGroup,
+        &late,
+        &[(Sig::Int, Target::Group)],
+        Ended::Signal(SIGINT),
+    );
+    assert_eq!(invariants(&observation), vec![Invariant::ExitLast]);
+}
+
+/// The tool's own stall outlasted the process: the end of the log may be gone, the exit
+/// event too; the status must still be one a signal sent explains.
+#[test]
+fn a_stall_past_the_exit_relaxes_the_end_of_the_log_but_not_the_status() {
+    let lines: Vec<String> = clean_simple_stop().into_iter().take(6).collect();
+    let mut observation = observed(
+        Binary::Simple,
+        Scenario::SigintGroup,
+        &lines,
+        &[(Sig::Int, Target::Group)],
+        Ended::Signal(SIGINT),
+    );
+    observation.plan.environment = Environment::StallReader {
+        at: Duration::ZERO,
+        length: Duration::from_secs(5),
+    };
+    assert_eq!(invariants(&observation), Vec::<Invariant>::new());
+
+    observation.ended = Some((Duration::from_millis(9), Ended::Signal(libc::SIGTERM)));
+    assert_eq!(invariants(&observation), vec![Invariant::ExitStatus]);
 }
