@@ -176,22 +176,31 @@ impl Arrivals {
 /// Receives from `channel`, fed by the monitors of the workers whose `arrivals` are given,
 /// by `deadline`. At the deadline it decides only after those monitors took in everything
 /// sent before it: a report that was in a pipe counts, however late this thread woke.
+///
+/// A deadline that passed while the run was stopped and continued (Ctrl+Z, `fg`) is
+/// extended: see [`continued`](super::continued).
 pub fn recv_by<T>(
     channel: &Receiver<T>,
-    deadline: Instant,
+    mut deadline: Instant,
     arrivals: &[&Arrivals],
 ) -> Result<T, RecvTimeoutError> {
-    match channel.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Err(RecvTimeoutError::Timeout) => {
-            for arrivals in arrivals {
-                arrivals.catch_up(deadline);
+    loop {
+        match channel.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Err(RecvTimeoutError::Timeout) => {
+                for arrivals in arrivals {
+                    arrivals.catch_up(deadline);
+                }
+                match channel.try_recv() {
+                    Ok(value) => return Ok(value),
+                    Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                    Err(TryRecvError::Empty) => match super::continued::extended(deadline) {
+                        Some(later) => deadline = later,
+                        None => return Err(RecvTimeoutError::Timeout),
+                    },
+                }
             }
-            channel.try_recv().map_err(|error| match error {
-                TryRecvError::Empty => RecvTimeoutError::Timeout,
-                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
-            })
+            received => return received,
         }
-        received => received,
     }
 }
 

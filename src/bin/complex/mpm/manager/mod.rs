@@ -135,6 +135,9 @@ impl Mpm {
     pub fn start(&self) -> Result<(), MpmError> {
         let shared = &self.shared;
         shared.components.starting("MPM");
+        if let Err(error) = super::continued::watch() {
+            tracing::warn!(cause = %error, "MPM: cannot watch SIGCONT; a stop of the whole run (Ctrl+Z) may fail a deadline");
+        }
         tracing::debug!("MPM.start: spawning {} workers", shared.config.workers);
         let mut handshaking = Vec::new();
         for slot in 0..shared.config.workers {
@@ -252,13 +255,22 @@ impl Mpm {
 
 /// Waits until `worker` ended and was reaped, judging by `deadline` whether it closed its
 /// report stream (it exits right after) in time, not whether this thread woke in time.
-fn ended_by(worker: &WorkerProcess, deadline: Instant) -> bool {
-    if worker.wait_ended(deadline) {
-        return true;
+fn ended_by(worker: &WorkerProcess, mut deadline: Instant) -> bool {
+    loop {
+        if worker.wait_ended(deadline) {
+            return true;
+        }
+        worker.arrivals.catch_up(deadline);
+        // Its stream ended by the deadline: it is exiting; its monitor reaps it at once.
+        if worker.arrivals.ended() {
+            return worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT);
+        }
+        // Stopped and continued meanwhile (Ctrl+Z, `fg`): a fresh moment to finish.
+        match super::continued::extended(deadline) {
+            Some(later) => deadline = later,
+            None => return false,
+        }
     }
-    worker.arrivals.catch_up(deadline);
-    // Its stream ended by the deadline: it is exiting; its monitor reaps it at once.
-    worker.arrivals.ended() && worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT)
 }
 
 impl Shared {
