@@ -15,9 +15,11 @@
 //! - [`stats`]: median and nearest-rank percentiles.
 //! - [`tables`]: which figure is compared to which floor and held to which target.
 //! - [`report`]: the markdown rendering, the machine, the README splice.
+//! - [`plot`]: the latency distributions as an SVG picture (`--plots`).
 
 mod bins;
 mod latency;
+mod plot;
 mod report;
 mod run;
 mod shield_cost;
@@ -81,6 +83,10 @@ struct Args {
     /// Where `simple`, `complex` and the `floor-*` binaries are (default: beside this one).
     #[arg(long, value_name = "DIR")]
     bin_dir: Option<PathBuf>,
+    /// Also draw the latency distributions against their floors as an SVG plot,
+    /// DIR/bench-latency.svg (created if missing; needs the latency part).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 /// A part of the benchmark.
@@ -159,6 +165,16 @@ fn run(args: &Args) -> anyhow::Result<()> {
         });
         for (scenario, samples) in scenarios.iter().zip(&samples) {
             note_failures(&mut notes, &scenario.name, &samples.failures);
+        }
+        if let Some(dir) = &args.plots {
+            let names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+            let subtitle = format!(
+                "{} runs per scenario after {} warm-up rounds, interleaved; release builds, --time-scale 0",
+                args.runs, args.warmup
+            );
+            let path = plot::write(dir, &samples, &names, &subtitle)
+                .with_context(|| format!("cannot write the plot into {}", dir.display()))?;
+            eprintln!("bench: wrote {}", path.display());
         }
         latency = Some(samples);
     }

@@ -69,6 +69,10 @@ pub struct Cli {
     /// (repeat the flag, or separate with commas)
     #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed")]
     pub environment: Vec<EnvKind>,
+
+    /// Also draw the latencies as an SVG plot, DIR/torture-latency.svg (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {

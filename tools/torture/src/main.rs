@@ -21,7 +21,7 @@
 //! - [`trial`]: one trial, start to clean-up.
 //! - [`logs`], [`phase`]: reading the lines; where in the life a signal landed.
 //! - [`check`]: the invariants.
-//! - [`report`], [`runner`]: the round.
+//! - [`report`], [`runner`]: the round; [`plot`]: its latencies as a picture (`--plots`).
 //! - [`stall`]: whether the machine starved the tool during a trial.
 
 mod bins;
@@ -31,6 +31,7 @@ mod env;
 mod logs;
 mod phase;
 mod plan;
+mod plot;
 mod procs;
 mod report;
 mod rng;
@@ -132,6 +133,13 @@ fn main() -> ExitCode {
         binaries,
     };
     println!("{}", report::summary(&outcomes, &info));
+    if let Some(dir) = &cli.plots {
+        let subtitle = format!("{} trials, {}", outcomes.len(), info.command);
+        match plot::write(dir, &outcomes, &subtitle) {
+            Ok(path) => eprintln!("torture: wrote {}", path.display()),
+            Err(error) => eprintln!("torture: cannot write the plot into {}: {error}", dir.display()),
+        }
+    }
     if outcomes.iter().any(report::Outcome::failed) {
         ExitCode::FAILURE
     } else {
