@@ -15,7 +15,7 @@
 //! - [`rng`]: SplitMix64, so a seed replays a trial forever.
 //! - [`scenario`]: binaries, scenarios, signals.
 //! - [`plan`]: a trial's parameters and moment, from its seed.
-//! - [`env`]: the environment axis: a stalled reader, a process limit, a CPU hog, SIGSTOP.
+//! - [`env`](mod@env): the environment axis: a stalled reader, a process limit, a CPU hog, SIGSTOP.
 //! - [`run`]: a spawned run as a stream of events; signals that cannot hit a reused pid.
 //! - [`procs`]: `/proc`, pidfds, the subreaper: who is left, and killing only them.
 //! - [`trial`]: one trial, start to clean-up.
