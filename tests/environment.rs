@@ -157,7 +157,28 @@ impl ChildCgroup {
 
 impl Drop for ChildCgroup {
     fn drop(&mut self) {
-        // Its one process is dead and reaped by now; rmdir fails harmlessly otherwise.
+        // A failing test drops this before its run: the worker moved here may still live.
+        // It is this test's own process; kill it, and wait (bounded) until the group is
+        // empty, since a cgroup with a task cannot be removed.
+        let procs = self.0.join("cgroup.procs");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let pids: Vec<i32> = std::fs::read_to_string(&procs)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+            if pids.is_empty() || Instant::now() >= deadline {
+                break;
+            }
+            for pid in pids {
+                // SAFETY: kill(2) on a process this test moved here itself.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = std::fs::remove_dir(&self.0);
     }
 }
