@@ -167,8 +167,10 @@ pub fn forward(from: &str, line: &[u8]) {
     logger.queue.push(whole);
 }
 
+/// Whether `line` is one whole JSON object: parsed, not guessed from its first and last
+/// bytes, so that two fragments glued together can never pass for a line.
 fn looks_like_json_object(line: &[u8]) -> bool {
-    line.starts_with(b"{") && line.ends_with(b"}")
+    line.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
 /// Waits until every line logged so far was written, at most `bound`; returns whether it
