@@ -41,10 +41,21 @@ pub fn watch() -> io::Result<()> {
     Ok(())
 }
 
+/// How long a waiter about to fail lets the watching thread note a continue: on `fg` every
+/// thread resumes at once, and the waiter may run before the watcher. Paid only by a
+/// deadline that is about to fail.
+const NOTICE: Duration = Duration::from_millis(100);
+
 /// The later deadline a passed `deadline` gets because the process was continued since
 /// (or shortly before) it; `None` when no continue excuses it.
 pub fn extended(deadline: Instant) -> Option<Instant> {
-    let continued = (*LAST_CONTINUE.lock_unpoisoned())?;
-    let excused = continued + GRACE;
-    (excused > deadline).then_some(excused)
+    let excuse = || {
+        let continued = (*LAST_CONTINUE.lock_unpoisoned())?;
+        let excused = continued + GRACE;
+        (excused > deadline).then_some(excused)
+    };
+    excuse().or_else(|| {
+        std::thread::sleep(NOTICE);
+        excuse()
+    })
 }

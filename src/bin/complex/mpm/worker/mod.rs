@@ -63,6 +63,10 @@ pub fn refuse_a_terminal() {
 }
 
 /// Runs the worker; the exit status is 0 after a stop, 1 after a failed start.
+/// How long a handshake step waits for the worker's log to reach the parent: the parent
+/// reads it continuously, so this only bounds a parent that stopped reading.
+const HANDSHAKE_LOG_BOUND: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub fn run(config: WorkerConfig) -> ! {
     refuse_a_terminal();
     let name = config.name();
@@ -74,8 +78,12 @@ pub fn run(config: WorkerConfig) -> ! {
     install_signal_policy(&name);
 
     // Lesson 7, the worker's half: bootstrapped (handlers in place), then started.
+    // Each step is logged, and the log flushed to the parent, before the report goes out:
+    // the parent reads this stderr before the report, so `worker-N: started` always comes
+    // before the parent's own `MPM: started` in the run's log.
     let components = Components::new();
     components.starting(&name);
+    graceful::logging::flush(HANDSHAKE_LOG_BOUND);
     let mut out = BufWriter::new(std::io::stdout().lock());
     if handshake::worker_bootstrapped(&mut out).is_err() {
         exit_parent_gone(&components, &name);
@@ -87,10 +95,11 @@ pub fn run(config: WorkerConfig) -> ! {
         exit(1);
     }
     let mut manager = DummyManager::new(config.time_scale);
+    components.started(&name);
+    graceful::logging::flush(HANDSHAKE_LOG_BOUND);
     if handshake::worker_started(&mut out).is_err() {
         exit_parent_gone(&components, &name);
     }
-    components.started(&name);
     if config.fault == Some(Fault::SlowLogLine) {
         fault::write_slow_log_line(&name, config.log_format, EXIT_FLUSH_BOUND);
     }
