@@ -26,7 +26,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use checks::*;
-use support::{Event, Matcher, PATIENCE, Run, Signal, mentions_pid, message, phase, signal_event};
+use support::{
+    Event, Matcher, PATIENCE, Run, Signal, event, mentions_pid, message, phase, signal_event, worker_event,
+};
 
 // ---------------------------------------------------------------------------------------
 // Ctrl+C at each moment of a run.
@@ -74,7 +76,7 @@ fn ctrl_c_during_the_handshake(at: impl Matcher) {
 /// ignored by worker-1 once it can (not fatal to it), and the start completes before the stop.
 #[test]
 fn ctrl_c_as_the_first_worker_is_spawned_is_delayed_and_does_not_kill_it() {
-    ctrl_c_during_the_handshake(message("MPM: spawned worker-1 "));
+    ctrl_c_during_the_handshake(worker_event("spawned", "worker-1"));
 }
 
 /// Lessons 1 and 5 (Shield; workers leave the decision to the parent): Ctrl+C mid-handshake,
@@ -92,21 +94,23 @@ fn ctrl_c_during_the_worker_handshake_is_delayed_until_the_start_completes() {
 fn ctrl_c_during_an_update_lets_the_shielded_update_finish_first() {
     let mut run = complex(&["--time-scale", UPDATE_SCALE]);
     // The run's first update: every `DummyManager.update` line below belongs to it.
-    run.wait_for(message("MPM.update: started"), PATIENCE);
+    run.wait_for(event("update-started"), PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
-    let event = run.next_signal_event(Signal::Int);
-    run.assert_signal_event(&event, "shutdown", 1);
+    let received = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&received, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
     run.assert_sequence(&[
-        &message("MPM.update: started"),
+        &event("update-started"),
         &signal_event("SIGINT", "shutdown"),
         &phase("AsyncService1", "stopping"),
-        &message("MPM.update: finished"),
+        &event("update-finished"),
+        // No field tells that the task waited for the update in hand: only its message does.
         &message("AsyncService1._update_task_worker: cancelled; the update in hand was waited for first"),
         &phase("MPM", "stopping"),
     ]);
     for worker in &running {
+        // The worker's update carries no event field: only its message names it.
         if !worker_said(&run, worker, "DummyManager.update") {
             run.fail(&format!("{} never logged the update it was given", worker.name));
         }
@@ -126,18 +130,18 @@ fn ctrl_c_with_calls_in_flight_finishes_the_calls_in_hand() {
     run.wait_for(worker_processing, PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
-    let event = run.next_signal_event(Signal::Int);
-    run.assert_signal_event(&event, "shutdown", 1);
+    let received = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&received, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
     assert_workers_ignored(&run, Signal::Int, &running);
     if summary(&run, "calls_ok") < 1 || summary(&run, "calls_failed") != 0 {
         run.fail("shielded: every call must have succeeded (calls_ok >= 1, calls_failed == 0)");
     }
-    for text in ["abandoning", "stranded", "result dropped"] {
-        if let Some(event) = run.position(&message(text), 0) {
+    for name in ["abandoned", "stranded", "result-dropped"] {
+        if let Some(at) = run.position(&event(name), 0) {
             run.fail(&format!(
-                "shielded tasks abandon nothing; line {} says {text:?}",
-                event + 1
+                "shielded tasks abandon nothing; line {} is event={name}",
+                at + 1
             ));
         }
     }
@@ -185,7 +189,7 @@ fn sigterm_to_the_parent_alone_stops_the_workers_by_command() {
         ));
     }
     for worker in workers(&run) {
-        if !worker_said(&run, &worker, "stop command") {
+        if !worker_did(&run, &worker, "stop-command") {
             run.fail(&format!("{} must stop on its parent's stop command", worker.name));
         }
     }
@@ -212,7 +216,7 @@ fn sighup_to_the_group_is_ignored_by_the_workers_and_ends_the_run_by_sighup() {
 /// every worker still running.
 fn stopping_during_an_update(scale: &str) -> Run {
     let mut run = complex(&["--time-scale", scale]);
-    run.wait_for(message("MPM.update: started"), PATIENCE);
+    run.wait_for(event("update-started"), PATIENCE);
     run.signal_group(Signal::Int);
     let first = run.next_signal_event(Signal::Int);
     run.assert_signal_event(&first, "shutdown", 1);
@@ -363,18 +367,25 @@ fn kill_worker(run: &mut Run, started: &Event) -> Worker {
 /// the test waits for whichever comes, then for the other.
 #[track_caller]
 fn wait_for_replacement(run: &mut Run, killed: &Worker, restart: usize) -> Event {
-    let restarting = format!("MPM: restarting {} (restart {restart} of ", killed.name);
+    let (name, old) = (killed.name.clone(), killed.pid);
+    let restarting = name.clone();
+    let restart = i64::try_from(restart).expect("a restart count fits in i64");
     run.wait_for(
-        move |e: &Event| e.str("message").is_some_and(|m| m.starts_with(&restarting)),
+        move |e: &Event| {
+            e.event() == Some("restarting")
+                && e.str("worker") == Some(restarting.as_str())
+                && e.int("restart") == Some(restart)
+        },
         PATIENCE,
     );
-    let (name, old) = (killed.name.clone(), killed.pid);
-    let replaced_prefix = format!("MPM: {name} replaced (pid ");
+    let replaced_name = name.clone();
     let is_started = move |e: &Event| {
         e.process() == Some(name.as_str()) && e.is(&name, "started") && e.int("pid") != Some(old)
     };
     let is_replaced = move |e: &Event| {
-        e.process() == Some("main") && e.str("message").is_some_and(|m| m.starts_with(&replaced_prefix))
+        e.process() == Some("main")
+            && e.event() == Some("replaced")
+            && e.str("worker") == Some(replaced_name.as_str())
     };
     let (first_started, first_replaced) = (is_started.clone(), is_replaced.clone());
     let first = run.wait_for(move |e: &Event| first_started(e) || first_replaced(e), PATIENCE);
@@ -384,7 +395,7 @@ fn wait_for_replacement(run: &mut Run, killed: &Worker, restart: usize) -> Event
         (run.wait_for(is_started, PATIENCE), first)
     };
     let new = started.int("pid").unwrap_or(-1);
-    if !replaced.str("message").is_some_and(|m| mentions_pid(m, new)) {
+    if replaced.int("worker_pid") != Some(new) {
         run.fail(&format!(
             "the parent must name the replacement's pid {new}: {}",
             replaced.raw
@@ -451,7 +462,7 @@ fn a_worker_killed_four_times_exhausts_the_restart_budget_and_exits_1() {
         killed.push(victim);
     }
     killed.push(kill_worker(&mut run, &started));
-    run.wait_for(message("restart budget exhausted"), PATIENCE);
+    run.wait_for(event("restart-budget-exhausted"), PATIENCE);
 
     run.wait_exit();
     run.assert_exit_code(1);
@@ -460,7 +471,7 @@ fn a_worker_killed_four_times_exhausts_the_restart_budget_and_exits_1() {
     run.assert_reverse_stop_order(&SERVICES);
     run.assert_sequence(&[
         &phase("app", "started"),
-        &message("restart budget exhausted"),
+        &event("restart-budget-exhausted"),
         &phase("app", "stopping"),
     ]);
     if let Some(event) = run.log().iter().find(|e| e.str("signal").is_some()) {
@@ -472,7 +483,7 @@ fn a_worker_killed_four_times_exhausts_the_restart_budget_and_exits_1() {
     if run
         .log()
         .iter()
-        .any(|e| e.str("message").is_some_and(|m| m.contains("restart 4 of")))
+        .any(|e| e.event() == Some("restarting") && e.int("restart").is_some_and(|r| r >= 4))
     {
         run.fail("a fourth restart is past the budget");
     }
@@ -594,6 +605,7 @@ fn unshielded_ctrl_c_with_calls_in_flight_abandons_them_and_stops_cleanly() {
     let event = run.next_signal_event(Signal::Int);
     run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
+    // No field tells that a task waited for its call in hand: only its message does.
     if run
         .position(&message("the call in hand finished first"), 0)
         .is_some()

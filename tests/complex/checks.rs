@@ -166,7 +166,15 @@ pub(crate) fn end_of(run: &Run, worker: &Worker) -> Option<usize> {
     })
 }
 
-/// A worker's own log line whose message contains `text`.
+/// A worker's own log line with `event=name` (`stop-command`, `parent-gone`, ...).
+pub(crate) fn worker_did(run: &Run, worker: &Worker, name: &str) -> bool {
+    run.log()
+        .iter()
+        .any(|e| worker.logged(e) && e.event() == Some(name))
+}
+
+/// A worker's own log line whose message contains `text`: only for what a worker logs
+/// without an `event` field.
 pub(crate) fn worker_said(run: &Run, worker: &Worker, text: &str) -> bool {
     run.log()
         .iter()
@@ -209,7 +217,7 @@ pub(crate) fn summary(run: &Run, field: &str) -> i64 {
     let event = run
         .log()
         .iter()
-        .find(|e| e.process() == Some("main") && e.str("message") == Some("MPM.stop: summary"))
+        .find(|e| e.process() == Some("main") && e.event() == Some("summary"))
         .unwrap_or_else(|| run.fail("no `MPM.stop: summary` event"));
     event
         .int(field)
@@ -302,6 +310,8 @@ pub(crate) fn assert_workers_stopped(run: &Run, workers_expected: usize, killed:
 /// MPM's `stopped`), then the pool; all of it after AsyncService2 stopped.
 #[track_caller]
 pub(crate) fn assert_async_service1_stop_order(run: &Run, busy_tasks: usize) {
+    // The tasks' cancellations carry no event field (only the abandoning ones do): they are
+    // known by their messages.
     run.assert_sequence(&[
         &phase("AsyncService2", "stopped"),
         &phase("AsyncService1", "stopping"),
@@ -395,13 +405,12 @@ pub(crate) fn assert_orderly_run(run: &mut Run, shape: Shape, killed: &[Worker])
 pub(crate) fn workers_running_now(run: &Run) -> Vec<Worker> {
     let mut running = workers(run);
     for event in run.log().iter().filter(|e| e.process() == Some("main")) {
-        let Some(text) = event.str("message") else {
+        if event.event() != Some("spawned") {
+            continue;
+        }
+        let Some(name) = event.str("worker").map(str::to_owned) else {
             continue;
         };
-        let Some(rest) = text.strip_prefix("MPM: spawned ") else {
-            continue;
-        };
-        let name = rest.split_whitespace().next().unwrap_or_default().to_owned();
         for pid in pids_mentioned(event) {
             let worker = Worker {
                 name: name.clone(),

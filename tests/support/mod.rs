@@ -36,8 +36,6 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 /// How long any single wait may take before the test fails: generous, because it only
 /// bounds a failure (a hung binary); a passing test never waits anywhere near it.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -82,72 +80,13 @@ impl Signal {
 }
 
 /// One stderr line of a run: a JSON log event, or raw text (clap's messages, or garbage
-/// that a test must be able to see and reject).
-#[derive(Clone, Debug)]
-pub struct Event {
-    /// The line as written, without its newline.
-    pub raw: String,
-    fields: Option<Map<String, Value>>,
-}
+/// that a test must be able to see and reject). The suite's one reader of the log,
+/// shared with tools/torture.
+pub use logread::{Event, mentions_pid};
 
-impl Event {
-    fn parse(raw: String) -> Self {
-        let fields = match serde_json::from_str::<Value>(&raw) {
-            Ok(Value::Object(map)) => Some(map),
-            _ => None,
-        };
-        Self { raw, fields }
-    }
-
-    /// Whether the line is a JSON object (a log event), rather than raw text.
-    pub fn is_json(&self) -> bool {
-        self.fields.is_some()
-    }
-
-    /// A string field, if the line is JSON and has it.
-    pub fn str(&self, key: &str) -> Option<&str> {
-        self.fields.as_ref()?.get(key)?.as_str()
-    }
-
-    /// An integer field, if the line is JSON and has it.
-    pub fn int(&self, key: &str) -> Option<i64> {
-        self.fields.as_ref()?.get(key)?.as_i64()
-    }
-
-    /// `component`, for lifecycle events.
-    pub fn component(&self) -> Option<&str> {
-        self.str("component")
-    }
-
-    /// `phase`, for lifecycle events.
-    pub fn phase(&self) -> Option<&str> {
-        self.str("phase")
-    }
-
-    /// `process`: `main`, `worker-1`, ...
-    pub fn process(&self) -> Option<&str> {
-        self.str("process")
-    }
-
-    /// Whether this is the lifecycle event `component: phase`.
-    pub fn is(&self, component: &str, phase: &str) -> bool {
-        self.component() == Some(component) && self.phase() == Some(phase)
-    }
-
-    /// Whether this is a signal event for `signal` with `action`.
-    pub fn is_signal(&self, signal: &str, action: &str) -> bool {
-        self.str("signal") == Some(signal) && self.str("action") == Some(action)
-    }
-
-    /// Whether this is the main process's final event, `component=app phase=exit`.
-    pub fn is_exit(&self) -> bool {
-        self.process() == Some("main") && self.is("app", "exit")
-    }
-
-    /// `component phase`, the way [`Run::lifecycle`] lists it.
-    fn lifecycle_label(&self) -> Option<String> {
-        Some(format!("{} {}", self.component()?, self.phase()?))
-    }
+/// `component phase`, the way [`Run::lifecycle`] lists it.
+fn lifecycle_label(event: &Event) -> Option<String> {
+    Some(format!("{} {}", event.component()?, event.phase()?))
 }
 
 /// Something an [`Event`] can be checked against: a [`Pattern`], or any closure
@@ -168,13 +107,17 @@ impl<F: Fn(&Event) -> bool> Matcher for F {
     }
 }
 
-/// The two kinds of contract events the tests name.
+/// The kinds of contract events the tests name, all by field.
 #[derive(Clone, Copy, Debug)]
 pub enum Pattern {
     /// `component=C phase=P`, from any process.
     Phase(&'static str, &'static str),
     /// `signal=S action=A`, from any process.
     Signal(&'static str, &'static str),
+    /// `event=E`, a step of the manager, the pool or a worker, from any process.
+    Event(&'static str),
+    /// `event=E worker=W`: a step the parent logs about one of its workers.
+    WorkerEvent(&'static str, &'static str),
 }
 
 /// The lifecycle event `component: phase`.
@@ -187,34 +130,58 @@ pub fn signal_event(signal: &'static str, action: &'static str) -> Pattern {
     Pattern::Signal(signal, action)
 }
 
+/// The step `name` (`event=update-started`, ...), from any process.
+#[allow(
+    dead_code,
+    reason = "used by some test crates; every test crate compiles this module"
+)]
+pub fn event(name: &'static str) -> Pattern {
+    Pattern::Event(name)
+}
+
+/// The step `name` the parent logs about `worker` (`event=spawned worker=worker-1`).
+#[allow(
+    dead_code,
+    reason = "used by some test crates; every test crate compiles this module"
+)]
+pub fn worker_event(name: &'static str, worker: &'static str) -> Pattern {
+    Pattern::WorkerEvent(name, worker)
+}
+
 impl Matcher for Pattern {
     fn matches(&self, event: &Event) -> bool {
         match *self {
             Self::Phase(component, phase) => event.is(component, phase),
             Self::Signal(signal, action) => event.is_signal(signal, action),
+            Self::Event(name) => event.event() == Some(name),
+            Self::WorkerEvent(name, worker) => {
+                event.event() == Some(name) && event.str("worker") == Some(worker)
+            }
         }
     }
     fn describe(&self) -> String {
         match self {
             Self::Phase(component, phase) => format!("component={component} phase={phase}"),
             Self::Signal(signal, action) => format!("signal={signal} action={action}"),
+            Self::Event(name) => format!("event={name}"),
+            Self::WorkerEvent(name, worker) => format!("event={name} worker={worker}"),
         }
     }
 }
 
-/// A log line whose `message` contains the text: for the steps the contract names by message
-/// (`MPM.update: started`, `the parent is gone`), from any process.
+/// A log line whose `message` contains the text, from any process: only for the few lines
+/// that carry no field to match (prefer [`event`], [`phase`], [`signal_event`]).
 #[derive(Clone, Copy, Debug)]
 #[allow(
     dead_code,
-    reason = "used by tests/complex.rs; every test crate compiles this module"
+    reason = "used by some test crates; every test crate compiles this module"
 )]
 pub struct Message(pub &'static str);
 
 /// A log line whose `message` contains `text`.
 #[allow(
     dead_code,
-    reason = "used by tests/complex.rs; every test crate compiles this module"
+    reason = "used by some test crates; every test crate compiles this module"
 )]
 pub fn message(text: &'static str) -> Message {
     Message(text)
@@ -450,7 +417,7 @@ impl Run {
             scanned = self.log.len();
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => self.log.push(Event::parse(line)),
+                Ok(line) => self.log.push(logread::parse(line)),
                 Err(RecvTimeoutError::Timeout) => {
                     self.fail(&format!("waited {timeout:?} for {}", matcher.describe()))
                 }
@@ -504,7 +471,7 @@ impl Run {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => self.log.push(Event::parse(line)),
+                Ok(line) => self.log.push(logread::parse(line)),
                 Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => self.fail(&format!(
                     "stderr still open after {PATIENCE:?}: the main process or one of its \
@@ -539,7 +506,7 @@ impl Run {
         self.log
             .iter()
             .filter(|e| e.process() == Some("main"))
-            .filter_map(Event::lifecycle_label)
+            .filter_map(lifecycle_label)
             .collect()
     }
 
@@ -1087,23 +1054,6 @@ fn reported_by_parent(event: &Event, report: &Event) -> bool {
             .any(|text| mentions_pid(text, pid))
 }
 
-/// Whether `text` says `pid N` for this `pid` (and not `pid N0`, another process).
-pub fn mentions_pid(text: &str, pid: i64) -> bool {
-    let needle = format!("pid {pid}");
-    text.match_indices(&needle).any(|(at, _)| {
-        !text[at + needle.len()..]
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_digit())
-    })
-}
-
-/// Whether `target` (a pid, or minus a process group id) names a live process.
-///
-/// kill(2) with signal 0 checks without sending (EPERM: it exists but is not ours). A
-/// zombie also "exists" for kill(2): a worker that died after its parent is reparented to
-/// PID 1, which in a container may be slow to reap it, or never do. It is dead all the
-/// same, so on Linux `/proc` is asked whether every match is a zombie (or dead).
 /// Waits until process `pid` has exited (a zombie counts) or `timeout` passes; returns
 /// whether it exited. A Linux pidfd becomes readable when its process ends, so this is an
 /// event wait, not a poll of the process table. A pid already gone (ESRCH) has exited.
@@ -1151,6 +1101,12 @@ fn poll_until_gone(pid: i32, timeout: Duration) -> bool {
     true
 }
 
+/// Whether `target` (a pid, or minus a process group id) names a live process.
+///
+/// kill(2) with signal 0 checks without sending (EPERM: it exists but is not ours). A
+/// zombie also "exists" for kill(2): a worker that died after its parent is reparented to
+/// PID 1, which in a container may be slow to reap it, or never do. It is dead all the
+/// same, so on Linux `/proc` is asked whether every match is a zombie (or dead).
 fn is_alive(target: i32) -> bool {
     // SAFETY: signal 0 performs the existence and permission checks only.
     let rc = unsafe { libc::kill(target, 0) };

@@ -89,11 +89,11 @@ impl PhaseTracker {
             return;
         }
         let past_start = matches!(self.phase, Phase::Stop | Phase::Exiting);
-        self.phase = if line.is_exit_event() {
+        self.phase = if line.is_exit() {
             Phase::Exiting
         } else if past_start {
             self.phase
-        } else if line.is("app", "stopping") || line.is("app", "failed") || line.is_force_event() {
+        } else if line.is("app", "stopping") || line.is("app", "failed") || line.is_forced_exit() {
             Phase::Stop
         } else if line.is("MPM", "starting") {
             Phase::Handshake
@@ -104,15 +104,12 @@ impl PhaseTracker {
         } else if self.phase == Phase::PreIntake {
             Phase::Start
         } else if matches!(self.phase, Phase::Running | Phase::Update) {
-            // The message texts are the only sign of an update; a changed wording only
-            // blurs this table.
-            let message = line.message();
-            if message.starts_with("MPM.update: started") {
-                Phase::Update
-            } else if message.starts_with("MPM.update:") {
-                Phase::Running
-            } else {
-                self.phase
+            // An update is the manager's steps `update-started`, then `update-finished` or
+            // `update-failed`.
+            match line.event() {
+                Some("update-started") => Phase::Update,
+                Some("update-finished" | "update-failed") => Phase::Running,
+                _ => self.phase,
             }
         } else {
             self.phase
@@ -139,10 +136,12 @@ mod tests {
             (r#""component":"MPM","phase":"starting""#, Phase::Handshake),
             (r#""component":"MPM","phase":"started""#, Phase::Start),
             (r#""component":"app","phase":"started""#, Phase::Running),
-            (r#""message":"MPM.update: started""#, Phase::Update),
-            (r#""message":"MPM.update: finished, version 2""#, Phase::Running),
+            (r#""event":"update-started""#, Phase::Update),
+            (r#""event":"update-finished","version":2"#, Phase::Running),
+            (r#""event":"update-started""#, Phase::Update),
+            (r#""event":"update-failed""#, Phase::Running),
             (r#""component":"app","phase":"stopping""#, Phase::Stop),
-            (r#""message":"MPM.update: started""#, Phase::Stop),
+            (r#""event":"update-started""#, Phase::Stop),
             (r#""component":"app","phase":"exit""#, Phase::Exiting),
         ];
         for (fields, expected) in steps {

@@ -39,7 +39,7 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
         return Vec::new();
     };
     let lines = &observation.lines;
-    let exit_index = lines.iter().rposition(|l| l.is_exit_event());
+    let exit_index = lines.iter().rposition(|l| l.is_exit());
     let mut violations = Vec::new();
     let mut fail = |detail: String, at: Vec<usize>| {
         violations.push(Violation::new(Invariant::ExitStatus, detail, at));
@@ -179,7 +179,7 @@ pub fn check_last(observation: &Observation) -> Vec<Violation> {
     if observation.main_killed() || silent_death || observation.ended.is_none() {
         return Vec::new();
     }
-    let exits: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].is_exit_event()).collect();
+    let exits: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].is_exit()).collect();
     let detail = match exits.as_slice() {
         [] => "the main process wrote no exit event".to_owned(),
         [only] if *only + 1 == lines.len() => return Vec::new(),
@@ -239,7 +239,7 @@ pub fn check_stop_time(observation: &Observation) -> Vec<Violation> {
             ));
         }
     }
-    for (index, line) in lines.iter().enumerate().filter(|(_, l)| l.is_force_event()) {
+    for (index, line) in lines.iter().enumerate().filter(|(_, l)| l.is_forced_exit()) {
         if forcing_signal.is_none_or(|signal| signal > index) {
             let cause = line.str("cause").unwrap_or_default();
             violations.push(Violation::new(

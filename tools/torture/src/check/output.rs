@@ -28,7 +28,7 @@ pub fn check(observation: &Observation) -> Vec<Violation> {
         if PANIC_MARKERS.iter().any(|m| line.raw.contains(m)) {
             panics.push(index);
         }
-        match &line.json {
+        match line.fields() {
             None => not_json.push(index),
             Some(map) if REQUIRED_KEYS.iter().any(|k| !map.contains_key(*k)) => incomplete.push(index),
             Some(_) => {}
