@@ -102,18 +102,7 @@ fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, Receiver
     for (key, value) in env {
         command.env(key, value);
     }
-    // SAFETY: only async-signal-safe calls (signal, sigprocmask) between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            Ok(())
-        });
-    }
+    spawning::default_signal_dispositions(&mut command, &[]);
     let mut child = command.spawn().expect("spawn the binary");
     let stderr = child.stderr.take().expect("piped stderr");
     let (lines, received) = mpsc::channel();

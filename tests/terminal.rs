@@ -10,7 +10,6 @@
 //! Polling the screen is this test's event synchronisation: each wait looks for a line to
 //! appear and is bounded; none sleeps "long enough".
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -24,27 +23,6 @@ const PROMPT: &str = "READY>";
 
 /// How often the screen is read while waiting for a line to appear.
 const POLL: Duration = Duration::from_millis(20);
-
-/// Makes `command` start with SIGINT, SIGTERM and SIGHUP at their default disposition and
-/// unblocked: the tmux server it may start passes its dispositions on to the shell, and a
-/// shell cannot undo a signal ignored on entry, so a test run from a job that ignores SIGINT
-/// would otherwise start `simple` deaf to the very Ctrl+C it types.
-fn default_signal_dispositions(command: &mut Command) {
-    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
-    // (signal, sigemptyset, sigaddset, pthread_sigmask) on its own stack.
-    unsafe {
-        command.pre_exec(|| {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::signal(signal, libc::SIG_DFL);
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            Ok(())
-        });
-    }
-}
 
 /// A tmux server of our own; dropping it kills the server and everything it runs.
 struct Tmux {
@@ -77,7 +55,7 @@ impl Tmux {
 
     fn command(&self) -> Command {
         let mut command = Command::new("tmux");
-        default_signal_dispositions(&mut command);
+        spawning::default_signal_dispositions(&mut command, &[]);
         command.arg("-L").arg(&self.socket);
         // Run from inside a developer's tmux session, stay out of that session.
         command.env_remove("TMUX");

@@ -32,8 +32,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex};
+
+use spawning::Gate;
 use std::time::{Duration, Instant};
 
 /// How long any single wait may take before the test fails: generous, because it only
@@ -243,56 +245,6 @@ pub struct Options {
     pub stderr_file: Option<PathBuf>,
 }
 
-/// A gate the reader thread passes before each read: open by default.
-#[derive(Default)]
-struct Gate {
-    closed: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Gate {
-    fn set(&self, closed: bool) {
-        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = closed;
-        self.changed.notify_all();
-    }
-
-    fn pass(&self) {
-        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
-        while *closed {
-            closed = self.changed.wait(closed).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-/// The shutdown signals a test may send, by number.
-const SHUTDOWN_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-/// Makes `command` start its program with SIGINT, SIGTERM and SIGHUP at their default
-/// disposition and unblocked, whatever this process inherited (a CI job or a script's
-/// background job may run with SIGINT ignored, and an ignored disposition survives exec),
-/// then sets `ignored` to SIG_IGN: the environment a test asks for, not the one it ran in.
-pub fn default_signal_dispositions(command: &mut Command, ignored: &[Signal]) {
-    let ignored: Vec<i32> = ignored.iter().map(|s| s.number()).collect();
-    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
-    // (signal, sigemptyset, sigaddset, pthread_sigmask) and touches memory allocated before
-    // the fork, read-only.
-    unsafe {
-        command.pre_exec(move || {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in SHUTDOWN_SIGNALS {
-                libc::signal(signal, libc::SIG_DFL);
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            for &signal in &ignored {
-                libc::signal(signal, libc::SIG_IGN);
-            }
-            Ok(())
-        });
-    }
-}
-
 impl Run {
     /// Starts `binary` (`env!("CARGO_BIN_EXE_simple")`) with `--log-format json` and `args`,
     /// in a new process group of its own, stdin and stdout null, stderr read line by line.
@@ -324,7 +276,8 @@ impl Run {
             .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null());
-        default_signal_dispositions(&mut command, &options.ignored);
+        let ignored: Vec<i32> = options.ignored.iter().map(|s| s.number()).collect();
+        spawning::default_signal_dispositions(&mut command, &ignored);
         match &options.stderr_file {
             Some(path) => {
                 let file = std::fs::File::create(path)

@@ -41,28 +41,6 @@ pub fn kill_current_run() {
     }
 }
 
-/// Starts `command`'s program with SIGINT, SIGTERM and SIGHUP at their default disposition
-/// and unblocked: an ignored disposition survives exec, and a benchmark started from a
-/// script's background job (SIGINT ignored) would otherwise measure a process that keeps
-/// ignoring the very signal it is timed on.
-fn default_signal_dispositions(command: &mut Command) {
-    use std::os::unix::process::CommandExt as _;
-    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
-    // (signal, sigemptyset, sigaddset, pthread_sigmask) on its own stack.
-    unsafe {
-        command.pre_exec(|| {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::signal(signal, libc::SIG_DFL);
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            Ok(())
-        });
-    }
-}
-
 /// One line of the child's stderr: when it was read, and what it said.
 pub struct Line {
     /// The moment the tool read it.
@@ -133,7 +111,7 @@ impl Proc {
     pub fn spawn(program: &Path, args: &[impl AsRef<OsStr>]) -> anyhow::Result<Proc> {
         use std::os::unix::process::CommandExt as _;
         let mut command = Command::new(program);
-        default_signal_dispositions(&mut command);
+        spawning::default_signal_dispositions(&mut command, &[]);
         command
             .args(args)
             .env_remove("RUST_LOG")

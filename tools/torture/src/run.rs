@@ -21,7 +21,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::procs::{self, Pidfd};
@@ -76,48 +76,7 @@ pub struct Run {
     /// True once the main process has ended (set under the lock, before it is reaped).
     ended: Arc<Mutex<bool>>,
     /// The stderr reader passes it before each read: closed, the pipe fills up.
-    gate: Arc<Gate>,
-}
-
-/// A gate the stderr reader passes before each read; open unless the environment stalls it.
-#[derive(Default)]
-struct Gate {
-    closed: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Gate {
-    fn set(&self, closed: bool) {
-        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = closed;
-        self.changed.notify_all();
-    }
-
-    fn pass(&self) {
-        let mut closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
-        while *closed {
-            closed = self.changed.wait(closed).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-/// Starts `command`'s program with SIGINT, SIGTERM and SIGHUP at their default disposition
-/// and unblocked: an ignored disposition survives exec, and the tool may itself run as a
-/// background job (SIGINT ignored) or under a CI runner that ignores or blocks signals.
-pub fn default_signal_dispositions(command: &mut Command) {
-    // SAFETY: between fork and exec the closure calls only async-signal-safe functions
-    // (signal, sigemptyset, sigaddset, pthread_sigmask) on its own stack.
-    unsafe {
-        command.pre_exec(|| {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-                libc::signal(signal, libc::SIG_DFL);
-                libc::sigaddset(&mut set, signal);
-            }
-            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-            Ok(())
-        });
-    }
+    gate: Arc<spawning::Gate>,
 }
 
 impl Run {
@@ -134,7 +93,7 @@ impl Run {
             }
             None => Command::new(program),
         };
-        default_signal_dispositions(&mut command);
+        spawning::default_signal_dispositions(&mut command, &[]);
         let mut child = command
             .args(args)
             .process_group(0)
@@ -155,7 +114,7 @@ impl Run {
             let _ = child.wait();
             return Err(std::io::Error::other("the child's pipes were not created"));
         };
-        let gate = Arc::new(Gate::default());
+        let gate = Arc::new(spawning::Gate::default());
         spawn_reader(
             "torture-stderr",
             stderr,
@@ -236,7 +195,7 @@ impl Run {
 pub struct Controls {
     pid: i32,
     ended: Arc<Mutex<bool>>,
-    gate: Arc<Gate>,
+    gate: Arc<spawning::Gate>,
 }
 
 impl Controls {
@@ -269,7 +228,7 @@ fn spawn_reader<R: Read + Send + 'static>(
     tx: Sender<Event>,
     line: fn(Instant, String) -> Event,
     end: fn(Instant) -> Event,
-    gate: Option<Arc<Gate>>,
+    gate: Option<Arc<spawning::Gate>>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new().name(name.into()).spawn(move || {
         let mut reader = BufReader::new(pipe);
