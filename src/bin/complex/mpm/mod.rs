@@ -32,5 +32,5 @@ pub mod worker;
 pub mod worker_logs;
 
 pub use config::{Fault, MpmConfig, WorkerConfig};
-pub use manager::{Mpm, MpmError, Reply};
+pub use manager::{Mpm, MpmError, Reply, Submitted};
 pub use protocol::Method;

@@ -29,7 +29,7 @@ use graceful::shutdown::StopReason;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::mpm::{Method, Mpm, MpmConfig, Reply};
+use crate::mpm::{Method, Mpm, MpmConfig, Reply, Submitted};
 use crate::pool::{BlockingPool, on_own_thread};
 
 mod tasks;
@@ -100,10 +100,16 @@ impl Facade {
                 })
                 .await??);
         }
-        // Only the submission runs in the pool (writing to a pipe may block); the answer is
-        // awaited here, so no pool thread sits idle waiting for a worker. Dropping this
-        // future abandons the answer, not the call: the worker runs it anyway.
-        let awaited = self.pool.run(method.name(), move || mpm.submit(method)).await??;
+        // No pool thread sits idle waiting for a worker: the answer is awaited here. The
+        // call is written from here too when that cannot block; only a write that would
+        // wait for room in a full pipe is the pool's job. Dropping this future abandons the
+        // answer, not the call: the worker runs it anyway.
+        let awaited = match self.mpm.try_submit(method)? {
+            Submitted::Sent(awaited) => awaited,
+            Submitted::WouldBlock(method) => {
+                self.pool.run(method.name(), move || mpm.submit(method)).await??
+            }
+        };
         Ok(awaited.wait().await?)
     }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::super::arrivals::recv_by;
-use super::super::child::WorkerProcess;
+use super::super::child::{TrySend, WorkerProcess};
 use super::super::protocol::{Command, Method};
 use super::{Mpm, MpmError, Reply, Shared, Stats};
 
@@ -64,19 +64,71 @@ impl Mpm {
         result
     }
 
-    /// Sends `method` to some worker and returns at once: no thread waits for the answer,
-    /// which arrives on the returned handle. (Writing the line may block if the worker's
-    /// pipe is full, so async callers still submit from the blocking pool.)
+    /// Sends `method` to some worker and returns once it is written: no thread waits for
+    /// the answer, which arrives on the returned handle. Writing may block while the
+    /// worker's pipe is full, so call this from a thread that may block (the pool), or try
+    /// [`try_submit`](Self::try_submit) first.
     pub fn submit(&self, method: Method) -> Result<AwaitedReply, MpmError> {
         let (reply, answer) = oneshot::channel();
         let (id, worker) = self.shared.dispatch(method, Waiter::Async(reply))?;
-        Ok(AwaitedReply {
+        Ok(self.awaited(id, worker, answer))
+    }
+
+    /// Like [`submit`](Self::submit), but never blocks, so an async task may call it on the
+    /// runtime: when the frame cannot go out at once (the pipe is full, or another thread
+    /// is writing to it), the call is not sent and `method` comes back in
+    /// [`Submitted::WouldBlock`], to be submitted from a thread that may block.
+    pub fn try_submit(&self, method: Method) -> Result<Submitted, MpmError> {
+        let (reply, answer) = oneshot::channel();
+        let (id, worker) = self.shared.enlist(method.name(), Waiter::Async(reply))?;
+        let command = Command::Call { id, method };
+        match worker.try_send(&command) {
+            TrySend::Sent => {
+                log_sent(&command, &worker);
+                Ok(Submitted::Sent(self.awaited(id, worker, answer)))
+            }
+            TrySend::Closed => {
+                // Its monitor fails the pending call (or already did): the caller hears of it.
+                tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
+                Ok(Submitted::Sent(self.awaited(id, worker, answer)))
+            }
+            TrySend::WouldBlock => {
+                // The worker never saw it: unregister, and hand the method back.
+                self.shared.forget(id);
+                tracing::debug!(
+                    "MPM: {} is busy or full; call {id} goes to a thread that may wait for it",
+                    worker.name
+                );
+                let Command::Call { method, .. } = command else {
+                    unreachable!("built as a call above")
+                };
+                Ok(Submitted::WouldBlock(method))
+            }
+        }
+    }
+
+    fn awaited(
+        &self,
+        id: u64,
+        worker: Arc<WorkerProcess>,
+        answer: oneshot::Receiver<Result<Reply, MpmError>>,
+    ) -> AwaitedReply {
+        AwaitedReply {
             id,
             worker,
             answer,
             mpm: self.clone(),
-        })
+        }
     }
+}
+
+/// What [`Mpm::try_submit`] did.
+pub enum Submitted {
+    /// Sent; await the answer on the handle.
+    Sent(AwaitedReply),
+    /// Not sent, because writing it would have to wait: submit it from a thread that may
+    /// block.
+    WouldBlock(Method),
 }
 
 /// A call sent with [`Mpm::submit`]; await its answer with [`AwaitedReply::wait`].
@@ -121,6 +173,21 @@ impl AwaitedReply {
     }
 }
 
+fn log_sent(command: &Command, worker: &WorkerProcess) {
+    let Command::Call { id, method } = command else {
+        return;
+    };
+    match method {
+        Method::ProcessString(p) => tracing::debug!(
+            "MPM.process_string(parameter={p:?}): call {id} to {}",
+            worker.name
+        ),
+        Method::ProcessNumber(p) => {
+            tracing::debug!("MPM.process_number(parameter={p}): call {id} to {}", worker.name)
+        }
+    }
+}
+
 impl Stats {
     fn count_call(&self, result: &Result<Reply, MpmError>) {
         let counter = match result {
@@ -162,10 +229,29 @@ impl Shared {
         }
     }
 
-    /// Registers the caller with the least-loaded live worker and sends it the call.
+    /// Registers the caller with the least-loaded live worker and sends it the call,
+    /// waiting for room in its pipe if need be.
     pub(super) fn dispatch(
         &self,
         method: Method,
+        waiter: Waiter,
+    ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
+        let (id, worker) = self.enlist(method.name(), waiter)?;
+        let command = Command::Call { id, method };
+        if worker.send(&command).is_ok() {
+            log_sent(&command, &worker);
+        } else {
+            // Its monitor fails the pending call (or already did): the caller hears of it.
+            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
+        }
+        Ok((id, worker))
+    }
+
+    /// Picks the least-loaded live worker for a new call and registers its caller there.
+    /// Returns the call's id and the worker, to which the caller then sends the call.
+    pub(super) fn enlist(
+        &self,
+        what: &'static str,
         waiter: Waiter,
     ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
         if self.stopping.load(SeqCst) {
@@ -175,22 +261,8 @@ impl Shared {
             return Err(MpmError::Stopping);
         }
         let id = self.next_id.fetch_add(1, SeqCst);
-        let what = method.name();
         let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
         self.register(id, &worker, what, waiter)?;
-        match &method {
-            Method::ProcessString(p) => tracing::debug!(
-                "MPM.process_string(parameter={p:?}): call {id} to {}",
-                worker.name
-            ),
-            Method::ProcessNumber(p) => {
-                tracing::debug!("MPM.process_number(parameter={p}): call {id} to {}", worker.name)
-            }
-        }
-        if worker.send(&Command::Call { id, method }).is_err() {
-            // Its monitor fails the pending call (or already did): the caller hears of it.
-            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
-        }
         Ok((id, worker))
     }
 

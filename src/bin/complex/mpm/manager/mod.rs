@@ -49,6 +49,7 @@ mod reply;
 mod supervision;
 mod update;
 
+pub use calls::Submitted;
 pub use reply::{MpmError, Reply};
 
 /// How long `stop` waits for the workers to finish the item in hand and exit.
