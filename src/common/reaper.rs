@@ -8,7 +8,7 @@
 //! status reaped by the loop is a crash reported as "its end could not be observed".
 //!
 //! **Fix.** Reap only what is not ours. Our own children are spawned through
-//! [`spawn_owned`], which records their pids under the lock the reaper holds while it
+//! [`spawn_owned`] (or [`own`]), which records their pids under the lock the reaper holds while it
 //! decides; the reaper lists this process's children (`/proc/self/task/*/children`) and
 //! waits, without blocking, only for those not recorded. A child's owner calls [`forget`]
 //! once it has reaped it (its pid may be reused by an orphan later). The reaper is a thread
@@ -26,9 +26,15 @@ static OWNED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 /// Spawns `command` as a child whose status its owner reads: the reaper leaves it alone
 /// until [`forget`] is called with its pid.
 pub fn spawn_owned(command: &mut Command) -> io::Result<Child> {
+    own(|| command.spawn(), Child::id)
+}
+
+/// Runs `spawn`, which starts a child some other way than [`spawn_owned`], and records the
+/// child (whose pid `pid_of` tells) as one whose status its owner reads.
+pub fn own<T>(spawn: impl FnOnce() -> io::Result<T>, pid_of: impl FnOnce(&T) -> u32) -> io::Result<T> {
     let mut owned = OWNED.lock_unpoisoned();
-    let child = command.spawn()?;
-    owned.get_or_insert_with(HashSet::new).insert(child.id());
+    let child = spawn()?;
+    owned.get_or_insert_with(HashSet::new).insert(pid_of(&child));
     Ok(child)
 }
 

@@ -145,8 +145,7 @@ where
     Ok(Intake { ignored_at_start })
 }
 
-/// The signal set holding `signals`, as the OS's mask calls take it. Build it before a fork:
-/// a child between fork and exec may use it without allocating.
+/// The signal set holding `signals`, as the OS's mask calls take it.
 #[cfg(unix)]
 pub fn mask_of(signals: &[ShutdownSignal]) -> libc::sigset_t {
     // SAFETY: sigemptyset initialises the zeroed set; sigaddset adds valid signal numbers.

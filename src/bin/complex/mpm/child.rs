@@ -26,11 +26,12 @@
 //! benchmark).
 
 use graceful::sync::LockUnpoisoned;
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, ChildStderr, ChildStdin, ChildStdout, Command as Process, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -39,6 +40,7 @@ use super::arrivals::{Arrivals, WakeReceiver};
 use super::handshake::spawn_with_signals_blocked;
 use super::latch::Latch;
 use super::protocol::{Command, Frame};
+use super::spawn::{Process, Spawned};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -63,7 +65,7 @@ pub struct WorkerProcess {
     unflushed: AtomicBool,
     stdin_fd: RawFd,
     stdin: Mutex<Stdin>,
-    child: Mutex<Option<Child>>,
+    child: Mutex<Option<Process>>,
     ended: Latch<String>,
 }
 
@@ -72,7 +74,7 @@ const STOP: u8 = 2;
 
 /// The write end of the worker's stdin, while it is open.
 struct Stdin {
-    pipe: Option<BufWriter<ChildStdin>>,
+    pipe: Option<BufWriter<File>>,
     /// The stop command is written (or waits in the buffer): nothing may follow it, and the
     /// pipe is closed once it is out, so even a worker that missed the frame sees end-of-file.
     closing: bool,
@@ -130,9 +132,9 @@ pub enum TrySend {
 /// What the monitor alone reads: the worker's reports, its log lines, and its wake-ups.
 pub struct Outputs {
     /// Frames from the worker.
-    pub stdout: ChildStdout,
+    pub stdout: File,
     /// The worker's log lines.
-    pub stderr: ChildStderr,
+    pub stderr: File,
     /// Waiters and control requests wake the monitor through it.
     pub wake: WakeReceiver,
 }
@@ -154,27 +156,16 @@ impl WorkerProcess {
         let failed = |what| move |error| SpawnError { what, error };
         // Before the process: a failure here leaves nothing to kill.
         let (arrivals, wake) = Arrivals::new().map_err(failed("the monitor's wake socket"))?;
-        let mut command = Process::new(exe);
-        command
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = spawn_with_signals_blocked(&mut command).map_err(failed("the worker process"))?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            let _ = child.kill();
-            let _ = child.wait();
-            graceful::reaper::forget(child.id());
-            return Err(failed("the worker's pipes")(io::Error::other(
-                "missing after spawn",
-            )));
-        };
+        let Spawned {
+            process,
+            stdin,
+            stdout,
+            stderr,
+        } = spawn_with_signals_blocked(exe, args).map_err(failed("the worker process"))?;
         let worker = Arc::new(Self {
             name: format!("worker-{}", slot + 1),
             slot,
-            pid: child.id(),
+            pid: process.id(),
             incarnation: NEXT_INCARNATION.fetch_add(1, SeqCst),
             in_flight: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
@@ -189,7 +180,7 @@ impl WorkerProcess {
                 nonblocking: false,
                 frame: Vec::new(),
             }),
-            child: Mutex::new(Some(child)),
+            child: Mutex::new(Some(process)),
             ended: Latch::new(),
         });
         Ok((worker, Outputs { stdout, stderr, wake }))
@@ -356,16 +347,16 @@ impl WorkerProcess {
 
     /// SIGKILL, unless it was already reaped. The monitor reaps and reports it.
     pub fn kill(&self) {
-        if let Some(child) = lock(&self.child).as_mut() {
-            let _ = child.kill();
+        if let Some(process) = lock(&self.child).as_ref() {
+            let _ = process.kill();
         }
     }
 
     /// Waits for the process to end and reaps it; for the monitor thread only, after the
     /// worker's stdout ended (so the wait is short).
     pub fn reap(&self) -> Option<ExitStatus> {
-        let mut child = lock(&self.child).take()?;
-        let status = child.wait().ok();
+        let process = lock(&self.child).take()?;
+        let status = process.wait().ok();
         // Reaped: the pid is no longer ours, and may come back as an orphan's.
         graceful::reaper::forget(self.pid);
         status
@@ -384,14 +375,14 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
-        if let Some(mut child) = lock(&self.child).take() {
+        if let Some(process) = lock(&self.child).take() {
             tracing::warn!(
                 worker_pid = self.pid,
                 "{} was never reaped by its monitor; killing and reaping it now",
                 self.name
             );
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = process.kill();
+            let _ = process.wait();
             graceful::reaper::forget(self.pid);
         }
     }
@@ -415,7 +406,7 @@ pub fn describe_exit(status: Option<ExitStatus>) -> String {
 /// With `on`, writes to `pipe` fail with `WouldBlock` instead of waiting for room. Only
 /// the holder of the stdin lock toggles it (through [`Stdin::set_nonblocking`]), so no
 /// other writer sees the change.
-fn set_nonblocking(pipe: &ChildStdin, on: bool) {
+fn set_nonblocking(pipe: &File, on: bool) {
     let fd = pipe.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own (the pipe lives as long as `pipe`), only changing
     // O_NONBLOCK in its status flags.
@@ -452,7 +443,7 @@ mod tests {
     #[test]
     fn try_send_never_waits_for_a_full_pipe() {
         // A "worker" that never reads its stdin.
-        let (worker, _outputs) = WorkerProcess::spawn(Path::new("sleep"), &["60".into()], 0).unwrap();
+        let (worker, _outputs) = WorkerProcess::spawn(Path::new("/bin/sleep"), &["60".into()], 0).unwrap();
         let mut sent = 0u64;
         let outcome = loop {
             match worker.try_send(&call(sent, "x".repeat(100))) {
@@ -475,7 +466,7 @@ mod tests {
 
     #[test]
     fn try_send_writes_whole_frames_and_leaves_long_ones_to_a_blocking_send() {
-        let (worker, outputs) = WorkerProcess::spawn(Path::new("cat"), &[], 0).unwrap();
+        let (worker, outputs) = WorkerProcess::spawn(Path::new("/bin/cat"), &[], 0).unwrap();
         let long = call(2, "y".repeat(libc::PIPE_BUF));
         assert!(
             matches!(worker.try_send(&long), TrySend::WouldBlock),

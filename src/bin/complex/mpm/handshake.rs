@@ -8,16 +8,17 @@
 //! **The pitfalls.**
 //! - A terminal's Ctrl+C goes to the whole process group. A worker hit between `exec` and
 //!   the installation of its handlers dies by the default action: abruptly, mid-handshake.
-//!   Blocking the signals in the parent before spawning does not help: std resets the
-//!   child's signal mask before `exec`.
+//!   Blocking the signals in the parent before spawning does not help: std's spawn empties
+//!   the child's signal mask, and blocking them again in a `pre_exec` hook leaves a window
+//!   before the hook runs.
 //! - A worker that never reports (wedged, refusing, dead) must not leave the start hanging,
 //!   nor leave the workers that did start running behind a failed start.
 //! - A deadline must judge what a worker *sent* by then, not what this process happened to
 //!   have read when it woke (a stopped or starved parent wakes late: see `arrivals.rs`).
 //!
 //! **The fix, in the order it happens.**
-//! 1. [`spawn_with_signals_blocked`]: SIGINT, SIGTERM and SIGHUP are blocked in the child
-//!    itself, after std's reset and just before `exec` (`pre_exec`); the mask survives `exec`.
+//! 1. [`spawn_with_signals_blocked`]: `posix_spawn` gives the child SIGINT, SIGTERM and
+//!    SIGHUP blocked from its start (`POSIX_SPAWN_SETSIGMASK`); the mask survives `exec`.
 //! 2. The worker installs its handlers, which unblocks the signals (a signal that came in the
 //!    window is delivered now, and ignored like any other), then reports
 //!    [`worker_bootstrapped`]; once initialised, [`worker_started`] (or [`worker_refuses`]).
@@ -30,17 +31,16 @@
 //! handshake, and `--fail-start worker-2` fails it on purpose.
 
 use std::io::{self, Write};
-use std::process::{Child, Command};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
-
-use graceful::signals::{self, ShutdownSignal};
 
 use super::arrivals::recv_by;
 use super::child::WorkerProcess;
 use super::manager::MpmError;
 use super::protocol::{Frame, Report};
+use super::spawn::{self, Spawned};
 
 /// A step of the handshake, and how long every worker has for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,24 +86,14 @@ pub struct Handshaking {
 
 // ---- The parent's side --------------------------------------------------------------
 
-/// Spawns `command` with the shutdown signals blocked in the child from before `exec`.
-pub fn spawn_with_signals_blocked(command: &mut Command) -> io::Result<Child> {
-    use std::os::unix::process::CommandExt;
-    let set = signals::mask_of(&ShutdownSignal::ALL);
-    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
-    // functions may be called: pthread_sigmask is one, and the closure allocates nothing
-    // (the set was built in the parent and is copied in).
-    unsafe {
-        command.pre_exec(move || {
-            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    // Through the reaper's registry: as PID 1 the process reaps adopted orphans, and must
-    // leave this child's status to its monitor.
-    graceful::reaper::spawn_owned(command)
+/// Spawns `exe args` with the shutdown signals blocked in the child from its start (see
+/// `spawn.rs`), through the reaper's registry: as PID 1 this process reaps adopted orphans,
+/// and must leave this child's status to its monitor.
+pub fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Result<Spawned> {
+    graceful::reaper::own(
+        || spawn::spawn_with_signals_blocked(exe, args),
+        |spawned| spawned.process.id(),
+    )
 }
 
 /// Runs both steps for `workers`: every one must report each step by its deadline. On

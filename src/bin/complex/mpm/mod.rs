@@ -28,6 +28,7 @@ pub mod lanes;
 pub mod latch;
 pub mod manager;
 pub mod protocol;
+pub mod spawn;
 pub mod worker;
 pub mod worker_logs;
 

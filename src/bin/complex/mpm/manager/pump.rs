@@ -13,9 +13,9 @@
 //! are forwarded before its monitor reports how it ended (the loop ends only when both pipes
 //! have), with no second thread to join, bound or fail to create.
 
+use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
-use std::process::{ChildStderr, ChildStdout};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -126,7 +126,7 @@ impl Reports {
     /// end of the stream.
     fn take_in(
         &mut self,
-        stdout: &mut ChildStdout,
+        stdout: &mut File,
         chunk: &mut [u8],
         on_report: &mut impl FnMut(Report),
     ) -> Result<bool, ProtocolError> {
@@ -153,12 +153,7 @@ impl Reports {
 }
 
 /// One read of the worker's stderr; forwards its whole lines. Returns whether it is open.
-fn take_in_lines(
-    worker: &WorkerProcess,
-    stderr: &mut ChildStderr,
-    chunk: &mut [u8],
-    lines: &mut Lines,
-) -> bool {
+fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], lines: &mut Lines) -> bool {
     let name = worker.name.as_str();
     let n = match stderr.read(chunk) {
         Ok(n) => n,
@@ -193,7 +188,7 @@ fn take_in_lines(
 
 /// Bytes waiting in a pipe. Should the kernel not say, 0: the watermark then only covers
 /// what was already read, and a late report may be judged missing, as before.
-fn unread(pipe: &ChildStdout) -> u64 {
+fn unread(pipe: &File) -> u64 {
     let mut count: libc::c_int = 0;
     // SAFETY: FIONREAD on a descriptor we own writes one int through the pointer.
     let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut count) };
