@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use checks::*;
 use support::{
-    Event, Matcher, PATIENCE, Run, Signal, event, mentions_pid, message, phase, signal_event, worker_event,
+    Event, Matcher, PATIENCE, Run, Signal, event, fields, mentions_pid, phase, signal_event, worker_event,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -93,7 +93,7 @@ fn ctrl_c_during_the_worker_handshake_is_delayed_until_the_start_completes() {
 #[test]
 fn ctrl_c_during_an_update_lets_the_shielded_update_finish_first() {
     let mut run = complex(&["--time-scale", UPDATE_SCALE]);
-    // The run's first update: every `DummyManager.update` line below belongs to it.
+    // The run's first update: every worker's `method=update` line below belongs to it.
     run.wait_for(event("update-started"), PATIENCE);
     let running = workers_running_now(&run);
     run.signal_group(Signal::Int);
@@ -105,13 +105,15 @@ fn ctrl_c_during_an_update_lets_the_shielded_update_finish_first() {
         &signal_event("SIGINT", "shutdown"),
         &phase("AsyncService1", "stopping"),
         &event("update-finished"),
-        // No field tells that the task waited for the update in hand: only its message does.
-        &message("AsyncService1._update_task_worker: cancelled; the update in hand was waited for first"),
+        &fields(&[
+            ("event", "cancelled"),
+            ("task", "update"),
+            ("in_hand", "finished"),
+        ]),
         &phase("MPM", "stopping"),
     ]);
     for worker in &running {
-        // The worker's update carries no event field: only its message names it.
-        if !worker_said(&run, worker, "DummyManager.update") {
+        if !worker_worked_on(&run, worker, "update") {
             run.fail(&format!("{} never logged the update it was given", worker.name));
         }
     }
@@ -605,9 +607,8 @@ fn unshielded_ctrl_c_with_calls_in_flight_abandons_them_and_stops_cleanly() {
     let event = run.next_signal_event(Signal::Int);
     run.assert_signal_event(&event, "shutdown", 1);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
-    // No field tells that a task waited for its call in hand: only its message does.
     if run
-        .position(&message("the call in hand finished first"), 0)
+        .position(&fields(&[("event", "cancelled"), ("in_hand", "finished")]), 0)
         .is_some()
     {
         run.fail("--unshielded tasks must not wait for the call in hand");

@@ -713,9 +713,9 @@ fn a_worker_killed_mid_line_is_reported_truncated_and_every_line_is_json() {
     let mut run = complex(&["--time-scale", FAST, "--inject-fault", "slow-log-line"]);
     let announced = run.wait_for(
         |e: &Event| {
-            // The injected fault's announcement carries no event field: only its message.
             e.process().is_some_and(|p| p.starts_with("worker-"))
-                && e.str("message").is_some_and(|m| m.contains("log line slowly"))
+                && e.event() == Some("fault")
+                && e.str("fault") == Some("slow-log-line")
         },
         PATIENCE,
     );
@@ -747,6 +747,8 @@ fn a_worker_killed_mid_line_is_reported_truncated_and_every_line_is_json() {
     run.assert_last_line_is_exit(Signal::Int.shell_status(), Some(Signal::Int));
     run.assert_every_component_finished();
     assert_no_pid_left(&mut run);
+    // The raw text, not a field: a cut line glued to another would reach the log wrapped as
+    // stray output, with only its text left to find.
     if let Some(at) = run.position(
         &|e: &Event| {
             e.process() == Some(worker.name.as_str())

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::support::{Event, Run, Signal, mentions_pid, message, phase};
+use crate::support::{Event, Fields, Run, Signal, mentions_pid, phase};
 
 pub(crate) const COMPLEX: &str = env!("CARGO_BIN_EXE_complex");
 
@@ -173,21 +173,18 @@ pub(crate) fn worker_did(run: &Run, worker: &Worker, name: &str) -> bool {
         .any(|e| worker.logged(e) && e.event() == Some(name))
 }
 
-/// A worker's own log line whose message contains `text`: only for what a worker logs
-/// without an `event` field.
-pub(crate) fn worker_said(run: &Run, worker: &Worker, text: &str) -> bool {
+/// Whether `worker` logged that it began work on `method` (`event=work`).
+pub(crate) fn worker_worked_on(run: &Run, worker: &Worker, method: &str) -> bool {
     run.log()
         .iter()
-        .any(|e| worker.logged(e) && e.str("message").is_some_and(|m| m.contains(text)))
+        .any(|e| worker.logged(e) && e.event() == Some("work") && e.str("method") == Some(method))
 }
 
-/// A line from a worker process whose message starts with `DummyManager.process_`: a call
-/// in that worker's hands.
+/// A worker's `event=work` line for a `process_*` method: a call in that worker's hands.
 pub(crate) fn worker_processing(event: &Event) -> bool {
     event.process() != Some("main")
-        && event
-            .str("message")
-            .is_some_and(|m| m.starts_with("DummyManager.process_"))
+        && event.event() == Some("work")
+        && event.str("method").is_some_and(|m| m.starts_with("process_"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -310,21 +307,21 @@ pub(crate) fn assert_workers_stopped(run: &Run, workers_expected: usize, killed:
 /// MPM's `stopped`), then the pool; all of it after AsyncService2 stopped.
 #[track_caller]
 pub(crate) fn assert_async_service1_stop_order(run: &Run, busy_tasks: usize) {
-    // The tasks' cancellations carry no event field (only the abandoning ones do): they are
-    // known by their messages.
+    const UPDATE_TASK_CANCELLED: Fields = Fields(&[("event", "cancelled"), ("task", "update")]);
     run.assert_sequence(&[
         &phase("AsyncService2", "stopped"),
         &phase("AsyncService1", "stopping"),
-        &message("AsyncService1._update_task_worker: cancelled"),
+        &UPDATE_TASK_CANCELLED,
     ]);
-    let update_cancelled = run
-        .position(&message("AsyncService1._update_task_worker: cancelled"), 0)
-        .unwrap_or_default();
+    let update_cancelled = run.position(&UPDATE_TASK_CANCELLED, 0).unwrap_or_default();
     let mpm_stopping = run.position(&phase("MPM", "stopping"), 0).unwrap_or_default();
     for index in 0..busy_tasks {
-        let prefix = format!("AsyncService1._process_worker {index}: cancelled");
         let at = run.position(
-            &|e: &Event| e.str("message").is_some_and(|m| m.starts_with(&prefix)),
+            &|e: &Event| {
+                e.event() == Some("cancelled")
+                    && e.str("task") == Some("busy")
+                    && e.int("index") == Some(index as i64)
+            },
             0,
         );
         match at {
@@ -337,7 +334,7 @@ pub(crate) fn assert_async_service1_stop_order(run: &Run, busy_tasks: usize) {
                 mpm_stopping + 1
             )),
             None => run.fail(&format!(
-                "busy task {index} never logged its cancellation ({prefix:?})"
+                "busy task {index} never logged its cancellation (event=cancelled task=busy index={index})"
             )),
         }
     }

@@ -171,30 +171,31 @@ impl Matcher for Pattern {
     }
 }
 
-/// A log line whose `message` contains the text, from any process: only for the few lines
-/// that carry no field to match (prefer [`event`], [`phase`], [`signal_event`]).
+/// A log line with every one of these string fields, from any process: for the steps that
+/// a single `event` does not name (`event=cancelled task=update in_hand=finished`).
 #[derive(Clone, Copy, Debug)]
 #[allow(
     dead_code,
     reason = "used by some test crates; every test crate compiles this module"
 )]
-pub struct Message(pub &'static str);
+pub struct Fields(pub &'static [(&'static str, &'static str)]);
 
-/// A log line whose `message` contains `text`.
+/// A log line with every one of `fields`.
 #[allow(
     dead_code,
     reason = "used by some test crates; every test crate compiles this module"
 )]
-pub fn message(text: &'static str) -> Message {
-    Message(text)
+pub fn fields(fields: &'static [(&'static str, &'static str)]) -> Fields {
+    Fields(fields)
 }
 
-impl Matcher for Message {
+impl Matcher for Fields {
     fn matches(&self, event: &Event) -> bool {
-        event.str("message").is_some_and(|m| m.contains(self.0))
+        self.0.iter().all(|&(key, value)| event.str(key) == Some(value))
     }
     fn describe(&self) -> String {
-        format!("a message containing {:?}", self.0)
+        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        pairs.join(" ")
     }
 }
 

@@ -1,5 +1,8 @@
 //! `DummyManager`: the reference's stand-in for CPU-heavy work (think of a YARA rules
 //! manager: `process_*` would be `match()`, `update()` would reload the rules).
+//!
+//! Each piece of work begins with one line, `event=work` and `method` (`process_string`,
+//! `process_number`, `update`): what a worker has in hand, for the tests and the timeline.
 
 use std::time::Duration;
 
@@ -27,11 +30,19 @@ impl DummyManager {
     pub fn process(&mut self, method: &Method) -> u64 {
         let cost = match method {
             Method::ProcessString(parameter) => {
-                tracing::debug!("DummyManager.process_string(parameter={parameter:?})");
+                tracing::debug!(
+                    event = "work",
+                    method = "process_string",
+                    "DummyManager.process_string(parameter={parameter:?})"
+                );
                 Duration::from_millis(500)
             }
             Method::ProcessNumber(parameter) => {
-                tracing::debug!("DummyManager.process_number(parameter={parameter})");
+                tracing::debug!(
+                    event = "work",
+                    method = "process_number",
+                    "DummyManager.process_number(parameter={parameter})"
+                );
                 Duration::from_millis(300)
             }
         };
@@ -42,6 +53,8 @@ impl DummyManager {
     /// 5 s of simulated work (scaled), then the version goes up by one.
     pub fn update(&mut self) -> u64 {
         tracing::info!(
+            event = "work",
+            method = "update",
             "DummyManager.update: version {} -> {}",
             self.version,
             self.version + 1

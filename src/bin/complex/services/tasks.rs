@@ -1,6 +1,10 @@
 //! AsyncService1's tasks, as in complex.py: the update task (every 10 s) and the busy tasks
 //! (a random pause of up to 1 s, `process_number`, `process_string`, parameter + 1), each in
 //! its shielded and unshielded variant (see the parent module).
+//!
+//! A task's end is one line with `event=cancelled` (or `abandoned`), `task` (`update` or
+//! `busy`, with the busy task's `index`) and, when it had something in hand, `in_hand`:
+//! `finished` (it waited for it) or `withdrawn` (the stop came first, nothing ran).
 
 use std::time::Duration;
 
@@ -31,6 +35,9 @@ pub(super) async fn update_task(
             log_update(facade.update().await);
             if cancel.is_cancelled() {
                 tracing::warn!(
+                    event = "cancelled",
+                    task = "update",
+                    in_hand = "finished",
                     "AsyncService1._update_task_worker: cancelled; the update in hand was waited for first"
                 );
                 return;
@@ -40,6 +47,7 @@ pub(super) async fn update_task(
                 () = cancel.cancelled() => {
                     tracing::warn!(
                         event = "abandoned",
+                        task = "update",
                         "AsyncService1._update_task_worker: cancelled; abandoning the update in hand \
                          (it keeps running: a pool thread waits for every worker's answer)"
                     );
@@ -49,7 +57,11 @@ pub(super) async fn update_task(
             }
         }
     }
-    tracing::warn!("AsyncService1._update_task_worker: cancelled");
+    tracing::warn!(
+        event = "cancelled",
+        task = "update",
+        "AsyncService1._update_task_worker: cancelled"
+    );
 }
 
 fn log_update(outcome: anyhow::Result<u64>) {
@@ -91,6 +103,10 @@ pub(super) async fn busy_task(
             let outcome = calls.await;
             if cancel.is_cancelled() {
                 tracing::debug!(
+                    event = "cancelled",
+                    task = "busy",
+                    index,
+                    in_hand = "finished",
                     "AsyncService1._process_worker {index}: cancelled; the call in hand finished first"
                 );
                 return;
@@ -101,6 +117,8 @@ pub(super) async fn busy_task(
                 () = cancel.cancelled() => {
                     tracing::debug!(
                         event = "abandoned",
+                        task = "busy",
+                        index,
                         "AsyncService1._process_worker {index}: cancelled; abandoning the call in hand ({})",
                         facade.where_an_abandoned_call_runs()
                     );
@@ -113,6 +131,10 @@ pub(super) async fn busy_task(
             // The stop has begun: no call will be taken any more. Wait to be cancelled.
             cancel.cancelled().await;
             tracing::debug!(
+                event = "cancelled",
+                task = "busy",
+                index,
+                in_hand = "withdrawn",
                 "AsyncService1._process_worker {index}: cancelled; its call was not run: the stop had begun"
             );
             return;
@@ -126,7 +148,12 @@ pub(super) async fn busy_task(
         }
         parameter += 1;
     }
-    tracing::debug!("AsyncService1._process_worker {index}: cancelled");
+    tracing::debug!(
+        event = "cancelled",
+        task = "busy",
+        index,
+        "AsyncService1._process_worker {index}: cancelled"
+    );
 }
 
 /// How a busy task's round of calls went.

@@ -12,7 +12,11 @@ use super::super::worker_logs;
 /// [`Fault::WorkerIgnoresStop`](crate::mpm::Fault::WorkerIgnoresStop): the orphan the reference warns about. The worker neither
 /// stops nor exits; only its parent's kill ends it.
 pub fn ignore_the_stop(cause: StopCause) -> ! {
-    tracing::warn!("injected fault: ignoring the stop ({cause:?}) and idling forever");
+    tracing::warn!(
+        event = "fault",
+        fault = "worker-ignores-stop",
+        "injected fault: ignoring the stop ({cause:?}) and idling forever"
+    );
     loop {
         std::thread::park();
     }
@@ -23,7 +27,11 @@ pub fn ignore_the_stop(cause: StopCause) -> ! {
 /// in the middle of it. Finished, it is a proper line of the run's format.
 pub fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration) {
     const PIECE: usize = 64;
-    tracing::warn!("injected fault: writing an 8 KiB log line slowly to fd 2");
+    tracing::warn!(
+        event = "fault",
+        fault = "slow-log-line",
+        "injected fault: writing an 8 KiB log line slowly to fd 2"
+    );
     let filler = "x".repeat(8 * 1024);
     let message = format!("injected fault: a slow log line: {filler}");
     let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
