@@ -444,6 +444,51 @@ fn a_worker_killed_is_replaced_and_the_app_keeps_running() {
     }
 }
 
+/// A panic in a worker (`--inject-fault worker-panics`: the worker given busy task 0's first
+/// call panics on it) is one JSON `event=panic` line from that worker, never panic text. The
+/// worker says it failed and exits 1 (not 101, and its log flushed); its parent reports that
+/// status and replaces it, and a later Ctrl+C stops everything in order.
+#[test]
+fn a_worker_that_panics_exits_1_with_one_panic_event_and_is_replaced() {
+    let mut run = complex(&["--time-scale", FAST, "--inject-fault", "worker-panics"]);
+    let panicked = run.wait_for(
+        |e: &Event| e.process().is_some_and(|p| p.starts_with("worker-")) && e.event() == Some("panic"),
+        PATIENCE,
+    );
+    let victim = worker_from(&run, &panicked);
+    let (own, name) = (victim.clone(), victim.name.clone());
+    run.wait_for(move |e: &Event| own.logged(e) && e.is(&name, "failed"), PATIENCE);
+    let (pid, name) = (victim.pid, victim.name.clone());
+    let report = run.wait_for(
+        move |e: &Event| {
+            e.process() == Some("main")
+                && e.is(&name, "failed")
+                && e.str("cause").is_some_and(|c| mentions_pid(c, pid))
+        },
+        PATIENCE,
+    );
+    if !report.str("cause").is_some_and(|c| c.ends_with("exit status 1")) {
+        run.fail(&format!("a worker that panicked must exit 1: {}", report.raw));
+    }
+    wait_for_replacement(&mut run, &victim, 1);
+    // Busy task 0's first call goes out while AsyncService2 may still be starting.
+    if run.position(&phase("app", "started"), 0).is_none() {
+        run.wait_for(phase("app", "started"), PATIENCE);
+    }
+
+    run.signal_group(Signal::Int);
+    let event = run.next_signal_event(Signal::Int);
+    run.assert_signal_event(&event, "shutdown", 1);
+    assert_graceful_end(&mut run, Signal::Int, DEFAULTS, std::slice::from_ref(&victim));
+    let panics = run.log().iter().filter(|e| e.event() == Some("panic")).count();
+    if panics != 1 {
+        run.fail(&format!("one panic was planted, {panics} were logged"));
+    }
+    if summary(&run, "restarts") != 1 || summary(&run, "calls_failed") != 1 {
+        run.fail("the summary must count the one restart and the one failed call");
+    }
+}
+
 /// Supervision: past the restart budget (`--restart-limit 3`), the fourth crash of worker-2
 /// is not repaired: the parent says the budget is exhausted, stops the application in order,
 /// and exits 1, with no signal sent.

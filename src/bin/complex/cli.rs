@@ -89,6 +89,8 @@ pub enum Fault {
     WorkerIgnoresStop,
     /// Every worker writes one 8 KiB log line slowly, straight to its stderr
     SlowLogLine,
+    /// The worker given busy task 0's first call panics while handling it
+    WorkerPanics,
 }
 
 impl From<Fault> for mpm::Fault {
@@ -96,6 +98,7 @@ impl From<Fault> for mpm::Fault {
         match fault {
             Fault::WorkerIgnoresStop => Self::WorkerIgnoresStop,
             Fault::SlowLogLine => Self::SlowLogLine,
+            Fault::WorkerPanics => Self::WorkerPanics,
         }
     }
 }
@@ -105,6 +108,7 @@ impl From<mpm::Fault> for Fault {
         match fault {
             mpm::Fault::WorkerIgnoresStop => Self::WorkerIgnoresStop,
             mpm::Fault::SlowLogLine => Self::SlowLogLine,
+            mpm::Fault::WorkerPanics => Self::WorkerPanics,
         }
     }
 }

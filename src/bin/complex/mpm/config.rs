@@ -79,4 +79,8 @@ pub enum Fault {
     /// 2.5 s, straight to its stderr: kill it meanwhile to prove a cut-off line never
     /// reaches the run's log.
     SlowLogLine,
+    /// The worker given `process_number(0)` (busy task 0's first call, once per run)
+    /// panics while handling it: a panic in a worker is one `event=panic` line, the worker
+    /// exits 1, and the manager replaces it.
+    WorkerPanics,
 }

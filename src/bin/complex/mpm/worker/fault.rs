@@ -7,6 +7,7 @@ use std::time::Duration;
 use graceful::logging::LogFormat;
 
 use super::super::lanes::StopCause;
+use super::super::protocol::Method;
 use super::super::worker_logs;
 
 /// [`Fault::WorkerIgnoresStop`](crate::mpm::Fault::WorkerIgnoresStop): the orphan the reference warns about. The worker neither
@@ -59,5 +60,17 @@ pub fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration)
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`Fault::WorkerPanics`](crate::mpm::Fault::WorkerPanics): `process_number(0)` panics.
+pub fn panic_on_call_zero(method: &Method) {
+    if *method == Method::ProcessNumber(0) {
+        tracing::warn!(
+            event = "fault",
+            fault = "worker-panics",
+            "injected fault: panicking while handling process_number(0)"
+        );
+        panic!("injected fault: process_number(0) cannot be handled");
     }
 }

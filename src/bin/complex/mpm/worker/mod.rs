@@ -62,11 +62,11 @@ pub fn refuse_a_terminal() {
     }
 }
 
-/// Runs the worker; the exit status is 0 after a stop, 1 after a failed start.
 /// How long a handshake step waits for the worker's log to reach the parent: the parent
 /// reads it continuously, so this only bounds a parent that stopped reading.
-const HANDSHAKE_LOG_BOUND: std::time::Duration = std::time::Duration::from_millis(200);
+const HANDSHAKE_LOG_BOUND: Duration = Duration::from_millis(200);
 
+/// Runs the worker; the exit status is 0 after a stop, 1 after a failed start or a panic.
 pub fn run(config: WorkerConfig) -> ! {
     refuse_a_terminal();
     let name = config.name();
@@ -75,6 +75,20 @@ pub fn run(config: WorkerConfig) -> ! {
         std::process::exit(1);
     }
     graceful::panics::install_hook();
+    // A panic (already logged by the hook as `event=panic`) ends the worker like any
+    // failure: its component says so, its log is flushed, and it exits 1. Left to unwind
+    // out of `main`, it would exit 101 without flushing its log writer.
+    let status = std::panic::catch_unwind(|| serve_until_stopped(&config, &name)).unwrap_or_else(|_| {
+        Components::new().failed(&name, &"panicked (see the panic event)");
+        1
+    });
+    exit(status)
+}
+
+/// The worker's life once its log is set up: the handshake, the work loop, the stop.
+/// Returns the exit status; a failed handshake exits 1 on its own.
+fn serve_until_stopped(config: &WorkerConfig, name: &str) -> i32 {
+    let name = name.to_owned();
     install_signal_policy(&name);
 
     // Lesson 7, the worker's half: bootstrapped (handlers in place), then started.
@@ -124,7 +138,7 @@ pub fn run(config: WorkerConfig) -> ! {
     components.stopping(&name);
     let _ = out.flush();
     components.stopped(&name);
-    exit(0)
+    0
 }
 
 /// Lesson 5: shutdown signals are logged and ignored; the parent decides when this worker
@@ -190,11 +204,16 @@ fn serve(
                 id,
                 version: manager.update(),
             },
-            Work::Call(id, parameter) => Report::Result {
-                id,
-                version: manager.process(&parameter),
-                parameter,
-            },
+            Work::Call(id, parameter) => {
+                if fault == Some(Fault::WorkerPanics) {
+                    fault::panic_on_call_zero(&parameter);
+                }
+                Report::Result {
+                    id,
+                    version: manager.process(&parameter),
+                    parameter,
+                }
+            }
         };
         // Stop outranks every queued call: everything the parent sent while this item ran
         // is sorted into the lanes before the next item is chosen.
