@@ -452,6 +452,58 @@ fn complex_under_every_process_limit_fails_cleanly_or_runs() {
     );
 }
 
+/// A stop short of threads, after a Ctrl+C: `complex` as uid 65534 under `prlimit
+/// --nproc=N`, N from 1 up. Whenever the start succeeds, SIGINT goes to the main process.
+/// The manager's stop wants a thread of its own; when the OS refuses it, the stop runs on
+/// the runtime's thread instead (`event=stop-inline`), so the workers are still stopped by
+/// command: every run ends by SIGINT with nothing failed, every worker `stopped`, every line
+/// JSON, the exit event last, nothing left. It goes on until a stop needs no fallback, and
+/// at least one N must have needed it: that path is what this test is for.
+#[test]
+fn a_stop_refused_its_thread_after_ctrl_c_still_stops_the_workers_by_command() {
+    const TEST: &str = "a_stop_refused_its_thread_after_ctrl_c_still_stops_the_workers_by_command";
+    if !available(TEST, process_limit_missing(COMPLEX)) {
+        return;
+    }
+    let _alone = NOBODY_LIMITED.lock().unwrap_or_else(|p| p.into_inner());
+    let mut inline = 0;
+    for n in 1..=128 {
+        let mut wrapper = vec!["setpriv".to_owned()];
+        wrapper.extend(as_nobody());
+        wrapper.extend(["prlimit".to_owned(), format!("--nproc={n}"), "--".to_owned()]);
+        let options = Options {
+            wrapper,
+            ..Options::default()
+        };
+        let mut run = Run::spawn_with(COMPLEX, &["--time-scale", "0.1"], &options);
+        let first = run.wait_for(|e: &Event| e.is("app", "started") || e.is_exit(), PATIENCE);
+        if first.is_exit() {
+            // The start itself was short: the other process-limit tests' case.
+            run.wait_exit();
+            run.assert_nothing_left();
+            continue;
+        }
+        run.signal(Signal::Int);
+        run.wait_exit();
+        run.assert_graceful_end_by(Signal::Int, &SERVICES);
+        assert_workers_stopped(&run, 4, &[]);
+        assert_no_failures_but(&run, &[]);
+        if run.position(&event("stop-inline"), 0).is_some() {
+            inline += 1;
+            continue;
+        }
+        if inline == 0 {
+            run.fail(&format!(
+                "--nproc={n} is the first limit the start fits in, and its stop had its thread: \
+                 no stop was refused its thread"
+            ));
+        }
+        eprintln!("{TEST}: {inline} stops ran inline; the first with its own thread at --nproc={n}");
+        return;
+    }
+    panic!("{TEST}: no stop had its own thread with up to --nproc=128");
+}
+
 // ---------------------------------------------------------------------------------------
 // The stop is bounded by the calls in hand, never by the queue (issue 9, case 3).
 

@@ -7,12 +7,14 @@
 //!   (rayon #544): cancellation is cooperative, here a flag each job checks before it starts.
 //! - **A full pool starves `stop()`.** The reference leaves two threads free and hopes. Here
 //!   the stop path never enters the pool: the manager's stop runs on a thread of its own
-//!   ([`on_own_thread`]), the manager's stop releases the pool threads blocked in calls, and
+//!   ([`on_own_thread`], which hands the job back if the OS refuses the thread), the
+//!   manager's stop releases the pool threads blocked in calls, and
 //!   jobs still queued are skipped once [`BlockingPool::stop`] closed the pool. So
 //!   `--busy-tasks` far above `--pool-threads` still stops promptly.
 
-use std::sync::Arc;
+use graceful::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
@@ -169,18 +171,50 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Why [`on_own_thread`] has no result.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnThreadError<F> {
+    /// The thread could not be created (the OS refused it); the job comes back, not run.
+    #[error("cannot create thread {name}: {error}")]
+    Refused {
+        /// The thread's name.
+        name: String,
+        /// Why.
+        error: std::io::Error,
+        /// The job, for the caller to run some other way.
+        job: F,
+    },
+    /// The job panicked on its thread.
+    #[error("thread {0} panicked")]
+    Panicked(String),
+}
+
 /// Runs `job` on a new thread named `name` and awaits it: for work that must never queue
 /// behind the pool (the manager's stop).
-pub async fn on_own_thread<T, F>(name: &str, job: F) -> std::io::Result<T>
+pub async fn on_own_thread<T, F>(name: &str, job: F) -> Result<T, OwnThreadError<F>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     let (result, awaited) = oneshot::channel();
-    std::thread::Builder::new().name(name.into()).spawn(move || {
-        let _ = result.send(job());
-    })?;
-    awaited
-        .await
-        .map_err(|_| std::io::Error::other(format!("thread {name} panicked")))
+    // The job waits in a slot the thread takes it from, so a refused thread gives it back.
+    let slot = Arc::new(Mutex::new(Some(job)));
+    let taken = slot.clone();
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
+        if let Some(job) = taken.lock_unpoisoned().take() {
+            let _ = result.send(job());
+        }
+    });
+    if let Err(error) = spawned {
+        let job = slot.lock_unpoisoned().take();
+        return Err(match job {
+            Some(job) => OwnThreadError::Refused {
+                name: name.into(),
+                error,
+                job,
+            },
+            None => OwnThreadError::Panicked(name.into()),
+        });
+    }
+    awaited.await.map_err(|_| OwnThreadError::Panicked(name.into()))
 }

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::mpm::{Method, Mpm, MpmConfig, Reply, Submitted};
-use crate::pool::{BlockingPool, on_own_thread};
+use crate::pool::{BlockingPool, OwnThreadError, on_own_thread};
 
 mod tasks;
 
@@ -259,20 +259,33 @@ impl Service for AsyncService1 {
     }
 }
 
-/// The manager's stop, on a thread of its own: it must never queue behind pool work. If that
-/// thread cannot run, the workers are killed here instead: nothing may outlive the stop.
+/// The manager's stop, on a thread of its own: it must never queue behind pool work.
+///
+/// If the OS refuses that thread, the stop runs here instead, blocking this runtime thread
+/// for as long as it lasts (bounded by the manager's own deadlines): by now the tasks have
+/// ended and nothing else needs the runtime, and a forced exit acts from its own thread.
+/// The workers are still stopped by command, not killed. If the stop panicked, they are
+/// killed: nothing may outlive the stop.
 async fn stop_mpm(ctx: &ServiceContext, mpm: &Mpm) -> anyhow::Result<()> {
     tracing::debug!("AsyncService1: stopping MPM (on its own thread, not in the pool)");
     let stopping = mpm.clone();
-    if let Err(error) = on_own_thread("MPM-stop", move || stopping.stop()).await {
-        mpm.kill_all();
-        ctx.components.failed(
-            "MPM",
-            &format!("its stop thread failed ({error}); workers killed"),
-        );
-        anyhow::bail!("MPM did not stop cleanly: {error}");
+    match on_own_thread("MPM-stop", move || stopping.stop()).await {
+        Ok(()) => Ok(()),
+        Err(OwnThreadError::Refused { name, error, job }) => {
+            tracing::warn!(
+                event = "stop-inline",
+                thread = %name,
+                "AsyncService1: cannot create thread {name} ({error}); stopping MPM on this thread"
+            );
+            job();
+            Ok(())
+        }
+        Err(error @ OwnThreadError::Panicked(_)) => {
+            mpm.kill_all();
+            ctx.components.failed("MPM", &format!("{error}; workers killed"));
+            anyhow::bail!("MPM did not stop cleanly: {error}");
+        }
     }
-    Ok(())
 }
 
 async fn stop_pool(ctx: &ServiceContext, pool: &BlockingPool) {
