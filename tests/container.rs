@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use logread::Event;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 /// `podman stop -t 10`, the engines' default grace; the stop must end well inside it.
@@ -71,18 +71,22 @@ fn rootfs(name: &str) -> PathBuf {
 }
 
 /// The container's log lines, parsed (every line must be JSON).
-fn logs(name: &str) -> Vec<Value> {
+fn logs(name: &str) -> Vec<Event> {
     let output = podman(&["logs", name]);
     let text =
         String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     text.lines()
         .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .map(|l| {
+            let line = logread::parse(l);
+            assert!(line.is_json(), "not JSON: {l}");
+            line
+        })
         .collect()
 }
 
 /// Polls `podman logs` until a line matches; the bound only catches a hang.
-fn wait_for_log(name: &str, what: &str, matches: impl Fn(&Value) -> bool) -> Vec<Value> {
+fn wait_for_log(name: &str, what: &str, matches: impl Fn(&Event) -> bool) -> Vec<Event> {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let lines = logs(name);
@@ -91,7 +95,8 @@ fn wait_for_log(name: &str, what: &str, matches: impl Fn(&Value) -> bool) -> Vec
         }
         assert!(
             Instant::now() < deadline,
-            "no {what} in the container's log: {lines:#?}"
+            "no {what} in the container's log: {:#?}",
+            lines.iter().map(|l| &l.raw).collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -135,12 +140,9 @@ fn run_and_stop(label: &str, kill_a_worker: bool) {
         "podman run: {}",
         String::from_utf8_lossy(&started.stderr)
     );
-    let is = |component: &'static str, phase: &'static str| {
-        move |l: &Value| l["component"] == component && l["phase"] == phase
-    };
-    let lines = wait_for_log(&name, "app: started", is("app", "started"));
+    let lines = wait_for_log(&name, "app: started", |l| l.is("app", "started"));
     assert!(
-        lines.iter().all(|l| l["process"] != "main" || l["pid"] == 1),
+        lines.iter().all(|l| !l.is_main() || l.pid() == Some(1)),
         "complex is not PID 1"
     );
     if kill_a_worker {
@@ -163,12 +165,11 @@ fn run_and_stop(label: &str, kill_a_worker: bool) {
         // SAFETY: kill(2) on a worker of the container under test.
         unsafe { libc::kill(worker, libc::SIGKILL) };
         wait_for_log(&name, "the worker's failure by SIGKILL", |l| {
-            l["phase"] == "failed"
-                && l["cause"]
-                    .as_str()
-                    .is_some_and(|c| c.contains("killed by SIGKILL"))
+            l.phase() == Some("failed") && l.str("cause").is_some_and(|c| c.contains("killed by SIGKILL"))
         });
-        wait_for_log(&name, "the worker's replacement", |l| l["event"] == "replaced");
+        wait_for_log(&name, "the worker's replacement", |l| {
+            l.event() == Some("replaced")
+        });
     }
     let asked = Instant::now();
     let stopped = podman(&["stop", "-t", &GRACE.to_string(), &name]);
@@ -190,12 +191,13 @@ fn run_and_stop(label: &str, kill_a_worker: bool) {
     );
     let lines = logs(&name);
     let last = lines.last().expect("a log");
-    assert_eq!(
-        last["phase"], "exit",
-        "the exit event is not the last line: {last}"
+    assert!(
+        last.is_exit(),
+        "the exit event is not the last line: {}",
+        last.raw
     );
-    assert_eq!(last["status"], 143);
-    assert_eq!(last["signal"], "SIGTERM");
+    assert_eq!(last.int("status"), Some(143));
+    assert_eq!(last.str("signal"), Some("SIGTERM"));
     let _ = std::fs::remove_dir_all(&root);
 }
 

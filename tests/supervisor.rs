@@ -23,8 +23,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::Value;
-
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// A datagram, with when it arrived.
@@ -33,20 +31,13 @@ struct Datagram {
     text: String,
 }
 
-/// A log line, parsed.
-struct Line {
-    json: Value,
-}
+/// A log line, read through the suite's one log reader.
+type Line = logread::Event;
 
-impl Line {
-    fn is(&self, component: &str, phase: &str) -> bool {
-        self.json["component"] == component && self.json["phase"] == phase
-    }
-
-    fn timestamp(&self) -> SystemTime {
-        let text = self.json["timestamp"].as_str().unwrap_or_default();
-        humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("bad timestamp {text:?}: {e}"))
-    }
+/// When `line` was written; a line without a valid timestamp fails the test.
+fn timestamp(line: &Line) -> SystemTime {
+    line.timestamp()
+        .unwrap_or_else(|| panic!("no valid timestamp: {}", line.raw))
 }
 
 /// Kills the run's whole process group when the test ends, passing or failing, so nothing
@@ -108,9 +99,9 @@ fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, Receiver
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let json =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-            if lines.send(Line { json }).is_err() {
+            let line = logread::parse(line);
+            assert!(line.is_json(), "not a JSON line: {}", line.raw);
+            if lines.send(line).is_err() {
                 return;
             }
         }
@@ -226,7 +217,7 @@ fn run_under_manager(
     let mut log: Vec<Line> = lines.try_iter().collect();
     let workers: Vec<(u32, bool)> = log
         .iter()
-        .filter_map(|l| l.json["worker_pid"].as_u64())
+        .filter_map(|l| l.int("worker_pid"))
         .map(|pid| {
             let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
             let inherited = environ
@@ -266,7 +257,7 @@ fn assert_protocol(datagrams: &[Datagram], log: &[Line], watchdog: Duration) {
         .find(|l| l.is("app", "started"))
         .expect("app: started logged");
     assert!(
-        started.timestamp() <= datagrams[ready].at + Duration::from_millis(1),
+        timestamp(started) <= datagrams[ready].at + Duration::from_millis(1),
         "READY=1 arrived before app: started was logged"
     );
     // Watchdog pings: never a gap the manager would call a hang, while the runtime runs.
@@ -391,7 +382,7 @@ fn without_notify_socket_nothing_is_sent() {
             sockets = Some(datagram_sockets(pid));
         }
         assert!(
-            line.json["event"] != "notify-unusable",
+            line.event() != Some("notify-unusable"),
             "a warning about a socket never named"
         );
     }
@@ -519,7 +510,7 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
             break;
         }
     }
-    assert!(log.iter().any(|l| l.json["pid"] == 1), "the binary is not PID 1");
+    assert!(log.iter().any(|l| l.pid() == Some(1)), "the binary is not PID 1");
     // The binary's pid outside the namespace: unshare's only child.
     let init: u32 = std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
         .expect("unshare's children")
@@ -574,7 +565,7 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
     );
     loop {
         let line = next_line(&lines, deadline, "reporting the worker killed by SIGKILL");
-        let cause = line.json["cause"].as_str().unwrap_or_default().to_owned();
+        let cause = line.str("cause").unwrap_or_default().to_owned();
         log.push(line);
         if cause.contains("killed by SIGKILL") {
             break;
@@ -590,6 +581,6 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
         "as PID 1 it exits 128+15 itself: {status}"
     );
     let last = log.last().expect("a log");
-    assert_eq!(last.json["phase"], "exit", "the exit event is not last");
-    assert_eq!(last.json["status"], 143);
+    assert!(last.is_exit(), "the exit event is not last");
+    assert_eq!(last.int("status"), Some(143));
 }

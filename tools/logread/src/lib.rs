@@ -11,6 +11,8 @@
 //! (`update-started`, `spawned`, `handshake` with its `step`, `replaced`, `summary`, ...).
 //! A message may then be reworded without breaking a test.
 
+use std::time::SystemTime;
+
 use serde_json::{Map, Value};
 
 /// The keys every JSON log line carries (DESIGN.md, "Logs").
@@ -62,6 +64,11 @@ impl Event {
     /// An integer field, if the line is JSON and has it.
     pub fn int(&self, key: &str) -> Option<i64> {
         self.fields.as_ref()?.get(key)?.as_i64()
+    }
+
+    /// `timestamp`: when the line was written (to the millisecond), if it has a valid one.
+    pub fn timestamp(&self) -> Option<SystemTime> {
+        humantime::parse_rfc3339(self.str("timestamp")?).ok()
     }
 
     /// `process`: `main`, `worker-1`, ...
