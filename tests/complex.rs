@@ -342,16 +342,7 @@ fn third_ctrl_c_during_the_stop_forces_the_exit_and_leaves_no_worker() {
 fn kill_worker(run: &mut Run, started: &Event) -> Worker {
     let victim = worker_from(run, started);
     run.sigkill(victim.pid());
-    let pid = victim.pid;
-    let name = victim.name.clone();
-    let report = run.wait_for(
-        move |e: &Event| {
-            e.process() == Some("main")
-                && e.is(&name, "failed")
-                && e.str("cause").is_some_and(|c| mentions_pid(c, pid))
-        },
-        PATIENCE,
-    );
+    let report = wait_for_parents_report(run, &victim);
     if !report.str("cause").is_some_and(|c| c.contains("SIGKILL")) {
         run.fail(&format!(
             "the parent must say how the worker ended (SIGKILL): {}",
@@ -359,6 +350,20 @@ fn kill_worker(run: &mut Run, started: &Event) -> Worker {
         ));
     }
     victim
+}
+
+/// Waits for the parent's report that `worker` ended: its `failed` line naming the pid.
+#[track_caller]
+fn wait_for_parents_report(run: &mut Run, worker: &Worker) -> Event {
+    let (pid, name) = (worker.pid, worker.name.clone());
+    run.wait_for(
+        move |e: &Event| {
+            e.process() == Some("main")
+                && e.is(&name, "failed")
+                && e.str("cause").is_some_and(|c| mentions_pid(c, pid))
+        },
+        PATIENCE,
+    )
 }
 
 /// Waits for the parent to restart `killed` (restart number `restart`), for the replacement's
@@ -458,15 +463,7 @@ fn a_worker_that_panics_exits_1_with_one_panic_event_and_is_replaced() {
     let victim = worker_from(&run, &panicked);
     let (own, name) = (victim.clone(), victim.name.clone());
     run.wait_for(move |e: &Event| own.logged(e) && e.is(&name, "failed"), PATIENCE);
-    let (pid, name) = (victim.pid, victim.name.clone());
-    let report = run.wait_for(
-        move |e: &Event| {
-            e.process() == Some("main")
-                && e.is(&name, "failed")
-                && e.str("cause").is_some_and(|c| mentions_pid(c, pid))
-        },
-        PATIENCE,
-    );
+    let report = wait_for_parents_report(&mut run, &victim);
     if !report.str("cause").is_some_and(|c| c.ends_with("exit status 1")) {
         run.fail(&format!("a worker that panicked must exit 1: {}", report.raw));
     }
