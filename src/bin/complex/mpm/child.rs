@@ -3,7 +3,9 @@
 //! Rules that keep "nothing left running, nothing unreaped" true:
 //! - only the monitor thread reaps (after the worker's stdout and stderr ended), so a pid is
 //!   never signalled after it was reaped and possibly reused: [`WorkerProcess::kill`] goes
-//!   through the same lock and does nothing once the child is reaped;
+//!   through the same lock and does nothing once the child is reaped. The monitor waits
+//!   for the end without reaping first, so a kill during that wait still reaches a worker
+//!   that closed its pipes but lives on;
 //! - `Drop` kills, reaps and reports a child still unreaped, should a handle ever be dropped
 //!   before its monitor reaped it. At the end of the process the real last line of defence
 //!   is the worker's own: its stdin reaches end-of-file and it exits.
@@ -40,7 +42,7 @@ use super::arrivals::{Arrivals, WakeReceiver};
 use super::handshake::spawn_with_signals_blocked;
 use super::latch::Latch;
 use super::protocol::{Command, Frame};
-use super::spawn::{Process, Spawned};
+use super::spawn::{self, Process, Spawned};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -89,10 +91,12 @@ struct Stdin {
 impl Stdin {
     /// With `on`, writes fail with `WouldBlock` instead of waiting for room.
     fn set_nonblocking(&mut self, on: bool) {
+        // The mode is noted only once it is set: a blocking send must never find the pipe
+        // non-blocking and fail with a spurious WouldBlock.
         if let Some(pipe) = &self.pipe
             && self.nonblocking != on
+            && set_nonblocking(pipe.get_ref(), on)
         {
-            set_nonblocking(pipe.get_ref(), on);
             self.nonblocking = on;
         }
     }
@@ -123,7 +127,8 @@ pub enum Delivery {
 pub enum TrySend {
     /// The whole frame is in the pipe.
     Sent,
-    /// Not sent: the pipe is busy or full. Send it from a thread that may block.
+    /// Not sent: the pipe is busy or full, or the frame too long to be written all or
+    /// nothing. Send it from a thread that may block.
     WouldBlock,
     /// Not sent: the worker was closed or its stdin broke.
     Closed,
@@ -226,7 +231,8 @@ impl WorkerProcess {
             }
             stdin.frame.clear();
             if command.write_to(&mut stdin.frame).is_err() || stdin.frame.len() > libc::PIPE_BUF {
-                // Too long to be written all or nothing.
+                // Too long to be written all or nothing. (Nor is its size kept for good.)
+                stdin.frame = Vec::new();
                 return TrySend::WouldBlock;
             }
             stdin.set_nonblocking(true);
@@ -355,6 +361,10 @@ impl WorkerProcess {
     /// Waits for the process to end and reaps it; for the monitor thread only, after the
     /// worker's stdout ended (so the wait is short).
     pub fn reap(&self) -> Option<ExitStatus> {
+        // The end first, without reaping: until the reap the pid is still ours, so a kill
+        // meanwhile (a worker that closed its pipes but lives on) still reaches it.
+        let pid = lock(&self.child).as_ref()?.id();
+        let _ = spawn::wait_until_ended(pid);
         let process = lock(&self.child).take()?;
         let status = process.wait().ok();
         // Reaped: the pid is no longer ours, and may come back as an orphan's.
@@ -403,23 +413,24 @@ pub fn describe_exit(status: Option<ExitStatus>) -> String {
     }
 }
 
-/// With `on`, writes to `pipe` fail with `WouldBlock` instead of waiting for room. Only
-/// the holder of the stdin lock toggles it (through [`Stdin::set_nonblocking`]), so no
-/// other writer sees the change.
-fn set_nonblocking(pipe: &File, on: bool) {
+/// With `on`, writes to `pipe` fail with `WouldBlock` instead of waiting for room; returns
+/// whether the mode is now set. Only the holder of the stdin lock toggles it (through
+/// [`Stdin::set_nonblocking`]), so no other writer sees the change.
+fn set_nonblocking(pipe: &File, on: bool) -> bool {
     let fd = pipe.as_raw_fd();
     // SAFETY: fcntl on a descriptor we own (the pipe lives as long as `pipe`), only changing
     // O_NONBLOCK in its status flags.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags >= 0 {
-            let flags = if on {
-                flags | libc::O_NONBLOCK
-            } else {
-                flags & !libc::O_NONBLOCK
-            };
-            libc::fcntl(fd, libc::F_SETFL, flags);
+        if flags < 0 {
+            return false;
         }
+        let flags = if on {
+            flags | libc::O_NONBLOCK
+        } else {
+            flags & !libc::O_NONBLOCK
+        };
+        libc::fcntl(fd, libc::F_SETFL, flags) == 0
     }
 }
 

@@ -36,6 +36,7 @@ pub struct Process {
 }
 
 /// A spawned process and this end of its three pipes.
+#[must_use = "the process runs until it is killed and reaped"]
 pub struct Spawned {
     /// The process.
     pub process: Process,
@@ -80,9 +81,32 @@ impl Process {
     }
 }
 
+/// Waits until process `pid` has ended, without reaping it: until its owner reaps it, the
+/// pid stays a zombie of ours, so killing it meanwhile cannot reach another process. Only
+/// for a child of this process that nobody else reaps.
+pub fn wait_until_ended(pid: u32) -> io::Result<()> {
+    let pid = libc::id_t::from(pid);
+    loop {
+        // SAFETY: waitid(2) on our own child, writing into a zeroed siginfo_t.
+        let waited = unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if waited == 0 {
+            return Ok(());
+        }
+        let error = io::Error::last_os_error();
+        if error.kind() != io::ErrorKind::Interrupted {
+            return Err(error);
+        }
+    }
+}
+
 /// Spawns `exe args` with SIGINT, SIGTERM and SIGHUP blocked in the new process from its
-/// start, and its stdin, stdout and stderr piped to this process.
-pub fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Result<Spawned> {
+/// start, and its stdin, stdout and stderr piped to this process. (The manager spawns
+/// through `handshake::spawn_with_signals_blocked`, which also registers the child with the
+/// PID-1 reaper.)
+pub(super) fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Result<Spawned> {
     let (stdin_child, stdin) = pipe()?;
     let (stdout, stdout_child) = pipe()?;
     let (stderr, stderr_child) = pipe()?;
@@ -186,6 +210,18 @@ mod tests {
     #[test]
     fn stdin_and_stdout_are_pipes_to_the_parent() {
         assert_eq!(run("/bin/cat", &[], b"through the pipe\n"), "through the pipe\n");
+    }
+
+    #[test]
+    fn waiting_for_the_end_leaves_the_pid_ours_to_kill_and_reap() {
+        let spawned = spawn_with_signals_blocked(Path::new("/bin/sleep"), &["60".into()]).unwrap();
+        let pid = spawned.process.id();
+        let waiter = std::thread::spawn(move || wait_until_ended(pid));
+        spawned.process.kill().unwrap();
+        waiter.join().unwrap().unwrap();
+        // Not reaped by the wait: the owner still reads how it ended.
+        let status = spawned.process.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL));
     }
 
     #[test]
