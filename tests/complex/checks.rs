@@ -250,12 +250,12 @@ pub(crate) fn assert_workers_ignored(run: &Run, signal: Signal, must_have_seen: 
 /// Asserts the only `failed` events are the parent's reports of the workers in `killed`.
 #[track_caller]
 pub(crate) fn assert_no_failures_but(run: &Run, killed: &[Worker]) {
-    // The parent's report of each one's end, and the worker's own word if it failed by itself.
+    // The parent's report of each one's end, and the worker's own word if it panicked.
     let expected = |e: &Event| {
         killed.iter().any(|w| {
             e.component() == Some(w.name.as_str())
                 && (e.process() == Some("main") && e.str("cause").is_some_and(|c| mentions_pid(c, w.pid))
-                    || w.logged(e))
+                    || w.logged(e) && e.str("cause").is_some_and(|c| c.starts_with("panicked")))
         })
     };
     if let Some(event) = run

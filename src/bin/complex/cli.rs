@@ -64,7 +64,7 @@ pub struct ComplexArgs {
 
     /// Each call holds a pool thread until its answer arrives (the reference's design):
     /// with --busy-tasks above --pool-threads the pool is always full, and the stop must
-    /// still be prompt. By default only the submission uses the pool.
+    /// still be prompt. By default a call uses the pool only when writing it could wait.
     #[arg(long)]
     pub blocking_calls: bool,
 

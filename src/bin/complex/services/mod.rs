@@ -69,7 +69,8 @@ struct Running {
     busy_tasks: Vec<JoinHandle<()>>,
 }
 
-/// The async methods of AsyncService1: each call goes through the pool to the manager.
+/// The async methods of AsyncService1: each call goes to the manager, through the pool
+/// only when its write could wait (or with `--blocking-calls`, the reference's way).
 #[derive(Clone)]
 struct Facade {
     pool: Arc<BlockingPool>,
@@ -277,15 +278,21 @@ async fn stop_mpm(ctx: &ServiceContext, mpm: &Mpm) -> anyhow::Result<()> {
                 thread = %name,
                 "AsyncService1: cannot create thread {name} ({error}); stopping MPM on this thread"
             );
-            job();
-            Ok(())
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+                Ok(()) => Ok(()),
+                Err(_) => stop_panicked(ctx, mpm, "MPM's stop panicked"),
+            }
         }
-        Err(error @ OwnThreadError::Panicked(_)) => {
-            mpm.kill_all();
-            ctx.components.failed("MPM", &format!("{error}; workers killed"));
-            anyhow::bail!("MPM did not stop cleanly: {error}");
-        }
+        Err(error @ OwnThreadError::Panicked(_)) => stop_panicked(ctx, mpm, &error.to_string()),
     }
+}
+
+/// The manager's stop panicked (the hook logged it): its workers are killed, so that
+/// nothing outlives the stop, and the manager is reported failed.
+fn stop_panicked(ctx: &ServiceContext, mpm: &Mpm, what: &str) -> anyhow::Result<()> {
+    mpm.kill_all();
+    ctx.components.failed("MPM", &format!("{what}; workers killed"));
+    anyhow::bail!("MPM did not stop cleanly: {what}")
 }
 
 async fn stop_pool(ctx: &ServiceContext, pool: &BlockingPool) {
