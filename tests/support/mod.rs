@@ -224,6 +224,9 @@ pub struct Run {
     /// Our own handle on the read end of the stderr pipe (`None` when stderr is a file),
     /// to ask how full it is.
     pipe: Option<OwnedFd>,
+    /// How many `event=panic` lines the test planted ([`Run::expect_panics`]); any other
+    /// panic fails [`Run::assert_clean_output`].
+    panics_planted: usize,
 }
 
 /// What a test may change about how a binary is started, beyond its arguments.
@@ -330,7 +333,18 @@ impl Run {
             group_gone: false,
             gate,
             pipe,
+            panics_planted: 0,
         }
+    }
+
+    /// The test planted `count` panics (`--inject-fault worker-panics`): exactly that many
+    /// `event=panic` lines must appear, and no other.
+    #[allow(
+        dead_code,
+        reason = "used by some test crates; every test crate compiles this module"
+    )]
+    pub fn expect_panics(&mut self, count: usize) {
+        self.panics_planted = count;
     }
 
     /// Waits for the main process's next signal event for `signal` (one with an `action`).
@@ -663,10 +677,18 @@ impl Run {
         }
     }
 
-    /// Asserts no line carries panic text, and every line is a JSON object: a run in JSON
-    /// mode writes nothing else to stderr, not even from a worker dying noisily.
+    /// Asserts no line carries panic text, every line is a JSON object (a run in JSON mode
+    /// writes nothing else to stderr, not even from a worker dying noisily), and no panic
+    /// was logged as an event (`event=panic`) but those the test planted.
     #[track_caller]
     pub fn assert_clean_output(&self) {
+        let panics = self.log.iter().filter(|e| e.event() == Some("panic")).count();
+        if panics != self.panics_planted {
+            self.fail(&format!(
+                "{panics} panic(s) logged (`event=panic`), {} planted",
+                self.panics_planted
+            ));
+        }
         for (index, event) in self.log.iter().enumerate() {
             if let Some(marker) = PANIC_MARKERS.iter().find(|m| event.raw.contains(*m)) {
                 self.fail(&format!("line {} carries panic text ({marker:?})", index + 1));

@@ -1,10 +1,11 @@
 //! The tool can fail: a planted fault is reported, under the invariant it breaks, with the
 //! files to debug it; and clean trials pass.
 //!
-//! The fault: `complex --inject-fault worker-ignores-stop` makes every worker ignore the stop
+//! The main fault: `complex --inject-fault worker-ignores-stop` makes every worker ignore the stop
 //! command and its parent's death, the orphan the reference warns about. The manager waits
 //! 10 s before killing them, so with `--stop-timeout 1s` the stop is forced by the timeout
 //! (a breach), and with the main process SIGKILLed nobody kills them at all (leftovers).
+//! And `--inject-fault worker-panics` plants a panic that the suite logs as a JSON event.
 //!
 //! The suite's binaries: these tests build them (`cargo build --bins -p graceful-shutdown`,
 //! the test profile, a no-op after `cargo test` compiled them) and pass `--bin-dir`, so a
@@ -120,6 +121,38 @@ fn a_stop_forced_by_the_timeout_is_reported() {
         std::fs::read_to_string(trial.join("stderr.log"))
             .expect("log kept")
             .contains("\"phase\":\"exit\"")
+    );
+    let _ = std::fs::remove_dir_all(failures);
+}
+
+/// A worker that panics (`--inject-fault worker-panics`: the one given busy task 0's first
+/// call) writes its panic as one JSON line, `event=panic`, with none of the usual panic
+/// text; it is still a panic, and every trial fails `clean-output`.
+#[test]
+fn a_panic_logged_as_a_json_event_is_reported() {
+    let (output, failures) = torture(
+        "panic",
+        &[
+            "--seed",
+            "11",
+            "--trials",
+            "2",
+            "--binary",
+            "complex",
+            "--scenario",
+            "run-for",
+            "--inject-fault",
+            "worker-panics",
+            "--environment",
+            "plain",
+        ],
+    );
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(failures_of(&stdout, "clean-output"), 2, "{stdout}");
+    assert!(
+        stderr.contains("\"event\":\"panic\""),
+        "the panic line is quoted:\n{stderr}"
     );
     let _ = std::fs::remove_dir_all(failures);
 }
