@@ -99,9 +99,21 @@ pub struct Observation {
     /// The longest stall of the tool's own scheduling during the trial (see `stall.rs`):
     /// a large one makes the machine, not the suite, the first suspect of a late stop.
     pub stall: Option<Duration>,
+    /// When the environment held the main process stopped (SIGSTOP, then SIGCONT), since
+    /// the spawn: a signal sent meanwhile reaches it only at the SIGCONT.
+    pub held_stopped: Option<(Duration, Duration)>,
 }
 
 impl Observation {
+    /// When a signal sent to the main process at `sent` (since the spawn) could first act:
+    /// then, or at the SIGCONT if the environment held the process stopped meanwhile.
+    pub fn deliverable_at(&self, sent: Duration) -> Duration {
+        match self.held_stopped {
+            Some((stopped, continued)) if stopped <= sent && sent < continued => continued,
+            _ => sent,
+        }
+    }
+
     /// The SIGKILL that the `kill-main` scenario sent, if it went out before the end.
     pub fn main_killed(&self) -> bool {
         self.sent
@@ -152,6 +164,7 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
         tool_error: None,
         duration: Duration::ZERO,
         stall: None,
+        held_stopped: None,
     };
     match Run::spawn(&program, &observation.plan.args(), &environment.wrapper()) {
         Ok(run) => {
@@ -175,8 +188,10 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
             procs::unregister_group(trial.run.pid);
             observation = trial.obs;
             if let Some(driver) = driver {
-                observation.notes.extend(driver.finish());
+                let (notes, held_stopped) = driver.finish();
+                observation.notes.extend(notes);
                 observation.notes.sort_by_key(|(at, _)| *at);
+                observation.held_stopped = held_stopped;
             }
         }
         Err(error) => {
@@ -235,8 +250,12 @@ impl Drop for CpuHog {
 /// plan's, like the scenario's moment.
 struct Driver {
     cancel: Sender<()>,
-    thread: JoinHandle<Vec<(Duration, String)>>,
+    thread: JoinHandle<DriverLog>,
 }
+
+/// What the environment's driver did: its notes, and the span it held the main process
+/// stopped (SIGSTOP to SIGCONT, since the spawn), if it did.
+type DriverLog = (Vec<(Duration, String)>, Option<(Duration, Duration)>);
 
 impl Driver {
     fn start(environment: Environment, controls: Controls, spawned: Instant) -> Option<Self> {
@@ -257,8 +276,9 @@ impl Driver {
                         Err(RecvTimeoutError::Timeout)
                     )
                 };
+                let mut held = None;
                 if !wait(spawned + at) {
-                    return notes;
+                    return (notes, held);
                 }
                 match environment {
                     Environment::StallReader { .. } => {
@@ -275,12 +295,15 @@ impl Driver {
                                 since(Instant::now()),
                                 format!("environment: SIGSTOP to {whom} not sent: the run had ended"),
                             ));
-                            return notes;
+                            return (notes, held);
                         };
                         notes.push((since(stopped), format!("environment: SIGSTOP to {whom}")));
                         wait(stopped + length);
                         match controls.signal(Sig::Cont, group) {
-                            Some(at) => notes.push((since(at), format!("environment: SIGCONT to {whom}"))),
+                            Some(at) => {
+                                held = Some((since(stopped), since(at)));
+                                notes.push((since(at), format!("environment: SIGCONT to {whom}")));
+                            }
                             None => notes.push((
                                 since(Instant::now()),
                                 "environment: SIGCONT not sent: the run had ended".into(),
@@ -289,7 +312,7 @@ impl Driver {
                     }
                     _ => {}
                 }
-                notes
+                (notes, held)
             })
             .ok()?;
         Some(Self { cancel, thread })
@@ -297,7 +320,7 @@ impl Driver {
 
     /// Ends the driver (resuming whatever it held: the reader, a stopped process) and
     /// returns what it did.
-    fn finish(self) -> Vec<(Duration, String)> {
+    fn finish(self) -> DriverLog {
         let _ = self.cancel.send(());
         self.thread.join().unwrap_or_default()
     }
@@ -478,9 +501,11 @@ impl Trial {
         };
         // A stalled reader reads the pipe's end only once it reads again.
         let read_again = self.obs.plan.environment.stall_end().unwrap_or_default();
-        let until = (ended_at + grace).max(read_again + grace);
-        self.pump_until(self.run.spawned + until, |t| t.stderr_ended);
-        self.obs.leftovers = self.find_leftovers();
+        let until = self.run.spawned + (ended_at + grace).max(read_again + grace);
+        self.pump_until(until, |t| t.stderr_ended);
+        // The end of stderr says only that the main process is gone (the workers' lines
+        // travel through it): the workers get the rest of the grace, waited on their pidfds.
+        self.obs.leftovers = self.find_leftovers(until.max(Instant::now() + SETTLE));
         if !self.obs.leftovers.is_empty() {
             let pids: Vec<i32> = self.obs.leftovers.iter().map(|l| l.pid).collect();
             self.note(format!("leftover processes {pids:?}: killing them"));
@@ -501,7 +526,7 @@ impl Trial {
 
     /// The run's processes still alive: members of its group (unless the group id was
     /// reused, which needs the group to have emptied), and pids from its logs that left it.
-    fn find_leftovers(&self) -> Vec<Leftover> {
+    fn find_leftovers(&self, settle_until: Instant) -> Vec<Leftover> {
         let pgid = self.run.pid;
         let mut found: BTreeMap<i32, procs::Stat> = BTreeMap::new();
         // Our leader is reaped: a live /proc entry under its pid is somebody new.
@@ -529,9 +554,10 @@ impl Trial {
                 found.insert(pid, stat);
             }
         }
-        // stderr ends when a process closes its files, a moment before it is gone: give the
-        // ones in the middle of exiting that moment, on their pidfds, before calling them left.
-        procs::alive_after(found.into_values().collect(), Instant::now() + SETTLE)
+        // A process closes its files a moment before it is gone, and an orphaned worker
+        // finishes the item in hand first: each is waited for on its pidfd until
+        // `settle_until` before it is called left.
+        procs::alive_after(found.into_values().collect(), settle_until)
             .into_iter()
             .map(|s| Leftover {
                 pid: s.pid,

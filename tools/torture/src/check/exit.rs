@@ -133,7 +133,8 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
             l.is_main() && (l.str("reason").is_some_and(|r| r.starts_with("Fatal")) || l.is("app", "failed"))
         });
         if let (Some(exit), Some(lost)) = (exit_index, signals_to_main.first()) {
-            if lines[exit].at > lost.at + LOST_SIGNAL_SLACK {
+            // A process held stopped (SIGSTOP by the environment) takes it only at the SIGCONT.
+            if lines[exit].at > observation.deliverable_at(lost.at) + LOST_SIGNAL_SLACK {
                 fail(
                     format!(
                         "{} sent at {:?} was never logged, and the exit event came {:?} later",

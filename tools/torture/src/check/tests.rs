@@ -106,6 +106,7 @@ fn observed(
         tool_error: None,
         duration: Duration::from_millis(count + 4),
         stall: None,
+        held_stopped: None,
     }
 }
 
@@ -209,6 +210,28 @@ fn a_signal_never_logged_is_lost() {
     assert_eq!(invariants(&observation), vec![]);
     // Sent long before the exit event and never logged: lost.
     observation.lines[last].at = Duration::from_secs(2);
+    assert_eq!(invariants(&observation), vec![Invariant::ExitStatus]);
+}
+
+#[test]
+fn a_signal_sent_while_the_process_was_held_stopped_counts_from_the_sigcont() {
+    let mut lines = clean_simple_stop();
+    lines.retain(|l| !l.contains(r#""action""#));
+    let last = lines.len() - 1;
+    lines[last] = line("main", 100, r#""component":"app","phase":"exit","status":0"#);
+    let mut observation = observed(
+        Binary::Simple,
+        Scenario::SigintGroup,
+        &lines,
+        &sigint_group(),
+        Ended::Code(0),
+    );
+    // Sent at 1 ms into a stop from 0 to 1,999 ms; the run ended by itself as it went on.
+    observation.held_stopped = Some((Duration::ZERO, Duration::from_millis(1_999)));
+    observation.lines[last].at = Duration::from_secs(2);
+    assert_eq!(invariants(&observation), vec![]);
+    // Still lost when the exit comes long after the SIGCONT.
+    observation.lines[last].at = Duration::from_secs(3);
     assert_eq!(invariants(&observation), vec![Invariant::ExitStatus]);
 }
 
