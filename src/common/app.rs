@@ -91,6 +91,12 @@ pub fn run_main(args: &CommonArgs, services: Vec<Box<dyn Service>>) -> ! {
     // Disarmed only now: the stop's bound covers the runtime's shutdown too.
     drop(watchdog);
     tracing::info!("main: end");
+    // A signal that came after the runner decided (its line already logged) still decides:
+    // the first signal logged before the exit event is the one the process ends by.
+    let status = match ctx.shutdown.seal() {
+        Some(signal) => ExitStatus::Signalled(signal),
+        None => status,
+    };
     finish(status)
 }
 
@@ -193,7 +199,7 @@ fn park_forever() -> ! {
 fn install_force_handler(ctx: &ServiceContext) {
     let forcing = ctx.clone();
     ctx.shutdown.set_force_handler(move |reason: ForceReason| {
-        let status = ExitStatus::from_stop(forcing.shutdown.first_signal(), true);
+        let status = ExitStatus::from_stop(forcing.shutdown.seal(), true);
         if !exit::claim() {
             // Another thread is already ending the process (normally or forced), and it is
             // bounded; should it not end it all the same, this one does.

@@ -90,6 +90,9 @@ struct State {
     fatal: Option<String>,
     /// What the shield currently protects, for the "delaying until ..." message.
     stage: &'static str,
+    /// The exit status is decided and the exit event on its way: a signal now changes
+    /// nothing, and is not logged ([`Shutdown::seal`]).
+    sealed: bool,
 }
 
 impl Shutdown {
@@ -186,12 +189,18 @@ impl Shutdown {
 
     /// Handles one arriving shutdown signal: count, decide, log, act.
     ///
-    /// The line is logged before the act only so that it reads first: logging hands the line
-    /// to a queue and never waits for stderr (see [`crate::logging`]), so a stalled log
-    /// cannot hold the act back. Nothing here waits on anything but this state's lock.
+    /// Counted, decided and logged under the state's lock, which [`seal`](Self::seal) takes
+    /// too: a signal is either logged before the exit event and decides the status, or
+    /// arrives after the seal and does neither. Logging hands the line to a queue and never
+    /// waits for stderr (see [`crate::logging`]), so holding the lock meanwhile is short.
+    /// The act comes after the lock is released: it may run the force handler, which reads
+    /// this state again.
     pub fn on_signal(&self, signal: ShutdownSignal) {
-        let (count, action, stage) = {
+        let action_count_stage = {
             let mut state = self.lock();
+            if state.sealed {
+                return;
+            }
             state.signal_count += 1;
             state.first_signal.get_or_insert(signal);
             let action = escalation::decide(
@@ -204,44 +213,37 @@ impl Shutdown {
                 self.inner.requested.store(true, SeqCst);
                 state.reason = Some(StopReason::Signal(signal));
             }
-            (state.signal_count, action, state.stage)
+            log_received(
+                signal,
+                action,
+                state.signal_count,
+                state.stage,
+                self.inner.force_after,
+            );
+            (action, state.signal_count, state.stage)
         };
-        let name = signal.name();
-        let act = action.as_str();
-        match action {
-            SignalAction::Delayed => {
-                tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; delaying shutdown until {stage} completes");
+        match action_count_stage {
+            (SignalAction::Delayed, _, stage) => {
+                let name = signal.name();
                 let token = self.inner.token.clone();
                 self.inner.shield.defer(move || {
                     tracing::warn!(target: "lifecycle", signal = name, "delivering the delayed {name}: {stage} completed, stopping now");
                     token.cancel();
                 });
             }
-            SignalAction::Shutdown => {
-                tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; shutting down");
-                self.inner.token.cancel();
-            }
-            SignalAction::Counted {
-                remaining: Some(remaining),
-            } => {
-                tracing::warn!(
-                    target: "lifecycle",
-                    signal = name, action = act, count, remaining,
-                    "{name} received (#{count}); the stop is already under way; {remaining} more will force the exit"
-                );
-            }
-            SignalAction::Counted { remaining: None } => {
-                tracing::warn!(
-                    target: "lifecycle",
-                    signal = name, action = act, count,
-                    "{name} received (#{count}); the stop is already under way; forcing is off (--force-after 0)"
-                );
-            }
-            SignalAction::Forced => {
-                tracing::error!(target: "lifecycle", signal = name, action = act, count, "{name} received (#{count}); forcing the exit (--force-after {})", self.inner.force_after);
-                self.force(ForceReason::Signal { signal, count });
-            }
+            (SignalAction::Shutdown, ..) => self.inner.token.cancel(),
+            (SignalAction::Counted { .. }, ..) => {}
+            (SignalAction::Forced, count, _) => self.force(ForceReason::Signal { signal, count }),
         }
+    }
+
+    /// The exit status is being decided, and the exit event written next: from now on a
+    /// signal is neither counted nor logged. Returns the first signal received, which
+    /// decides the status (the process ends by it).
+    pub fn seal(&self) -> Option<ShutdownSignal> {
+        let mut state = self.lock();
+        state.sealed = true;
+        state.first_signal
     }
 
     /// Forces the exit through the installed handler; without one, records the reason and
@@ -276,6 +278,38 @@ impl Shutdown {
     }
 }
 
+/// The line for a received signal: what it did, and why.
+fn log_received(signal: ShutdownSignal, action: SignalAction, count: u32, stage: &str, force_after: u32) {
+    let (name, act) = (signal.name(), action.as_str());
+    match action {
+        SignalAction::Delayed => {
+            tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; delaying shutdown until {stage} completes");
+        }
+        SignalAction::Shutdown => {
+            tracing::warn!(target: "lifecycle", signal = name, action = act, count, "{name} received; shutting down");
+        }
+        SignalAction::Counted {
+            remaining: Some(remaining),
+        } => {
+            tracing::warn!(
+                target: "lifecycle",
+                signal = name, action = act, count, remaining,
+                "{name} received (#{count}); the stop is already under way; {remaining} more will force the exit"
+            );
+        }
+        SignalAction::Counted { remaining: None } => {
+            tracing::warn!(
+                target: "lifecycle",
+                signal = name, action = act, count,
+                "{name} received (#{count}); the stop is already under way; forcing is off (--force-after 0)"
+            );
+        }
+        SignalAction::Forced => {
+            tracing::error!(target: "lifecycle", signal = name, action = act, count, "{name} received (#{count}); forcing the exit (--force-after {force_after})");
+        }
+    }
+}
+
 fn describe(reason: &StopReason) -> String {
     match reason {
         StopReason::Signal(signal) => format!("{signal} received"),
@@ -299,6 +333,21 @@ mod tests {
         drop(guard);
         assert!(shutdown.token().is_cancelled());
         assert_eq!(shutdown.first_signal(), Some(ShutdownSignal::Interrupt));
+    }
+
+    #[test]
+    fn a_signal_after_the_seal_changes_nothing_and_one_before_it_decides() {
+        let shutdown = Shutdown::new(3);
+        shutdown.request(StopReason::RunForElapsed);
+        shutdown.on_signal(ShutdownSignal::Hangup);
+        assert_eq!(shutdown.seal(), Some(ShutdownSignal::Hangup));
+        let sealed = Shutdown::new(1);
+        sealed.request(StopReason::RunForElapsed);
+        assert_eq!(sealed.seal(), None);
+        // Even the forcing signal: the exit is already on its way.
+        sealed.on_signal(ShutdownSignal::Interrupt);
+        assert_eq!(sealed.first_signal(), None);
+        assert!(sealed.forced_reason().is_none());
     }
 
     #[test]
