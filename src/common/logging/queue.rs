@@ -12,7 +12,8 @@
 //! lines again (`event=log-dropped`). The exit event is queued last and *seals* the queue:
 //! the writer writes it after everything before it, and nothing after it. Ending the process
 //! waits for the writer, with a bound ([`LogQueue::finish`]), so a stalled stderr costs at
-//! most that bound and never a hang.
+//! most that bound and never a hang. The bound counts time spent waiting, not time the
+//! process spent stopped ([`Patience`]): after Ctrl+Z and `fg` the last lines still go out.
 //!
 //! tracing-appender's `non_blocking` writer is the well-known form of this idea; it is not
 //! used because it panics when its thread cannot be spawned (here that is a condition to
@@ -143,14 +144,14 @@ impl LogQueue {
         self.wake.notify_one();
     }
 
-    /// Waits until every line queued before this call was written, or `bound` passed.
-    /// Returns whether the writer caught up.
+    /// Waits until every line queued before this call was written, or `bound` was spent
+    /// (see [`Patience`]). Returns whether the writer caught up.
     pub(super) fn flush(&self, bound: Duration) -> bool {
-        let deadline = Instant::now() + bound;
+        let mut patience = Patience::new(bound);
         let mut state = self.lock();
         let target = state.queued;
         while state.written < target && !state.direct {
-            match self.wait_progress(state, deadline) {
+            match patience.wait(&self.progress, state) {
                 Some(next) => state = next,
                 None => return false,
             }
@@ -159,30 +160,17 @@ impl LogQueue {
     }
 
     /// Waits until the writer wrote the last line (after [`push_last`](Self::push_last) or
-    /// [`seal`](Self::seal)), or `bound` passed. Returns whether it did.
+    /// [`seal`](Self::seal)), or `bound` was spent (see [`Patience`]). Returns whether it did.
     pub(super) fn finish(&self, bound: Duration) -> bool {
-        let deadline = Instant::now() + bound;
+        let mut patience = Patience::new(bound);
         let mut state = self.lock();
         while !state.finished {
-            match self.wait_progress(state, deadline) {
+            match patience.wait(&self.progress, state) {
                 Some(next) => state = next,
                 None => return false,
             }
         }
         true
-    }
-
-    fn wait_progress<'a>(
-        &self,
-        state: MutexGuard<'a, State>,
-        deadline: Instant,
-    ) -> Option<MutexGuard<'a, State>> {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        let (state, _) = self
-            .progress
-            .wait_timeout(state, left)
-            .unwrap_or_else(|p| p.into_inner());
-        Some(state)
     }
 
     /// The writer thread: takes everything queued, writes it, reports drops, and after the
@@ -276,6 +264,42 @@ fn wait_writable() {
     }
 }
 
+/// How long a waiter for the writer may wait, counting only time it was awake to wait.
+///
+/// A process stopped (Ctrl+Z, SIGSTOP) while it waits for its writer wakes, on SIGCONT,
+/// long past any deadline on the clock, though its writer had no chance to write either:
+/// a clock bound would end the process then and lose lines the writer takes microseconds
+/// to write. So the bound is spent in slices of at most [`SLICE`], each counted for the time
+/// it really waited but never more than the slice: a wake-up long after the slice ended (the
+/// process was stopped, or starved) costs one slice. A stalled stderr still ends the wait
+/// in about `bound`.
+struct Patience {
+    left: Duration,
+}
+
+/// The longest piece of a wait counted at once.
+const SLICE: Duration = Duration::from_millis(10);
+
+impl Patience {
+    fn new(bound: Duration) -> Self {
+        Self { left: bound }
+    }
+
+    /// One wait on `progress` for at most a slice; `None` once the bound is spent.
+    fn wait<'a, T>(&mut self, progress: &Condvar, guard: MutexGuard<'a, T>) -> Option<MutexGuard<'a, T>> {
+        if self.left.is_zero() {
+            return None;
+        }
+        let slice = self.left.min(SLICE);
+        let started = Instant::now();
+        let (guard, _) = progress
+            .wait_timeout(guard, slice)
+            .unwrap_or_else(|p| p.into_inner());
+        self.left = self.left.saturating_sub(started.elapsed().min(slice));
+        Some(guard)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +334,47 @@ mod tests {
         let state = queue.lock();
         assert_eq!(state.lines, [b"before\n".to_vec()]);
         assert_eq!(state.last_line.as_deref(), Some(&b"exit\n"[..]));
+    }
+
+    #[test]
+    fn a_wake_up_long_after_its_slice_costs_one_slice() {
+        // A thread holding the lock keeps the waiter from waking for 300 ms, as a SIGSTOP
+        // would: the 50 ms bound must not be spent by that. (Should the holder come too late
+        // to take the lock within the waiter's first slice, the attempt says nothing and is
+        // made again.)
+        for _attempt in 0..5 {
+            let lock = Arc::new(Mutex::new(()));
+            let progress = Condvar::new();
+            let mut patience = Patience::new(Duration::from_millis(50));
+            let guard = lock.lock_unpoisoned();
+            let (ready, holder_ready) = std::sync::mpsc::channel();
+            let holder = {
+                let lock = lock.clone();
+                std::thread::spawn(move || {
+                    ready.send(()).unwrap();
+                    let _held = lock.lock_unpoisoned();
+                    std::thread::sleep(Duration::from_millis(300));
+                })
+            };
+            holder_ready.recv().unwrap();
+            let started = Instant::now();
+            // The wait hands the lock to the holder, and gets it back only 300 ms later.
+            let guard = patience
+                .wait(&progress, guard)
+                .expect("the bound is not spent yet");
+            let waited = started.elapsed();
+            drop(guard);
+            holder.join().unwrap();
+            if waited >= Duration::from_millis(300) {
+                assert_eq!(
+                    patience.left,
+                    Duration::from_millis(40),
+                    "one slice spent, not 300 ms"
+                );
+                return;
+            }
+        }
+        panic!("the holder never took the lock during the waiter's slice");
     }
 
     #[test]
