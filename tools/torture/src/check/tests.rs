@@ -194,19 +194,25 @@ fn a_silent_death_before_intake_passes() {
     assert!(found.contains(&Invariant::Lifecycle), "{found:?}");
 }
 
-#[test]
-fn a_signal_never_logged_is_lost() {
+/// A Ctrl+C sent, never logged, and the run exiting 0; returns it and the exit event's index.
+fn an_unlogged_ctrl_c_then_exit_0() -> (Observation, usize) {
     let mut lines = clean_simple_stop();
     lines.retain(|l| !l.contains(r#""action""#));
     let last = lines.len() - 1;
     lines[last] = line("main", 100, r#""component":"app","phase":"exit","status":0"#);
-    let mut observation = observed(
+    let observation = observed(
         Binary::Simple,
         Scenario::SigintGroup,
         &lines,
         &sigint_group(),
         Ended::Code(0),
     );
+    (observation, last)
+}
+
+#[test]
+fn a_signal_never_logged_is_lost() {
+    let (mut observation, last) = an_unlogged_ctrl_c_then_exit_0();
     assert_eq!(invariants(&observation), vec![]);
     // Sent long before the exit event and never logged: lost.
     observation.lines[last].at = Duration::from_secs(2);
@@ -215,17 +221,7 @@ fn a_signal_never_logged_is_lost() {
 
 #[test]
 fn a_signal_sent_while_the_process_was_held_stopped_counts_from_the_sigcont() {
-    let mut lines = clean_simple_stop();
-    lines.retain(|l| !l.contains(r#""action""#));
-    let last = lines.len() - 1;
-    lines[last] = line("main", 100, r#""component":"app","phase":"exit","status":0"#);
-    let mut observation = observed(
-        Binary::Simple,
-        Scenario::SigintGroup,
-        &lines,
-        &sigint_group(),
-        Ended::Code(0),
-    );
+    let (mut observation, last) = an_unlogged_ctrl_c_then_exit_0();
     // Sent at 1 ms into a stop from 0 to 1,999 ms; the run ended by itself as it went on.
     observation.held_stopped = Some((Duration::ZERO, Duration::from_millis(1_999)));
     observation.lines[last].at = Duration::from_secs(2);
