@@ -323,6 +323,20 @@ const CREATION_WORDS: [&str; 7] = [
     "open files",
 ];
 
+/// A run under `prlimit --LIMIT=N`, as uid 65534 when `as_nobody_too`.
+fn limited(limit: &str, n: u32, as_nobody_too: bool) -> Options {
+    let mut wrapper = Vec::new();
+    if as_nobody_too {
+        wrapper.push("setpriv".to_owned());
+        wrapper.extend(as_nobody());
+    }
+    wrapper.extend(["prlimit".to_owned(), format!("--{limit}={n}"), "--".to_owned()]);
+    Options {
+        wrapper,
+        ..Options::default()
+    }
+}
+
 /// Runs `binary args` under `prlimit --LIMIT=N` (as uid 65534 when `as_nobody_too`), for N
 /// in `limits` until a run succeeds: each run must end by itself, without a hang, either
 /// with status 0 and the exit event last, or with status 1, a `phase=failed` line whose
@@ -338,17 +352,7 @@ fn under_a_limit(
 ) {
     let max = *limits.end();
     for n in limits {
-        let mut wrapper = Vec::new();
-        if as_nobody_too {
-            wrapper.push("setpriv".to_owned());
-            wrapper.extend(as_nobody());
-        }
-        wrapper.extend(["prlimit".to_owned(), format!("--{limit}={n}"), "--".to_owned()]);
-        let options = Options {
-            wrapper,
-            ..Options::default()
-        };
-        let mut run = Run::spawn_with(binary, args, &options);
+        let mut run = Run::spawn_with(binary, args, &limited(limit, n, as_nobody_too));
         let status = run.wait_exit();
         run.assert_clean_output();
         run.assert_nothing_left();
@@ -468,14 +472,7 @@ fn a_stop_refused_its_thread_after_ctrl_c_still_stops_the_workers_by_command() {
     let _alone = NOBODY_LIMITED.lock().unwrap_or_else(|p| p.into_inner());
     let mut inline = 0;
     for n in 1..=128 {
-        let mut wrapper = vec!["setpriv".to_owned()];
-        wrapper.extend(as_nobody());
-        wrapper.extend(["prlimit".to_owned(), format!("--nproc={n}"), "--".to_owned()]);
-        let options = Options {
-            wrapper,
-            ..Options::default()
-        };
-        let mut run = Run::spawn_with(COMPLEX, &["--time-scale", "0.1"], &options);
+        let mut run = Run::spawn_with(COMPLEX, &["--time-scale", "0.1"], &limited("nproc", n, true));
         let first = run.wait_for(|e: &Event| e.is("app", "started") || e.is_exit(), PATIENCE);
         if first.is_exit() {
             // The start itself was short: the other process-limit tests' case.

@@ -3,14 +3,27 @@
 //! picture. `tools/torture` draws its signal-to-exit latencies with it, `tools/bench` the
 //! suite beside its floor.
 //!
-//! The drawing goes through the `svg` crate, as tools/timeline's does, with its font, ink
-//! and text sizes: the crate escapes text and attributes and prints well-formed XML, which
+//! The drawing goes through the `svg` crate, as tools/timeline's does, with the same font,
+//! ink and text sizes ([`style`], which the timeline uses too): the crate escapes text and attributes and prints well-formed XML, which
 //! hand-built markup would have to get right by itself.
 
 use svg::Document;
 use svg::node::element::{Circle, Group, Line, Rectangle, Text};
 
-const FONT: &str = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif";
+/// The look every picture of the suite's tools shares (tools/timeline's too).
+pub mod style {
+    /// The font, one that every SVG viewer has or can stand in for.
+    pub const FONT: &str = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif";
+    /// Body text size.
+    pub const TEXT: f64 = 11.0;
+    /// Text and axes.
+    pub const INK: &str = "#222";
+    /// Secondary text: ticks, notes.
+    pub const GREY: &str = "#666";
+}
+
+use style::{FONT, GREY, INK, TEXT};
+
 const WIDTH: f64 = 900.0;
 /// The label column, left of the axis.
 const LEFT: f64 = 200.0;
@@ -19,9 +32,6 @@ const RIGHT: f64 = 190.0;
 const TOP: f64 = 58.0;
 const ROW: f64 = 30.0;
 const HEADING: f64 = 22.0;
-const TEXT: f64 = 11.0;
-const INK: &str = "#222";
-const GREY: &str = "#666";
 const TARGET: &str = "#d62728";
 
 /// One distribution: a row of dots with its median and p99 marked.

@@ -12,7 +12,8 @@ use svg::node::element::{Circle, Definitions, Group, Line, Marker, Path, Polygon
 
 use crate::model::{Component, MarkKind, Phase, Run, Signal};
 
-const FONT: &str = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif";
+use strips::style::{FONT, GREY, INK, TEXT};
+
 const LEFT: f64 = 150.0;
 const RIGHT: f64 = 24.0;
 const LANE: f64 = 26.0;
@@ -21,14 +22,11 @@ const BAR: f64 = 12.0;
 const BREAK: f64 = 60.0;
 /// The narrowest a stretch drawn to scale may be, when it lies between two breaks.
 const MIN_PIECE: f64 = 40.0;
-const TEXT: f64 = 11.0;
 
 const STARTING: &str = "#9ecae1";
 const RUNNING: &str = "#c7e9c0";
 const STOPPING: &str = "#fdbe85";
 const FAILED: &str = "#d62728";
-const INK: &str = "#222";
-const GREY: &str = "#666";
 
 fn phase_colour(phase: Phase) -> &'static str {
     match phase {

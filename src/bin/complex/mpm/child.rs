@@ -216,10 +216,8 @@ impl WorkerProcess {
     /// Sends one command only if that cannot block: see the module's docs. Never waits.
     pub fn try_send(&self, command: &Command) -> TrySend {
         let sent = {
-            let mut guard = match self.stdin.try_lock() {
-                Ok(stdin) => stdin,
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return TrySend::WouldBlock,
+            let Some(mut guard) = self.stdin_if_free() else {
+                return TrySend::WouldBlock;
             };
             let stdin = &mut *guard;
             match &stdin.pipe {
@@ -296,10 +294,8 @@ impl WorkerProcess {
 
     /// Writes the requested control frames without waiting: see [`Delivery`].
     pub fn deliver_control(&self) -> Delivery {
-        let mut guard = match self.stdin.try_lock() {
-            Ok(stdin) => stdin,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return Delivery::Busy,
+        let Some(mut guard) = self.stdin_if_free() else {
+            return Delivery::Busy;
         };
         let stdin = &mut *guard;
         let requested = self.control.swap(0, SeqCst);
@@ -343,6 +339,15 @@ impl WorkerProcess {
                 stdin.pipe.take().map(BufWriter::into_parts);
                 Delivery::Done
             }
+        }
+    }
+
+    /// The stdin, unless another thread is writing to it.
+    fn stdin_if_free(&self) -> Option<std::sync::MutexGuard<'_, Stdin>> {
+        match self.stdin.try_lock() {
+            Ok(stdin) => Some(stdin),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
         }
     }
 
