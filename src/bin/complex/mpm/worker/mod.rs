@@ -104,8 +104,11 @@ fn serve_until_stopped(config: &WorkerConfig, name: &str) -> i32 {
     }
     if config.fail_start {
         let reason = format!("start failed on purpose (--fail-start {name})");
-        let _ = handshake::worker_refuses(&mut out, &reason);
+        // Logged and flushed before the refusal, like every step: the parent kills every
+        // worker as soon as it reads the refusal, and this line must be out by then.
         components.failed(&name, &reason);
+        graceful::logging::flush(HANDSHAKE_LOG_BOUND);
+        let _ = handshake::worker_refuses(&mut out, &reason);
         exit(1);
     }
     let mut manager = DummyManager::new(config.time_scale);
