@@ -1,4 +1,4 @@
-//! The runner embedded in a program of its own: a TCP echo server whose open connections
+//! The library embedded in a program of its own: a TCP echo server whose open connections
 //! drain at the stop.
 //!
 //! ```text
@@ -9,6 +9,9 @@
 //! ```
 //!
 //! What to watch for, lesson by lesson:
+//! - **the whole edge in one call**: `main` is [`Edge::begin`] and [`Edge::run`]; the signal
+//!   intake, the forced exit, the stop's deadline, systemd notify, the PID 1 reaper and the
+//!   end by the same signal come with it (a shell sees 130 after a Ctrl+C);
 //! - **the shield**: a Ctrl+C while the server starts is delayed until it listens, then the
 //!   stop runs at once (the runner does this; the service does nothing special);
 //! - **ordered, bounded stop**: the listener closes first (no new connection is accepted),
@@ -16,26 +19,23 @@
 //!   told, the socket closed. A connection still open after `--drain` is cut, and said so;
 //! - **tracked tasks**: every connection is a task spawned through the runner, so one the
 //!   stop forgot would be found and cancelled, never silently dropped;
-//! - **a thin edge**: this `main` sets up logging and signal intake, runs the [`Runner`] on a
-//!   runtime of its own, and ends the process with [`graceful::app::finish`] (the exit event,
-//!   then the end by the same signal: a shell sees 130 after a Ctrl+C).
+//! - **bounded input**: a line longer than [`MAX_LINE`] is dropped, and said so, instead of
+//!   growing in memory for as long as the client sends.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use graceful::logging::LogFormat;
-use graceful::runner::{Runner, Settings};
-use graceful::service::{BoxFuture, Service, ServiceContext};
-use graceful::time_scale::TimeScale;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use graceful::{BoxFuture, Edge, LogFormat, Service, ServiceContext, Settings};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing_subscriber::filter::LevelFilter;
+
+/// The longest line echoed; a longer one is dropped and the client told.
+const MAX_LINE: usize = 64 * 1024;
 
 /// A TCP echo server whose open connections drain when it stops.
 #[derive(Parser, Debug)]
@@ -52,39 +52,21 @@ struct Cli {
 }
 
 fn main() {
-    graceful::signals::block_until_intake();
+    let edge = Edge::begin();
     let cli = Cli::parse();
-    if let Err(error) = graceful::logging::init("main", cli.log_format, LevelFilter::DEBUG) {
-        eprintln!("error: {error}");
-        std::process::exit(1);
-    }
-    let runner = Runner::new(Settings {
-        run_for: None,
-        // The drain's bound, plus a moment: past it the runner forces the exit.
-        stop_timeout: cli.drain + Duration::from_secs(2),
-        force_after: 3,
-        time_scale: TimeScale::new(1.0),
-        fail_start: None,
-    });
-    // The signal source: anything that calls `on_signal`. Here, the real signals.
-    let shutdown = runner.shutdown();
-    if let Err(error) = graceful::signals::install(move |signal| shutdown.on_signal(signal)) {
-        tracing::error!(cause = %error, "cannot install the signal handlers");
-        graceful::app::finish(graceful::exit::ExitStatus::Failed);
-    }
     let echo = EchoServer {
         listen: cli.listen,
         drain: cli.drain,
         running: None,
     };
-    let status = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(runner.run(vec![Box::new(echo)])),
-        Err(error) => {
-            tracing::error!(cause = %error, "cannot build the runtime");
-            graceful::exit::ExitStatus::Failed
-        }
+    // The drain's bound, plus a moment: past it the edge forces the exit.
+    let settings = Settings {
+        stop_timeout: cli.drain + Duration::from_secs(2),
+        ..Settings::default()
     };
-    graceful::app::finish(status)
+    edge.log(cli.log_format, LevelFilter::DEBUG)
+        .settings(settings)
+        .run(vec![Box::new(echo)])
 }
 
 /// The service: a listener, and a task per open connection.
@@ -95,9 +77,11 @@ struct EchoServer {
 }
 
 struct Running {
-    /// Cancelled at the stop: the accept loop ends, and every connection starts draining.
+    /// Cancelled at the stop: every connection starts draining.
     stop: CancellationToken,
-    acceptor: JoinHandle<()>,
+    /// Cancelled at the stop, first: the accept loop ends and drops the listener.
+    close_listener: CancellationToken,
+    acceptor: tokio::task::JoinHandle<()>,
     connections: TaskTracker,
 }
 
@@ -111,15 +95,23 @@ impl Service for EchoServer {
             let listener = TcpListener::bind(self.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", self.listen))?;
-            tracing::info!("EchoServer: listening on {}", self.listen);
-            let stop = CancellationToken::new();
+            let address = listener.local_addr().unwrap_or(self.listen);
+            tracing::info!(event = "listening", %address, "EchoServer: listening on {address}");
+            let (stop, close_listener) = (CancellationToken::new(), CancellationToken::new());
             let connections = TaskTracker::new();
             let acceptor = ctx.spawn(
                 "EchoServer accept loop",
-                accept(listener, stop.clone(), connections.clone(), Arc::new(ctx.clone())),
+                accept(
+                    listener,
+                    close_listener.clone(),
+                    stop.clone(),
+                    connections.clone(),
+                    ctx.clone(),
+                ),
             );
             self.running = Some(Running {
                 stop,
+                close_listener,
                 acceptor,
                 connections,
             });
@@ -132,12 +124,17 @@ impl Service for EchoServer {
             let Some(running) = self.running.take() else {
                 return Ok(());
             };
-            running.stop.cancel();
-            // The listener first: once this returns, no connection is accepted any more.
+            // The listener first: once the accept loop has returned, it is closed.
+            running.close_listener.cancel();
             let _ = running.acceptor.await;
             running.connections.close();
             let open = running.connections.len();
-            tracing::info!("EchoServer: listener closed; waiting for {open} connection(s) still draining");
+            tracing::info!(
+                event = "listener-closed",
+                open,
+                "EchoServer: listener closed; draining {open} connection(s)"
+            );
+            running.stop.cancel();
             if tokio::time::timeout(self.drain, running.connections.wait())
                 .await
                 .is_err()
@@ -156,13 +153,14 @@ impl Service for EchoServer {
 
 async fn accept(
     listener: TcpListener,
+    close: CancellationToken,
     stop: CancellationToken,
     connections: TaskTracker,
-    ctx: Arc<ServiceContext>,
+    ctx: ServiceContext,
 ) {
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = close.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     tracing::info!("EchoServer: {peer} connected");
@@ -179,28 +177,70 @@ async fn accept(
 /// is finished, the client told, the socket closed.
 async fn serve(stream: TcpStream, peer: SocketAddr, stop: CancellationToken) {
     let (reader, mut writer) = stream.into_split();
-    let mut lines = BufReader::new(reader).lines();
+    // At most MAX_LINE + 1 bytes of one line are ever held: past that it cannot be echoed.
+    let mut reader = BufReader::new(reader);
+    let mut line = Vec::new();
     loop {
-        // Cancel-safe: `next_line` loses nothing when the stop wins the race.
-        let line = tokio::select! {
+        line.clear();
+        // Cancel-safe: what `read_until` took stays in `line` if the stop wins the race,
+        // and it is said below.
+        let mut limited = (&mut reader).take(MAX_LINE as u64 + 1);
+        let read = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            line = lines.next_line() => line,
+            read = limited.read_until(b'\n', &mut line) => read,
         };
-        match line {
-            Ok(Some(line)) => {
-                // The line in hand is always finished, even if the stop begins meanwhile.
-                if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
-                    return;
+        match read {
+            Ok(0) | Err(_) => {
+                if !line.is_empty() {
+                    tracing::info!(event = "line-dropped", peer = %peer, bytes = line.len(), "EchoServer: {peer} left mid-line; dropped its {} byte(s)", line.len());
                 }
-            }
-            Ok(None) | Err(_) => {
                 tracing::info!("EchoServer: {peer} left");
                 return;
             }
+            Ok(_) if !line.ends_with(b"\n") && line.len() > MAX_LINE => {
+                tracing::warn!(event = "line-dropped", peer = %peer, bytes = line.len(), "EchoServer: {peer} sent a line over {MAX_LINE} bytes; dropped it");
+                if !skip_rest_of_line(&mut reader).await
+                    || writer.write_all(b"line too long, dropped\n").await.is_err()
+                {
+                    return;
+                }
+            }
+            // The line in hand is always finished, even if the stop begins meanwhile.
+            Ok(_) => {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                if writer.write_all(&line).await.is_err() {
+                    return;
+                }
+            }
         }
+    }
+    if !line.is_empty() {
+        tracing::info!(event = "line-dropped", peer = %peer, bytes = line.len(), "EchoServer: {peer} was mid-line at the stop; dropped its {} byte(s)", line.len());
     }
     let _ = writer.write_all(b"server stopping, goodbye\n").await;
     let _ = writer.shutdown().await;
     tracing::info!("EchoServer: {peer} drained and closed");
+}
+
+/// Reads and discards up to the end of the current line; `false` if the client left.
+async fn skip_rest_of_line(reader: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> bool {
+    loop {
+        let buffered = match reader.fill_buf().await {
+            Ok([]) | Err(_) => return false,
+            Ok(buffered) => buffered,
+        };
+        match buffered.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return true;
+            }
+            None => {
+                let all = buffered.len();
+                reader.consume(all);
+            }
+        }
+    }
 }

@@ -330,11 +330,110 @@ fn complex_speaks_the_notify_protocol_on_an_abstract_socket_and_workers_stay_sil
     );
     assert_protocol(&datagrams, &log, watchdog);
     assert!(!workers.is_empty(), "the log names no worker pid");
-    // Workers never had NOTIFY_SOCKET: the main process took it out of its environment as
-    // the first thing in main, so no worker can speak to the manager.
+    // Workers never had NOTIFY_SOCKET: they are spawned without the manager's variables,
+    // so no worker can speak to the manager.
     for (pid, inherited) in workers {
         assert!(!inherited, "worker pid {pid} inherited NOTIFY_SOCKET");
     }
+}
+
+/// The path of an example's binary, which `cargo test` builds beside the tests.
+fn example(name: &str) -> String {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    dir.join("examples").join(name).to_string_lossy().into_owned()
+}
+
+/// The echo example embeds the library's edge and gets the whole protocol with it:
+/// `READY=1` once it listens, `STOPPING=1` when the stop begins, then the end by SIGTERM.
+#[test]
+fn the_echo_example_tells_the_manager_it_is_ready_and_stopping() {
+    let path = socket_path("notify-echo");
+    let datagrams = listen(UnixDatagram::bind(&path).expect("bind the notify socket"));
+    let (mut child, lines) = spawn(
+        &example("echo"),
+        &["--log-format", "json", "--listen", "127.0.0.1:0"],
+        &[("NOTIFY_SOCKET", path.to_str().expect("a UTF-8 path"))],
+    );
+    let _group = Group(child.id() as i32);
+    let deadline = Instant::now() + PATIENCE;
+    let ready = next_datagram(&datagrams, deadline).expect("a first datagram");
+    let mut texts = vec![ready.text];
+    while !texts.last().is_some_and(|t| t.starts_with("READY=1")) {
+        texts.push(next_datagram(&datagrams, deadline).expect("READY=1").text);
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().expect("wait").signal(), Some(libc::SIGTERM));
+    let quiet = Instant::now() + Duration::from_millis(300);
+    while let Some(datagram) = next_datagram(&datagrams, quiet) {
+        texts.push(datagram.text);
+    }
+    let stopping = texts.iter().position(|t| t.starts_with("STOPPING=1"));
+    assert!(stopping.is_some(), "no STOPPING=1: {texts:?}");
+    let log: Vec<Line> = lines.iter().collect();
+    assert!(
+        log.iter().any(|l| l.is("app", "started")),
+        "app: started not logged"
+    );
+    assert!(
+        log.last().is_some_and(Line::is_exit),
+        "the exit event is not last"
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
+/// A `NOTIFY_SOCKET` that cannot be used is said once, whatever is wrong with it, and the
+/// run goes on; a watchdog asked every microsecond is honoured at a rate a manager can take.
+#[test]
+fn a_hostile_service_manager_environment_is_said_once_and_survived() {
+    let too_long = format!("/{}", "x".repeat(120));
+    for socket in ["garbage", "relative/path", "", too_long.as_str()] {
+        let (mut child, lines) = spawn(
+            env!("CARGO_BIN_EXE_simple"),
+            &["--log-format", "json", "--time-scale", "0", "--run-for", "100ms"],
+            &[("NOTIFY_SOCKET", socket)],
+        );
+        let _group = Group(child.id() as i32);
+        let log: Vec<Line> = lines.iter().collect();
+        assert!(child.wait().expect("wait").success(), "NOTIFY_SOCKET={socket:?}");
+        let warnings = log
+            .iter()
+            .filter(|l| l.event() == Some("notify-unusable"))
+            .count();
+        assert_eq!(warnings, 1, "NOTIFY_SOCKET={socket:?}: {warnings} warnings");
+    }
+    let path = socket_path("notify-flood");
+    let datagrams = listen(UnixDatagram::bind(&path).expect("bind the notify socket"));
+    let (mut child, lines) = spawn(
+        env!("CARGO_BIN_EXE_simple"),
+        &["--log-format", "json", "--time-scale", "0", "--run-for", "500ms"],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().expect("a UTF-8 path")),
+            ("WATCHDOG_USEC", "1"),
+        ],
+    );
+    let _group = Group(child.id() as i32);
+    let log: Vec<Line> = lines.iter().collect();
+    assert!(child.wait().expect("wait").success());
+    let quiet = Instant::now() + Duration::from_millis(300);
+    let mut pings = 0;
+    while let Some(datagram) = next_datagram(&datagrams, quiet) {
+        pings += usize::from(datagram.text == "WATCHDOG=1");
+    }
+    // 500 ms at the floor's 10 ms is about 50 pings; unclamped it was about 100,000.
+    assert!(
+        (2..=200).contains(&pings),
+        "{pings} watchdog pings in about 500 ms"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.event() == Some("watchdog-clamped"))
+            .count(),
+        1,
+        "the clamp is said once"
+    );
+    let _ = std::fs::remove_file(&path);
 }
 
 /// The datagram sockets `pid` holds: the notifier's is one; signal-hook's self-pipe is a
@@ -583,4 +682,85 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
     let last = log.last().expect("a log");
     assert!(last.is_exit(), "the exit event is not last");
     assert_eq!(last.int("status"), Some(143));
+}
+
+/// The echo example as PID 1 of a fresh PID namespace: it gets the reaper with the edge, so
+/// 100 adopted orphans leave no zombie, and SIGTERM still ends it by 143 (exit event last).
+#[test]
+fn the_echo_example_as_pid_1_reaps_orphans() {
+    if !is_root() || !has("unshare") || !has("nsenter") {
+        return skip("PID 1 in a PID namespace needs root, unshare and nsenter (util-linux)");
+    }
+    let echo = example("echo");
+    let (mut child, lines) = spawn(
+        "unshare",
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            &echo,
+            "--log-format",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let _group = Group(child.id() as i32);
+    let deadline = Instant::now() + PATIENCE;
+    let mut log = Vec::new();
+    while !log.last().is_some_and(|l: &Line| l.is("app", "started")) {
+        log.push(next_line(&lines, deadline, "app: started"));
+    }
+    assert!(log.iter().any(|l| l.pid() == Some(1)), "the example is not PID 1");
+    let init: u32 = std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+        .expect("unshare's children")
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the namespace's init");
+    let orphans = Command::new("nsenter")
+        .args([
+            "-t",
+            &init.to_string(),
+            "-p",
+            "-m",
+            "sh",
+            "-c",
+            "for i in $(seq 100); do (sleep 0.1 &); done",
+        ])
+        .status()
+        .expect("nsenter");
+    assert!(orphans.success());
+    let zombies = || -> usize {
+        children_of(init)
+            .iter()
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
+            })
+            .count()
+    };
+    // Every orphan ends 0.1 s after it started; none may stay a zombie.
+    let settle = Instant::now();
+    while !children_of(init).is_empty() {
+        assert!(
+            settle.elapsed() < Duration::from_secs(5),
+            "{} zombies left",
+            zombies()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on the namespace's init, our grandchild.
+    unsafe { libc::kill(init as i32, libc::SIGTERM) };
+    let status = child.wait().expect("wait for unshare");
+    log.extend(lines.iter());
+    assert_eq!(
+        status.code(),
+        Some(143),
+        "as PID 1 it exits 128+15 itself: {status}"
+    );
+    assert!(
+        log.last().is_some_and(Line::is_exit),
+        "the exit event is not last"
+    );
 }

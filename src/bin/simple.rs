@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use graceful::cli::CommonArgs;
-use graceful::service::{Dummy, Service};
+use graceful::demo::{CommonArgs, Dummy, EXIT_STATUS_HELP, check_fail_start};
+use graceful::{Edge, Service};
 
 /// Two async services: shielded start, wait, shielded stop.
 ///
@@ -17,7 +17,7 @@ use graceful::service::{Dummy, Service};
 /// exit). `--fail-start AsyncService2` shows a failed start stopping what had started;
 /// `--run-for 3s` stops by itself (exit 0); `--log-format json` prints what tools read.
 #[derive(Parser, Debug)]
-#[command(name = "simple", version, about, long_about, after_help = graceful::cli::EXIT_STATUS_HELP)]
+#[command(name = "simple", version, about, long_about, after_help = EXIT_STATUS_HELP)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,
@@ -26,22 +26,22 @@ struct Cli {
 const SERVICES: [&str; 2] = ["AsyncService1", "AsyncService2"];
 
 fn main() {
-    // First of all: a Ctrl+C while the arguments are parsed is kept pending, not fatal.
-    graceful::signals::block_until_intake();
-    // Still the only thread: the service manager's variables leave the environment here,
-    // so no worker inherits them.
-    graceful::notify::take_from_env();
+    let edge = Edge::begin();
     let cli = Cli::parse();
-    if let Err(message) =
-        graceful::cli::check_fail_start(&cli.common, |c| SERVICES.contains(&c), &SERVICES.join(", "))
-    {
+    let args = &cli.common;
+    if let Err(message) = check_fail_start(args, |c| SERVICES.contains(&c), &SERVICES.join(", ")) {
         Cli::command()
             .error(clap::error::ErrorKind::InvalidValue, message)
             .exit();
     }
     let services: Vec<Box<dyn Service>> = SERVICES
         .iter()
-        .map(|&name| Box::new(Dummy::new(name, Duration::from_secs(1))) as Box<dyn Service>)
+        .map(|&name| {
+            let dummy = Dummy::new(name, Duration::from_secs(1), args.time_scale, args.fails(name));
+            Box::new(dummy) as Box<dyn Service>
+        })
         .collect();
-    graceful::app::run_main(&cli.common, services)
+    edge.log(args.log_format, args.log_level)
+        .settings(args.settings())
+        .run(services)
 }

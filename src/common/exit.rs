@@ -22,8 +22,10 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// The status for a stop: by the first signal received if any, else by whether it failed.
-    pub fn from_stop(first_signal: Option<ShutdownSignal>, failed: bool) -> Self {
+    /// The one rule for how a run ends: by the first shutdown signal received, if any (even
+    /// when the exit was forced, so a shell loop around the program still stops); else 1 if
+    /// anything failed, else 0.
+    pub fn decide(first_signal: Option<ShutdownSignal>, failed: bool) -> Self {
         match (first_signal, failed) {
             (Some(signal), _) => Self::Signalled(signal),
             (None, true) => Self::Failed,
@@ -49,6 +51,8 @@ impl ExitStatus {
     }
 }
 
+/// Process-wide because ending is: whichever thread claims it (the normal end, a forced exit
+/// from the signal thread or the deadline thread) is the only one that logs the exit event.
 static EXITING: AtomicBool = AtomicBool::new(false);
 
 /// Whether some thread has begun ending the process.
@@ -74,23 +78,15 @@ pub fn terminate(status: ExitStatus) -> ! {
 
 /// Restores the default action of `signal`, unblocks it and raises it. Returns only if the
 /// process survived that (PID 1 in a container).
-#[cfg(unix)]
 fn die_by(signal: ShutdownSignal) {
-    let number = signal.number();
-    // SAFETY: resetting a disposition to SIG_DFL touches no Rust state.
-    unsafe {
-        libc::signal(number, libc::SIG_DFL);
-    }
+    use nix::sys::signal::{SigHandler, kill, signal as set_handler};
+    // SAFETY: installing SIG_DFL runs no code of ours in a handler, so nothing can observe
+    // Rust state from the async-signal context.
+    let _ = unsafe { set_handler(signal.nix(), SigHandler::SigDfl) };
     crate::signals::unblock(&[signal]);
     // Process-directed, so it is delivered even if another thread is the one not blocking it.
-    // SAFETY: kill(2) on our own pid with a valid signal number.
-    unsafe {
-        libc::kill(libc::getpid(), number);
-    }
+    let _ = kill(nix::unistd::getpid(), signal.nix());
     // Delivery to ourselves is immediate for an unblocked signal; give the kernel a moment
     // in case another thread is the one it chose.
     std::thread::sleep(std::time::Duration::from_millis(50));
 }
-
-#[cfg(not(unix))]
-fn die_by(_signal: ShutdownSignal) {}

@@ -11,19 +11,51 @@
 //! at each application phase, `STOPPING=1` when the stop begins, `EXTEND_TIMEOUT_USEC=`
 //! re-sent during the stop (never promising past `--stop-timeout`), and `WATCHDOG=1` every
 //! half `WATCHDOG_USEC` from a task on the runtime, so a frozen runtime stops the pings.
-//! `NOTIFY_SOCKET` unset: nothing is sent and nothing logged. A socket that cannot be used:
-//! one warning, then silence; the run goes on.
+//! `NOTIFY_SOCKET` unset: nothing is sent and nothing logged. A socket that cannot be used
+//! (not a path nor an abstract name, empty, too long, refused): one warning, then silence;
+//! the run goes on. The variables are read first thing in `main` but judged once logging
+//! runs, so that warning is never lost. A `WATCHDOG_USEC` too small to honour is raised to
+//! [`WATCHDOG_FLOOR`] and said once: a manager asking for a ping every microsecond gets one
+//! every few milliseconds, not 200,000 a second.
 //!
 //! **Why these few lines are ours.** The protocol is one datagram of `KEY=value` lines to a
-//! path socket or an abstract one (`@name`), both of which std addresses directly. The
-//! variables must also leave the environment before any thread starts (workers must not
-//! inherit `NOTIFY_SOCKET`), which [`take_from_env`] does as the first thing in `main`; a
-//! crate would add dependencies without removing any of that care.
+//! path socket or an abstract one (`@name`), both of which std addresses directly; a crate
+//! would add dependencies without removing any of the care above.
+//!
+//! The variables stay in this process's environment: removing them is sound only while no
+//! other thread exists, which a library cannot promise. A program that spawns children
+//! leaves [`VARIABLES`] out of their environment instead (`complex`'s workers do).
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::time::Duration;
+
+/// The variables a service manager sets for its main process only.
+pub const VARIABLES: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// The shortest watchdog ping interval honoured, whatever `WATCHDOG_USEC` asks.
+pub const WATCHDOG_FLOOR: Duration = Duration::from_millis(10);
+
+/// The service manager's variables, as `main` found them.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NotifyEnv {
+    socket: Option<String>,
+    watchdog_usec: Option<String>,
+    watchdog_pid: Option<String>,
+}
+
+impl NotifyEnv {
+    /// Reads the variables (see [`VARIABLES`]); judged later by [`Notifier::from_env`].
+    pub(crate) fn read() -> Self {
+        let var = |name| std::env::var(name).ok();
+        Self {
+            socket: var("NOTIFY_SOCKET"),
+            watchdog_usec: var("WATCHDOG_USEC"),
+            watchdog_pid: var("WATCHDOG_PID"),
+        }
+    }
+}
 
 /// Where to send, and the watchdog the manager asked for.
 pub struct Notifier {
@@ -35,25 +67,6 @@ pub struct Notifier {
     broken: AtomicBool,
 }
 
-static NOTIFIER: OnceLock<Option<Notifier>> = OnceLock::new();
-
-/// Reads `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, and removes them from the
-/// environment so that no child process inherits them. Call it first in `main`, before any
-/// thread exists (changing the environment is only sound then).
-pub fn take_from_env() {
-    let socket = std::env::var("NOTIFY_SOCKET").ok();
-    let watchdog_usec = std::env::var("WATCHDOG_USEC").ok();
-    let watchdog_pid = std::env::var("WATCHDOG_PID").ok();
-    for variable in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-        // SAFETY: called first in `main`, while this is the process's only thread, so no
-        // other thread can read the environment at the same time.
-        unsafe { std::env::remove_var(variable) };
-    }
-    let watchdog = watchdog_interval(watchdog_usec.as_deref(), watchdog_pid.as_deref());
-    let notifier = socket.and_then(|named| Notifier::new(named, watchdog));
-    let _ = NOTIFIER.set(notifier);
-}
-
 /// The watchdog interval, when one was asked for this process: `WATCHDOG_USEC` set and
 /// non-zero, and `WATCHDOG_PID` (if set) our own pid.
 fn watchdog_interval(usec: Option<&str>, pid: Option<&str>) -> Option<Duration> {
@@ -63,38 +76,64 @@ fn watchdog_interval(usec: Option<&str>, pid: Option<&str>) -> Option<Duration> 
 }
 
 impl Notifier {
-    fn new(named: String, watchdog: Option<Duration>) -> Option<Self> {
-        let address = match address_of(&named) {
-            Ok(address) => address,
+    /// The notifier `env` asks for, if any. Logs one warning when `NOTIFY_SOCKET` is set but
+    /// unusable, and one when the watchdog interval had to be raised: call it once logging
+    /// runs.
+    pub(crate) fn from_env(env: NotifyEnv) -> Option<Arc<Self>> {
+        let named = env.socket?;
+        let watchdog = watchdog_interval(env.watchdog_usec.as_deref(), env.watchdog_pid.as_deref());
+        let usable = address_of(&named).and_then(|address| Ok((address, UnixDatagram::unbound()?)));
+        let (address, socket) = match usable {
+            Ok(usable) => usable,
             Err(error) => {
-                warn_once(&named, &error);
+                warn_unusable(&named, &error);
                 return None;
             }
         };
-        let socket = match UnixDatagram::unbound() {
-            Ok(socket) => socket,
-            Err(error) => {
-                warn_once(&named, &error);
-                return None;
-            }
-        };
-        Some(Self {
+        Some(Arc::new(Self {
             socket,
             address,
             named,
             watchdog,
             broken: AtomicBool::new(false),
-        })
+        }))
     }
 
-    fn send(&self, state: &str) {
+    /// Sends `state` (newline-separated `KEY=value` lines). After a failed send, one
+    /// warning and nothing more.
+    pub fn send(&self, state: &str) {
         if self.broken.load(SeqCst) {
             return;
         }
         if let Err(error) = self.socket.send_to_addr(state.as_bytes(), &self.address) {
             if !self.broken.swap(true, SeqCst) {
-                warn_once(&self.named, &error);
+                warn_unusable(&self.named, &error);
             }
+        }
+    }
+
+    /// The interval at which `WATCHDOG=1` must be sent (half of `WATCHDOG_USEC`, never less
+    /// than [`WATCHDOG_FLOOR`]), if asked.
+    pub fn watchdog_ping_interval(&self) -> Option<Duration> {
+        let asked = self.watchdog? / 2;
+        if asked < WATCHDOG_FLOOR {
+            tracing::warn!(
+                event = "watchdog-clamped",
+                asked_us = asked.as_micros() as u64,
+                "WATCHDOG_USEC asks for a ping every {asked:?}; pinging every {WATCHDOG_FLOOR:?} instead"
+            );
+        }
+        Some(asked.max(WATCHDOG_FLOOR))
+    }
+
+    /// Sends `WATCHDOG=1` every `interval`, forever; run it as a task on the runtime, so
+    /// that a runtime that stops running stops the pings too.
+    pub async fn watchdog_pings(self: Arc<Self>, interval: Duration) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            self.send("WATCHDOG=1");
         }
     }
 }
@@ -114,6 +153,7 @@ fn address_of(named: &str) -> std::io::Result<SocketAddr> {
         }
     }
     if named.starts_with('/') {
+        // Refuses a path longer than a socket address holds (108 bytes on Linux).
         SocketAddr::from_pathname(named)
     } else {
         Err(std::io::Error::other(
@@ -122,45 +162,13 @@ fn address_of(named: &str) -> std::io::Result<SocketAddr> {
     }
 }
 
-fn warn_once(named: &str, error: &std::io::Error) {
+fn warn_unusable(named: &str, error: &std::io::Error) {
     tracing::warn!(
         event = "notify-unusable",
         socket = named,
         cause = %error,
-        "NOTIFY_SOCKET={named} cannot be used ({error}); the service manager will not be told of this run's state"
+        "NOTIFY_SOCKET={named:?} cannot be used ({error}); the service manager will not be told of this run's state"
     );
-}
-
-fn notifier() -> Option<&'static Notifier> {
-    NOTIFIER.get().and_then(Option::as_ref)
-}
-
-/// Sends `state` (newline-separated `KEY=value` lines) to the service manager, if any.
-pub fn send(state: &str) {
-    if let Some(notifier) = notifier() {
-        notifier.send(state);
-    }
-}
-
-/// Whether a service manager listens (so callers skip building messages otherwise).
-pub fn is_enabled() -> bool {
-    notifier().is_some()
-}
-
-/// The interval at which `WATCHDOG=1` must be sent (half of `WATCHDOG_USEC`), if asked.
-pub fn watchdog_ping_interval() -> Option<Duration> {
-    notifier().and_then(|n| n.watchdog).map(|interval| interval / 2)
-}
-
-/// Sends `WATCHDOG=1` every half watchdog interval, forever; run it as a task on the
-/// runtime, so that a runtime that stops running stops the pings too.
-pub async fn watchdog_pings(interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        send("WATCHDOG=1");
-    }
 }
 
 /// How often a stop in progress re-tells the manager it is still making progress, and how
@@ -217,5 +225,7 @@ mod tests {
         assert!(address_of("/run/notify").is_ok());
         assert!(address_of("@abstract").is_ok());
         assert!(address_of("relative").is_err());
+        assert!(address_of("").is_err());
+        assert!(address_of(&format!("/{}", "x".repeat(120))).is_err());
     }
 }

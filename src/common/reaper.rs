@@ -8,19 +8,38 @@
 //! status reaped by the loop is a crash reported as "its end could not be observed".
 //!
 //! **Fix.** Reap only what is not ours. Our own children are spawned through
-//! [`spawn_owned`] (or [`own`]), which records their pids under the lock the reaper holds while it
-//! decides; the reaper lists this process's children (`/proc/self/task/*/children`) and
-//! waits, without blocking, only for those not recorded. A child's owner calls [`forget`]
-//! once it has reaped it (its pid may be reused by an orphan later). The reaper is a thread
-//! woken by SIGCHLD, started only when the process is PID 1 or a child subreaper.
+//! [`spawn_owned`] (or [`own`]), which records their pids under the lock the reaper holds
+//! while it decides. The reaper finds ended children two ways and reaps, without blocking,
+//! only those not recorded: it peeks at the next zombie with `waitid(WNOWAIT)` (which sees
+//! every zombie, but only one at a time), and it lists this process's children from
+//! `/proc/self/task/*/children` (which sees past a zombie of ours, but which the kernel
+//! documents as exact only while the children are stopped). Neither alone cannot miss; a
+//! pass of both on every SIGCHLD, and one every [`BACKSTOP`] whatever happens, leaves no
+//! orphan a zombie for longer than that. A child's owner calls [`forget`] once it has reaped
+//! it (its pid may be reused by an orphan later).
+//!
+//! The reaper is a thread of its own, started only when the process is PID 1 or a child
+//! subreaper, and woken by the signal intake ([`crate::signals`]) on SIGCHLD. Not the
+//! intake's thread itself: the reaper takes the owners' lock, which a spawn holds, and the
+//! intake must always be free to force the exit.
 
 use crate::sync::LockUnpoisoned;
 use std::collections::HashSet;
 use std::io;
 use std::process::{Child, Command};
 use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::time::Duration;
 
-/// Pids of the children this process spawned and reaps itself.
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+/// How often the reaper looks for zombies even without a SIGCHLD (a signal coalesced with
+/// another, a child the children list did not show): the longest an orphan stays a zombie.
+pub const BACKSTOP: Duration = Duration::from_secs(1);
+
+/// Pids of the children this process spawned and reaps itself. Process-wide because
+/// children are: any thread's spawn must be recorded before the reaper can see the child.
 static OWNED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 
 /// Spawns `command` as a child whose status its owner reads: the reaper leaves it alone
@@ -50,64 +69,88 @@ pub fn is_needed() -> bool {
     std::process::id() == 1 || is_subreaper()
 }
 
-#[cfg(target_os = "linux")]
 fn is_subreaper() -> bool {
     let mut flag: libc::c_int = 0;
-    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int to the pointer given.
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int to the pointer given (nix has no
+    // wrapper for it).
     let read = unsafe { libc::prctl(libc::PR_GET_CHILD_SUBREAPER, &mut flag as *mut libc::c_int) };
     read == 0 && flag != 0
 }
 
-#[cfg(not(target_os = "linux"))]
-fn is_subreaper() -> bool {
-    false
+/// The running reaper: wake it when a child ended.
+pub(crate) struct Reaper {
+    wake: Sender<()>,
 }
 
-/// Starts the reaper thread (when [`is_needed`]); it reaps orphans at once and then at
-/// every SIGCHLD. Returns whether it runs.
-pub fn start() -> io::Result<bool> {
-    if !is_needed() {
-        return Ok(false);
-    }
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGCHLD])?;
-    std::thread::Builder::new().name("reaper".into()).spawn(move || {
-        reap_orphans();
-        for _ in signals.forever() {
-            reap_orphans();
+impl Reaper {
+    /// Starts the reaper thread when [`is_needed`]; it reaps at once, then at every
+    /// [`wake`](Self::wake) and every [`BACKSTOP`].
+    pub(crate) fn start() -> io::Result<Option<Self>> {
+        if !is_needed() {
+            return Ok(None);
         }
-    })?;
-    tracing::info!(
-        event = "reaper",
-        "pid {} reaps adopted orphans (PID 1 or a child subreaper)",
-        std::process::id()
-    );
-    Ok(true)
+        let (wake, woken) = mpsc::channel();
+        std::thread::Builder::new().name("reaper".into()).spawn(move || {
+            loop {
+                reap_orphans();
+                match woken.recv_timeout(BACKSTOP) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+        })?;
+        tracing::info!(
+            event = "reaper",
+            "pid {} reaps adopted orphans (PID 1 or a child subreaper)",
+            std::process::id()
+        );
+        Ok(Some(Self { wake }))
+    }
+
+    /// A child ended (SIGCHLD): look now.
+    pub(crate) fn wake(&self) {
+        let _ = self.wake.send(());
+    }
 }
 
 /// Reaps every ended child that is not ours; returns how many.
 pub fn reap_orphans() -> usize {
     let owned = OWNED.lock_unpoisoned();
+    let is_ours = |pid: u32| owned.as_ref().is_some_and(|o| o.contains(&pid));
     let mut reaped = 0;
-    for pid in children() {
-        if owned.as_ref().is_some_and(|o| o.contains(&pid)) {
-            continue;
+    // The next zombie, whoever it is, left in place: reaped here only if it is not ours.
+    while let Ok(status) = waitid(
+        Id::All,
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+    ) {
+        let Some(pid) = status.pid() else { break };
+        if is_ours(pid.as_raw().unsigned_abs()) || !reap(pid) {
+            break;
         }
-        let Ok(raw) = libc::pid_t::try_from(pid) else {
-            continue;
-        };
-        let mut status = 0;
-        // SAFETY: waitpid on a child of ours with WNOHANG: returns at once, reaping it only
-        // if it has ended.
-        if unsafe { libc::waitpid(raw, &mut status, libc::WNOHANG) } == raw {
+        reaped += 1;
+    }
+    // Past a zombie of ours (left to its owner), the children list finds the rest.
+    for pid in children() {
+        if !is_ours(pid) && reap(Pid::from_raw(pid as libc::pid_t)) {
             reaped += 1;
-            tracing::debug!(
-                event = "orphan-reaped",
-                orphan_pid = pid,
-                "reaped adopted orphan {pid}"
-            );
         }
     }
     reaped
+}
+
+/// Reaps `pid` if it has ended; returns whether it did.
+fn reap(pid: Pid) -> bool {
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::StillAlive) | Err(_) => false,
+        Ok(_) => {
+            tracing::debug!(
+                event = "orphan-reaped",
+                orphan_pid = pid.as_raw(),
+                "reaped adopted orphan {pid}"
+            );
+            true
+        }
+    }
 }
 
 /// This process's children, from every thread's list (a child belongs to the thread that

@@ -10,7 +10,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::components::Components;
 use crate::shutdown::Shutdown;
-use crate::time_scale::TimeScale;
 
 /// A boxed future, so services of different types can sit in one list.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -31,46 +30,27 @@ pub trait Service: Send {
     fn stop<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>>;
 }
 
-/// What the runner lends every service: settings, the lifecycle registry, and a tracked
-/// `spawn`, so a task a service forgets to stop is found, reported and cancelled at the end.
+/// What the runner lends every service: the shutdown controller, the lifecycle registry,
+/// and a tracked `spawn`, so a task a service forgets to stop is found, reported and
+/// cancelled at the end.
 #[derive(Clone)]
 pub struct ServiceContext {
-    /// `--time-scale`.
-    pub time_scale: TimeScale,
     /// The shutdown controller, to request a stop on a fatal error.
     pub shutdown: Shutdown,
     /// The lifecycle registry, for sub-components (`pool`, `MPM`, `worker-N`).
     pub components: Components,
-    fail_start: Option<String>,
     tasks: TrackedTasks,
     force_hooks: ForceHooks,
 }
 
 impl ServiceContext {
-    pub(crate) fn new(
-        time_scale: TimeScale,
-        shutdown: Shutdown,
-        components: Components,
-        fail_start: Option<String>,
-    ) -> Self {
+    pub(crate) fn new(shutdown: Shutdown, components: Components) -> Self {
         Self {
-            time_scale,
             shutdown,
             components,
-            fail_start,
             tasks: TrackedTasks::default(),
             force_hooks: ForceHooks::default(),
         }
-    }
-
-    /// Whether `--fail-start` names `component`.
-    pub fn should_fail_start(&self, component: &str) -> bool {
-        self.fail_start.as_deref() == Some(component)
-    }
-
-    /// `--fail-start`'s value.
-    pub fn fail_start(&self) -> Option<&str> {
-        self.fail_start.as_deref()
     }
 
     /// Spawns a task the runner tracks: if it is still running when every service has
@@ -138,42 +118,5 @@ impl ForceHooks {
         for hook in hooks.iter().rev() {
             hook();
         }
-    }
-}
-
-/// A service that only takes time to start and stop: the reference's dummy services
-/// (simple's AsyncService1 and AsyncService2, complex's AsyncService2).
-pub struct Dummy {
-    name: &'static str,
-    delay: std::time::Duration,
-}
-
-impl Dummy {
-    /// A dummy named `name` whose start and stop each take `delay` (scaled by `--time-scale`).
-    pub fn new(name: &'static str, delay: std::time::Duration) -> Self {
-        Self { name, delay }
-    }
-}
-
-impl Service for Dummy {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn start<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            ctx.time_scale.sleep(self.delay).await;
-            if ctx.should_fail_start(self.name) {
-                anyhow::bail!("start failed on purpose (--fail-start {})", self.name);
-            }
-            Ok(())
-        })
-    }
-
-    fn stop<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            ctx.time_scale.sleep(self.delay).await;
-            Ok(())
-        })
     }
 }

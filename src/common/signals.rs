@@ -7,10 +7,12 @@
 //! not say which signal fired (ctrlc issue #129), and it *overwrites* an existing SIGINT
 //! handler, while signal-hook's handlers chain.
 //!
-//! **Fix.** Each signal has exactly one owner: `ctrlc` owns SIGINT (built without its
-//! `termination` feature, so it touches nothing else); signal-hook owns SIGTERM and SIGHUP
-//! on Unix. Both hand the signal, already named, to one callback, on an ordinary thread
-//! (never inside the async-signal context), so the callback may lock and log.
+//! **Fix.** One intake per process, and each signal has exactly one owner: `ctrlc` owns
+//! SIGINT (built without its `termination` feature, so it touches nothing else); one
+//! signal-hook thread owns every other signal the process watches: SIGTERM and SIGHUP, and
+//! SIGCHLD when the process must reap orphans ([`crate::reaper`]). Each is mapped to a
+//! domain value at this edge and handed to its consumer on an ordinary thread (never inside
+//! the async-signal context), so the consumer may lock and log.
 //!
 //! **Two more rules of the Unix convention.** A signal ignored when the process starts stays
 //! ignored: `nohup` ignores SIGHUP, a non-interactive shell's background job starts with
@@ -20,10 +22,15 @@
 //! first thing, so a Ctrl+C during argument parsing or logging setup stays pending and is
 //! acted on once [`install`] unblocks it, instead of killing the process silently.
 //!
-//! Past this module no code sees a libc signal number, except [`ShutdownSignal::number`]
-//! used to end the process by the same signal.
+//! Past this module no code registers a handler or sees a signal number, except
+//! the process edge, which resets a signal to its default to end the process by it.
 
 use std::fmt;
+use std::sync::Arc;
+
+use nix::sys::signal::{SigSet, Signal};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGTERM};
+use signal_hook::iterator::Signals;
 
 /// A request to stop, named by the signal that carried it.
 ///
@@ -52,13 +59,18 @@ impl ShutdownSignal {
         }
     }
 
+    /// The signal as nix names it, for the few calls that act on it.
+    pub fn nix(self) -> Signal {
+        match self {
+            Self::Interrupt => Signal::SIGINT,
+            Self::Terminate => Signal::SIGTERM,
+            Self::Hangup => Signal::SIGHUP,
+        }
+    }
+
     /// The signal's number on this platform (2, 15 and 1 on Linux).
     pub fn number(self) -> i32 {
-        match self {
-            Self::Interrupt => libc::SIGINT,
-            Self::Terminate => libc::SIGTERM,
-            Self::Hangup => libc::SIGHUP,
-        }
+        self.nix() as i32
     }
 
     /// The status a shell reports for a process ended by this signal: 128 + N.
@@ -82,10 +94,10 @@ pub enum SignalError {
     /// ctrlc could not create its pipe or its thread `ctrl-c` (EMFILE, RLIMIT_NPROC).
     #[error("cannot create the Ctrl+C handler's pipe or its thread 'ctrl-c'")]
     CtrlCResources(#[source] std::io::Error),
-    /// signal-hook could not register SIGTERM/SIGHUP.
-    #[error("failed to install the SIGTERM/SIGHUP handlers")]
+    /// signal-hook could not register the other signals.
+    #[error("failed to install the SIGTERM/SIGHUP/SIGCHLD handlers")]
     Hook(#[source] std::io::Error),
-    /// The thread that forwards SIGTERM/SIGHUP could not be started.
+    /// The thread that forwards the other signals could not be started.
     #[error("cannot start thread 'signals'")]
     Thread(#[source] std::io::Error),
 }
@@ -101,14 +113,8 @@ pub struct Intake {
 /// until [`install`]). Call it as the first thing in `main`: a signal that arrives before
 /// the handlers are in place then waits, pending, instead of ending the process.
 pub fn block_until_intake() {
-    #[cfg(unix)]
-    {
-        let set = mask_of(&ShutdownSignal::ALL);
-        // SAFETY: changes only this thread's signal mask; `set` is a valid, initialised set.
-        unsafe {
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        }
-    }
+    // Only fails for an invalid `how`, which this is not.
+    let _ = mask_of(&ShutdownSignal::ALL).thread_block();
 }
 
 /// Installs the handlers for SIGINT, SIGTERM and SIGHUP and calls `on_signal` for each
@@ -122,12 +128,24 @@ pub fn install<F>(on_signal: F) -> Result<Intake, SignalError>
 where
     F: Fn(ShutdownSignal) + Send + Sync + 'static,
 {
+    install_watching(on_signal, None)
+}
+
+/// [`install`], and also calls `on_child_exit` (on the same thread as SIGTERM and SIGHUP)
+/// each time a child process ends: the reaper's wake-up.
+pub(crate) fn install_watching<F>(
+    on_signal: F,
+    on_child_exit: Option<Box<dyn Fn() + Send>>,
+) -> Result<Intake, SignalError>
+where
+    F: Fn(ShutdownSignal) + Send + Sync + 'static,
+{
     let ignored_at_start: Vec<ShutdownSignal> = ShutdownSignal::ALL
         .into_iter()
-        .filter(|&signal| platform::is_ignored(signal))
+        .filter(|&signal| is_ignored(signal))
         .collect();
     let wanted = |signal| !ignored_at_start.contains(&signal);
-    let on_signal = std::sync::Arc::new(on_signal);
+    let on_signal = Arc::new(on_signal);
     if wanted(ShutdownSignal::Interrupt) {
         let on_interrupt = on_signal.clone();
         ctrlc::set_handler(move || on_interrupt(ShutdownSignal::Interrupt)).map_err(|e| match e {
@@ -135,97 +153,73 @@ where
             other => SignalError::CtrlC(other),
         })?;
     }
-    let others: Vec<ShutdownSignal> = [ShutdownSignal::Terminate, ShutdownSignal::Hangup]
+    let mut numbers: Vec<i32> = [ShutdownSignal::Terminate, ShutdownSignal::Hangup]
         .into_iter()
         .filter(|&signal| wanted(signal))
+        .map(|signal| signal.number())
         .collect();
-    platform::install_others(&others, move |signal| on_signal(signal))?;
-    #[cfg(unix)]
-    unblock(&ShutdownSignal::ALL);
-    Ok(Intake { ignored_at_start })
-}
-
-/// The signal set holding `signals`, as the OS's mask calls take it.
-#[cfg(unix)]
-pub fn mask_of(signals: &[ShutdownSignal]) -> libc::sigset_t {
-    // SAFETY: sigemptyset initialises the zeroed set; sigaddset adds valid signal numbers.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in signals {
-            libc::sigaddset(&mut set, signal.number());
-        }
-        set
+    if on_child_exit.is_some() {
+        numbers.push(SIGCHLD);
     }
-}
-
-/// Unblocks `signals` in the calling thread (threads it spawns afterwards inherit that).
-#[cfg(unix)]
-pub fn unblock(signals: &[ShutdownSignal]) {
-    let set = mask_of(signals);
-    // SAFETY: changes only this thread's signal mask; `set` is a valid, initialised set.
-    unsafe {
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
-    }
-}
-
-#[cfg(unix)]
-mod platform {
-    use super::{ShutdownSignal, SignalError};
-    use signal_hook::iterator::Signals;
-
-    /// Whether `signal`'s disposition is "ignore" (inherited across `exec`).
-    pub(super) fn is_ignored(signal: ShutdownSignal) -> bool {
-        // SAFETY: with a null new action, sigaction only reads the current one into `old`.
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(signal.number(), std::ptr::null(), &mut old) == 0
-                && old.sa_sigaction == libc::SIG_IGN
-        }
-    }
-
-    /// SIGTERM and SIGHUP (those in `wanted`) through signal-hook's self-pipe, forwarded
-    /// from a named thread.
-    pub(super) fn install_others<F>(wanted: &[ShutdownSignal], on_signal: F) -> Result<(), SignalError>
-    where
-        F: Fn(ShutdownSignal) + Send + 'static,
-    {
-        if wanted.is_empty() {
-            return Ok(());
-        }
-        let numbers: Vec<i32> = wanted.iter().map(|s| s.number()).collect();
+    if !numbers.is_empty() {
         let mut signals = Signals::new(numbers).map_err(SignalError::Hook)?;
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
                 for number in signals.forever() {
-                    let signal = if number == libc::SIGTERM {
-                        ShutdownSignal::Terminate
-                    } else {
-                        ShutdownSignal::Hangup
-                    };
-                    on_signal(signal);
+                    match received(number) {
+                        Some(Received::Shutdown(signal)) => on_signal(signal),
+                        Some(Received::ChildExited) => {
+                            if let Some(wake) = &on_child_exit {
+                                wake();
+                            }
+                        }
+                        None => {}
+                    }
                 }
             })
             .map_err(SignalError::Thread)?;
-        Ok(())
+    }
+    unblock(&ShutdownSignal::ALL);
+    Ok(Intake { ignored_at_start })
+}
+
+/// What a signal number means to this process: the one mapping from numbers to meanings.
+enum Received {
+    Shutdown(ShutdownSignal),
+    ChildExited,
+}
+
+fn received(number: i32) -> Option<Received> {
+    match number {
+        SIGTERM => Some(Received::Shutdown(ShutdownSignal::Terminate)),
+        SIGHUP => Some(Received::Shutdown(ShutdownSignal::Hangup)),
+        SIGCHLD => Some(Received::ChildExited),
+        _ => None,
     }
 }
 
-#[cfg(not(unix))]
-mod platform {
-    use super::{ShutdownSignal, SignalError};
-
-    /// Windows has no inherited "ignore" to respect here.
-    pub(super) fn is_ignored(_signal: ShutdownSignal) -> bool {
-        false
+/// The signal set holding `signals`, as the OS's mask calls take it.
+pub fn mask_of(signals: &[ShutdownSignal]) -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in signals {
+        set.add(signal.nix());
     }
+    set
+}
 
-    /// Windows has no SIGTERM or SIGHUP to catch: ctrlc already covers the console events.
-    pub(super) fn install_others<F>(_wanted: &[ShutdownSignal], _on_signal: F) -> Result<(), SignalError>
-    where
-        F: Fn(ShutdownSignal) + Send + 'static,
-    {
-        Ok(())
+/// Unblocks `signals` in the calling thread (threads it spawns afterwards inherit that).
+pub fn unblock(signals: &[ShutdownSignal]) {
+    // Only fails for an invalid `how`, which this is not.
+    let _ = mask_of(signals).thread_unblock();
+}
+
+/// Whether `signal`'s disposition is "ignore" (inherited across `exec`). nix offers no way
+/// to read a disposition without replacing it, hence libc.
+fn is_ignored(signal: ShutdownSignal) -> bool {
+    // SAFETY: with a null new action, sigaction only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal.number(), std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
     }
 }

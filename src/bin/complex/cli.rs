@@ -5,9 +5,8 @@
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use graceful::cli::CommonArgs;
-use graceful::logging::LogFormat;
-use graceful::time_scale::TimeScale;
+use graceful::LogFormat;
+use graceful::demo::{CommonArgs, TimeScale};
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::mpm::{self, MpmConfig, WorkerConfig};
@@ -21,7 +20,7 @@ use crate::mpm::{self, MpmConfig, WorkerConfig};
 /// stops promptly; `--unshielded` abandons the calls in hand and shows the stranded callers
 /// being released; `--fail-start worker-2` shows a failed handshake.
 #[derive(Parser, Debug)]
-#[command(name = "complex", version, about, long_about, after_help = graceful::cli::EXIT_STATUS_HELP)]
+#[command(name = "complex", version, about, long_about, after_help = graceful::demo::EXIT_STATUS_HELP)]
 #[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct Cli {
     #[command(flatten)]

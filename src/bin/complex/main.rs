@@ -16,17 +16,15 @@ mod services;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
-use graceful::service::{Dummy, Service};
+use graceful::demo::{Dummy, check_fail_start};
+use graceful::{Edge, Service};
 
 use cli::{Cli, Subcommands};
 use services::{AsyncService1, Settings};
 
 fn main() {
     // First of all: a Ctrl+C while the arguments are parsed is kept pending, not fatal.
-    graceful::signals::block_until_intake();
-    // Still the only thread: the service manager's variables leave the environment here,
-    // so no worker inherits them.
-    graceful::notify::take_from_env();
+    let edge = Edge::begin();
     if std::env::args_os().nth(1).is_some_and(|first| first == "worker") {
         // Before clap: from a terminal, the explanation, whatever the arguments.
         mpm::worker::refuse_a_terminal();
@@ -44,7 +42,7 @@ fn main() {
                 .is_some_and(|n| (1..=workers).contains(&n))
     };
     let expected = format!("AsyncService1, AsyncService2, worker-1 … worker-{workers}");
-    if let Err(message) = graceful::cli::check_fail_start(&cli.common, known, &expected) {
+    if let Err(message) = check_fail_start(&cli.common, known, &expected) {
         Cli::command()
             .error(clap::error::ErrorKind::InvalidValue, message)
             .exit();
@@ -55,10 +53,19 @@ fn main() {
         busy_tasks: usize::from(cli.complex.busy_tasks),
         shielded: !cli.complex.unshielded,
         blocking_calls: cli.complex.blocking_calls,
+        time_scale: cli.common.time_scale,
+        fail_start: cli.common.fails("AsyncService1"),
     };
     let services: Vec<Box<dyn Service>> = vec![
         Box::new(AsyncService1::new(settings)),
-        Box::new(Dummy::new("AsyncService2", Duration::from_secs(1))),
+        Box::new(Dummy::new(
+            "AsyncService2",
+            Duration::from_secs(1),
+            cli.common.time_scale,
+            cli.common.fails("AsyncService2"),
+        )),
     ];
-    graceful::app::run_main(&cli.common, services)
+    edge.log(cli.common.log_format, cli.common.log_level)
+        .settings(cli.common.settings())
+        .run(services)
 }

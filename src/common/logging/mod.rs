@@ -9,7 +9,7 @@
 //!   writer: a worker killed mid-line can never leave half a line with another glued to it.
 //! - **The exit event is the last line.** [`write_final`] queues it and seals the queue: a
 //!   thread that logs a moment later (a task racing the exit) writes nothing, and
-//!   [`crate::app::finish`] waits for the writer, with a bound, before the process ends.
+//!   the end of the process ([`crate::Edge`]) waits for the writer, with a bound, before the process ends.
 
 mod format;
 mod queue;
@@ -34,7 +34,8 @@ use queue::LogQueue;
 pub const DRAIN_BOUND: Duration = Duration::from_secs(1);
 
 /// How lines look.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "demo", derive(clap::ValueEnum))]
 pub enum LogFormat {
     /// `time | process | thread | target | level | message`, coloured on a terminal.
     Text,

@@ -12,22 +12,20 @@
 //! 4. cancel and report any task a service spawned and did not stop.
 //!
 //! A failed start stops what had started, in reverse, and fails the run. [`Runner::run`]
-//! returns the [`ExitStatus`]; it never ends the process, so it can be embedded in any
-//! program (see `examples/echo.rs`) and tested in-process on virtual time. Its signal source
+//! returns the [`ExitStatus`]; it never ends the process, so it can be tested in-process on
+//! virtual time, or driven by a program that owns its process edge. Its signal source
 //! is whatever calls [`Shutdown::on_signal`] on [`Runner::shutdown`]. Ending the process,
 //! and the guards a process needs when its runtime is stuck (a thread that forces the exit
 //! at the deadline, a forced exit that acts from the signal thread), are the edge's job:
-//! [`crate::app::run_main`].
+//! [`crate::Edge`].
 
 use std::time::Duration;
 
-use crate::cli::CommonArgs;
 use crate::components::Components;
 use crate::exit::ExitStatus;
 use crate::panics::CatchPanic;
 use crate::service::{Service, ServiceContext};
 use crate::shutdown::{ForceReason, Shutdown, StopReason};
-use crate::time_scale::TimeScale;
 
 #[cfg(test)]
 mod tests;
@@ -41,21 +39,15 @@ pub struct Settings {
     pub stop_timeout: Duration,
     /// The Nth shutdown signal forces the exit; 0 never (`--force-after`).
     pub force_after: u32,
-    /// Scales the services' simulated delays (`--time-scale`).
-    pub time_scale: TimeScale,
-    /// The component whose start fails on purpose (`--fail-start`).
-    pub fail_start: Option<String>,
 }
 
-impl Settings {
-    /// The settings the shared command line gives.
-    pub fn from_args(args: &CommonArgs) -> Self {
+impl Default for Settings {
+    /// Run until a signal; the stop may take 30 s; the third signal forces the exit.
+    fn default() -> Self {
         Self {
-            run_for: args.run_for,
-            stop_timeout: args.stop_timeout,
-            force_after: args.force_after,
-            time_scale: args.time_scale,
-            fail_start: args.fail_start.clone(),
+            run_for: None,
+            stop_timeout: Duration::from_secs(30),
+            force_after: 3,
         }
     }
 }
@@ -74,12 +66,7 @@ pub struct Runner {
 impl Runner {
     /// A run with these settings; nothing starts until [`run`](Self::run).
     pub fn new(settings: Settings) -> Self {
-        let ctx = ServiceContext::new(
-            settings.time_scale,
-            Shutdown::new(settings.force_after),
-            Components::new(),
-            settings.fail_start,
-        );
+        let ctx = ServiceContext::new(Shutdown::new(settings.force_after), Components::new());
         Self {
             ctx,
             run_for: settings.run_for,
@@ -129,8 +116,8 @@ impl Runner {
                 outcome.failed
             }
         };
-        let failed = failed || ctx.shutdown.fatal().is_some() || crate::panics::happened();
-        ExitStatus::from_stop(ctx.shutdown.first_signal(), failed)
+        let failed = failed || ctx.shutdown.fatal().is_some();
+        ExitStatus::decide(ctx.shutdown.first_signal(), failed)
     }
 }
 

@@ -77,8 +77,6 @@ fn settings(run_for: Option<Duration>) -> Settings {
         run_for,
         stop_timeout: Duration::from_secs(30),
         force_after: 3,
-        time_scale: TimeScale::new(1.0),
-        fail_start: None,
     }
 }
 

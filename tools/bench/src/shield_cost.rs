@@ -21,7 +21,7 @@ use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::time::Duration;
 
-use graceful::shield::Shield;
+use graceful::Shield;
 
 /// Per window, ns per enter+leave (CPU time of the doing thread, averaged over threads).
 pub struct Costs {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use graceful::demo::TimeScale;
 use graceful::logging::LogFormat;
-use graceful::time_scale::TimeScale;
 use tracing_subscriber::filter::LevelFilter;
 
 /// What the manager is told at construction.

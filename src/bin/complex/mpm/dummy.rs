@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use graceful::time_scale::TimeScale;
+use graceful::demo::TimeScale;
 
 use super::protocol::Method;
 

@@ -14,7 +14,8 @@
 //!
 //! Everything else is as std does it: stdin, stdout and stderr are pipes (every other
 //! descriptor of ours is close-on-exec), SIGPIPE is back to its default in the child, and
-//! the environment is this process's.
+//! the environment is this process's, less the service manager's variables
+//! ([`graceful::notify::VARIABLES`]): only the main process speaks to the manager.
 
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -129,7 +130,9 @@ pub(super) fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Res
     for arg in args {
         argv.push(c_string(OsStr::new(arg))?);
     }
+    // Ours, less what a service manager meant for the main process alone.
     let environment = std::env::vars_os()
+        .filter(|(key, _)| !graceful::notify::VARIABLES.iter().any(|v| key == v))
         .map(|(key, value)| {
             let mut pair = key.into_encoded_bytes();
             pair.push(b'=');

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use graceful::service::{BoxFuture, Service, ServiceContext};
-use graceful::shutdown::StopReason;
+use graceful::demo::TimeScale;
+use graceful::{BoxFuture, Service, ServiceContext, StopReason};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -53,6 +53,10 @@ pub struct Settings {
     pub shielded: bool,
     /// `--blocking-calls`: a pool thread waits for each call's answer, as in the reference.
     pub blocking_calls: bool,
+    /// `--time-scale`: the busy tasks' pauses and the update period.
+    pub time_scale: TimeScale,
+    /// `--fail-start AsyncService1`: the start fails once everything under it started.
+    pub fail_start: bool,
 }
 
 /// The service wrapping the manager, as in the reference.
@@ -175,7 +179,7 @@ impl AsyncService1 {
             stop_pool(ctx, &facade.pool).await;
             return Err(error.context("MPM failed to start"));
         }
-        if ctx.should_fail_start("AsyncService1") {
+        if self.settings.fail_start {
             // Nothing of a failed start may be left running: undo what did start.
             let _ = stop_mpm(ctx, &facade.mpm).await;
             stop_pool(ctx, &facade.pool).await;
@@ -190,7 +194,7 @@ impl AsyncService1 {
                 facade.clone(),
                 stop_update.clone(),
                 self.settings.shielded,
-                ctx.time_scale,
+                self.settings.time_scale,
             ),
         );
 
@@ -203,7 +207,7 @@ impl AsyncService1 {
                     facade.clone(),
                     stop_busy.clone(),
                     self.settings.shielded,
-                    ctx.time_scale,
+                    self.settings.time_scale,
                 );
                 ctx.spawn(format!("AsyncService1 busy task {index}"), task)
             })

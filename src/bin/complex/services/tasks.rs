@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use graceful::time_scale::{PERIOD_FLOOR, TimeScale};
+use graceful::demo::{PERIOD_FLOOR, TimeScale};
 use tokio_util::sync::CancellationToken;
 
 use super::Facade;

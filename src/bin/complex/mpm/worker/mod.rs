@@ -274,7 +274,7 @@ fn exit_parent_gone(components: &Components, name: &str) -> ! {
 mod tests {
     use super::*;
     use crate::mpm::protocol::{Command, Method};
-    use graceful::time_scale::TimeScale;
+    use graceful::demo::TimeScale;
     use std::os::unix::net::UnixStream;
 
     /// Sends `commands` to a worker's work loop all at once, then `end` (the stream's end

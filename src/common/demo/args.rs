@@ -1,4 +1,5 @@
-//! The command-line options both binaries share (DESIGN.md's contract), for `#[command(flatten)]`.
+//! The command-line options both demos share, for `#[command(flatten)]`: the run's
+//! [`Settings`], the log's format and level, and the demo knobs.
 
 use std::time::Duration;
 
@@ -6,7 +7,9 @@ use clap::Args;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::logging::LogFormat;
-use crate::time_scale::TimeScale;
+use crate::runner::Settings;
+
+use super::TimeScale;
 
 /// Options every binary of the suite takes.
 #[derive(Args, Clone, Debug)]
@@ -38,6 +41,22 @@ pub struct CommonArgs {
     /// Make this component's start fail, to watch the already-started ones stop in reverse
     #[arg(long, value_name = "COMPONENT")]
     pub fail_start: Option<String>,
+}
+
+impl CommonArgs {
+    /// The runner's settings these options give.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            run_for: self.run_for,
+            stop_timeout: self.stop_timeout,
+            force_after: self.force_after,
+        }
+    }
+
+    /// Whether `--fail-start` names `component`.
+    pub fn fails(&self, component: &str) -> bool {
+        self.fail_start.as_deref() == Some(component)
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
