@@ -33,6 +33,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 
 use spawning::Gate;
@@ -221,6 +222,8 @@ pub struct Run {
     /// Closed by the reader thread between two reads while the test holds it shut
     /// ([`Run::stop_reading`]): stderr then fills up as a stalled pager's would.
     gate: Arc<Gate>,
+    /// Bytes a second the reader takes from a stderr pipe; 0 for as fast as it comes.
+    pace: Arc<AtomicU64>,
     /// Our own handle on the read end of the stderr pipe (`None` when stderr is a file),
     /// to ask how full it is.
     pipe: Option<OwnedFd>,
@@ -298,6 +301,7 @@ impl Run {
             .unwrap_or_else(|error| panic!("failed to spawn {binary}: {error}"));
         let pid = i32::try_from(child.id()).expect("a pid fits in i32");
         let gate = Arc::new(Gate::default());
+        let pace = Arc::new(AtomicU64::new(0));
         let (sender, lines) = mpsc::channel();
         let mut pipe = None;
         // The thread ends at EOF, i.e. once every process holding the pipe has exited (or,
@@ -314,8 +318,8 @@ impl Run {
             None => {
                 let stderr = child.stderr.take().expect("stderr is piped");
                 pipe = stderr.as_fd().try_clone_to_owned().ok();
-                let gate = gate.clone();
-                reader.spawn(move || read_pipe(stderr, &gate, &sender))
+                let (gate, pace) = (gate.clone(), pace.clone());
+                reader.spawn(move || read_pipe(stderr, &gate, &pace, &sender))
             }
         };
         if let Err(error) = spawned {
@@ -332,6 +336,7 @@ impl Run {
             status: None,
             group_gone: false,
             gate,
+            pace,
             pipe,
             panics_planted: 0,
         }
@@ -868,6 +873,16 @@ impl Run {
         self.gate.set(false);
     }
 
+    /// Reads stderr at about `bytes_per_second`, a slow but moving sink (a log shipper that
+    /// fell behind); 0 reads as fast as it comes again.
+    #[allow(
+        dead_code,
+        reason = "used by tests/environment.rs; every test crate compiles this module"
+    )]
+    pub fn pace_reading(&self, bytes_per_second: u64) {
+        self.pace.store(bytes_per_second, Ordering::Relaxed);
+    }
+
     /// Waits until stderr is a full pipe that the main process is blocked writing to: the
     /// pipe holds at least half its capacity (`FIONREAD` against `F_GETPIPE_SZ`; a pipe's
     /// last page of each slot is never filled to the byte) and a thread of the main process
@@ -1132,15 +1147,21 @@ fn proc_states() -> Option<Vec<(i32, i32, char)>> {
 }
 
 /// The reader of a piped stderr: one line at a time, each read after passing `gate`.
-fn read_pipe(stderr: impl Read, gate: &Gate, sender: &Sender<String>) {
-    let mut reader = BufReader::new(stderr);
+fn read_pipe(stderr: impl Read, gate: &Gate, pace: &AtomicU64, sender: &Sender<String>) {
+    // A small buffer, so that a paced reader takes from the pipe no faster than its pace.
+    let mut reader = BufReader::with_capacity(512, stderr);
     let mut buffer = Vec::new();
     loop {
         buffer.clear();
         gate.pass();
         match reader.read_until(b'\n', &mut buffer) {
             Ok(0) | Err(_) => break,
-            Ok(_) => {
+            Ok(n) => {
+                let rate = pace.load(Ordering::Relaxed);
+                if rate > 0 {
+                    // A rate limit of the sink being simulated, not a synchronisation.
+                    std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+                }
                 let line = String::from_utf8_lossy(&buffer);
                 let line = line.strip_suffix('\n').unwrap_or(&line).to_owned();
                 if sender.send(line).is_err() {

@@ -27,7 +27,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use format::{FieldMap, LineFormat};
-use queue::LogQueue;
+use queue::{LogQueue, Priority};
 
 /// How long the end of a process waits for its log to be written. Past it (stderr stalled)
 /// the process ends anyway, and what was still queued is lost.
@@ -83,7 +83,7 @@ pub fn init(process: &str, format: LogFormat, level: LevelFilter) -> Result<(), 
     }
     let lines = tracing_subscriber::fmt::layer()
         .event_format(line_format)
-        .with_writer(QueueWriter);
+        .with_writer(ToQueue);
     // Without RUST_LOG, a plain per-target filter: EnvFilter's directive machinery is only
     // paid for when someone asks for it. A bad RUST_LOG is refused whole (parse_lossy would
     // print plain text to stderr, breaking a JSON stream) and reported once logging runs.
@@ -155,17 +155,20 @@ pub fn forward(from: &str, line: &[u8]) {
     };
     if logger.format.format == LogFormat::Json && !looks_like_json_object(line) {
         let text = String::from_utf8_lossy(line);
-        logger.queue.push(logger.format.notice(
-            Level::WARN,
-            format!("{from} wrote a line that is not a log event: {}", text.trim_end()),
-            vec![("event", "stray-output".into()), ("component", from.into())],
-        ));
+        logger.queue.push(
+            Priority::Vital,
+            logger.format.notice(
+                Level::WARN,
+                format!("{from} wrote a line that is not a log event: {}", text.trim_end()),
+                vec![("event", "stray-output".into()), ("component", from.into())],
+            ),
+        );
         return;
     }
     let mut whole = Vec::with_capacity(line.len() + 1);
     whole.extend_from_slice(line);
     whole.push(b'\n');
-    logger.queue.push(whole);
+    logger.queue.push(Priority::of_line(line), whole);
 }
 
 /// Whether `line` is one whole JSON object: parsed, not guessed from its first and last
@@ -198,13 +201,21 @@ pub fn is_initialised() -> bool {
     LOGGER.get().is_some()
 }
 
-/// The writer tracing-subscriber hands each formatted event to: the queue.
-struct QueueWriter;
+/// The writer tracing-subscriber hands each formatted event to: the queue, with the
+/// event's priority, for shedding when stderr cannot take every line.
+struct QueueWriter(Priority);
 
-impl<'a> MakeWriter<'a> for QueueWriter {
+/// What makes a [`QueueWriter`] for each event.
+struct ToQueue;
+
+impl<'a> MakeWriter<'a> for ToQueue {
     type Writer = QueueWriter;
     fn make_writer(&'a self) -> Self::Writer {
-        QueueWriter
+        QueueWriter(Priority::Normal)
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        QueueWriter(Priority::of_event(*meta.level(), meta.target()))
     }
 }
 
@@ -219,7 +230,7 @@ impl std::io::Write for QueueWriter {
             if FINAL_EVENT.with(Cell::get) {
                 logger.queue.push_last(buf);
             } else {
-                logger.queue.push(buf.to_vec());
+                logger.queue.push(self.0, buf.to_vec());
             }
         }
         Ok(())

@@ -8,12 +8,16 @@
 //!
 //! **Fix.** Logging hands a finished line to a bounded queue and returns at once; one
 //! thread (`log-writer`) writes the queue to stderr, whole lines, in order. When the queue
-//! is full the line is dropped and counted, and the writer says how many once stderr takes
-//! lines again (`event=log-dropped`). The exit event is queued last and *seals* the queue:
-//! the writer writes it after everything before it, and nothing after it. Ending the process
-//! waits for the writer, with a bound ([`LogQueue::finish`]), so a stalled stderr costs at
-//! most that bound and never a hang. The bound counts time spent waiting, not time the
-//! process spent stopped ([`Patience`]): after Ctrl+Z and `fg` the last lines still go out.
+//! is full, the least important line goes ([`Priority`]): a debug line makes room for a
+//! lifecycle event or a warning, never the other way round. Dropped lines are counted, and
+//! the writer says how many at its very next write (`event=log-dropped`). The exit event is
+//! queued last and *seals* the queue: what is below [`Priority::Vital`] is shed then (and
+//! counted), and the writer writes the rest, the count, and the exit event, then nothing.
+//! Ending the process waits for the writer for as long as it makes progress
+//! ([`LogQueue::finish`]): a slow but moving stderr gets the stop and the exit event; a
+//! stalled one costs the bound and never a hang. The bound counts time spent waiting, not
+//! time the process spent stopped ([`Patience`]): after Ctrl+Z and `fg` the last lines
+//! still go out.
 //!
 //! tracing-appender's `non_blocking` writer is the well-known form of this idea; it is not
 //! used because it panics when its thread cannot be spawned (here that is a condition to
@@ -37,6 +41,12 @@ const CAPACITY: usize = 16_384;
 /// The largest write a pipe takes atomically on Linux (`PIPE_BUF`).
 const ATOMIC_WRITE: usize = 4096;
 
+/// How long the end of a process waits for every line before it sheds the less important.
+const SHED_AFTER: Duration = Duration::from_millis(100);
+
+/// The longest the end of a process waits for a stderr that keeps moving, however slowly.
+const FINISH_CEILING: Duration = Duration::from_secs(10);
+
 /// Formats the writer's own notice that `n` lines were dropped.
 pub(super) type DroppedNotice = Box<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
 
@@ -50,12 +60,102 @@ pub(super) struct LogQueue {
     notice: DroppedNotice,
 }
 
+/// How much a line matters when stderr cannot take them all: the lowest goes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Priority {
+    /// Debug and trace lines: the first to go.
+    Detail,
+    /// Other info lines.
+    Normal,
+    /// Lifecycle events, warnings and errors: what explains the run; the last to go.
+    Vital,
+}
+
+impl Priority {
+    const ALL: [Priority; 3] = [Self::Detail, Self::Normal, Self::Vital];
+
+    /// The priority of an event of `level` with `target`.
+    pub(super) fn of_event(level: tracing::Level, target: &str) -> Self {
+        if level <= tracing::Level::WARN || target == "lifecycle" {
+            Self::Vital
+        } else if level == tracing::Level::INFO {
+            Self::Normal
+        } else {
+            Self::Detail
+        }
+    }
+
+    /// The priority of a finished line another process wrote (a worker's), read from its
+    /// level and target as either format spells them.
+    pub(super) fn of_line(line: &[u8]) -> Self {
+        let has = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
+        if has(b"\"target\":\"lifecycle\"") || has(b"| lifecycle") || has(b"WARN") || has(b"ERROR") {
+            Self::Vital
+        } else if has(b"DEBUG") || has(b"TRACE") {
+            Self::Detail
+        } else {
+            Self::Normal
+        }
+    }
+}
+
+/// Lines of every priority, in the order they were queued: one deque per priority, each
+/// line numbered, so the lowest can be shed without a scan and the writer still takes them
+/// in order.
+#[derive(Default)]
+struct Lines {
+    by_priority: [VecDeque<(u64, Vec<u8>)>; 3],
+    next: u64,
+}
+
+impl Lines {
+    fn len(&self) -> usize {
+        self.by_priority.iter().map(VecDeque::len).sum()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_priority.iter().all(VecDeque::is_empty)
+    }
+
+    fn push(&mut self, priority: Priority, line: Vec<u8>) {
+        self.by_priority[priority as usize].push_back((self.next, line));
+        self.next += 1;
+    }
+
+    /// Drops the oldest line of the lowest priority below `than`; whether there was one.
+    fn shed_one_below(&mut self, than: Priority) -> bool {
+        Priority::ALL
+            .iter()
+            .take_while(|&&p| p < than)
+            .any(|&p| self.by_priority[p as usize].pop_front().is_some())
+    }
+
+    /// Drops every line below `than`; returns how many.
+    fn shed_all_below(&mut self, than: Priority) -> u64 {
+        Priority::ALL
+            .iter()
+            .take_while(|&&p| p < than)
+            .map(|&p| std::mem::take(&mut self.by_priority[p as usize]).len() as u64)
+            .sum()
+    }
+
+    /// The oldest line of any priority.
+    fn pop_oldest(&mut self) -> Option<Vec<u8>> {
+        let oldest = self
+            .by_priority
+            .iter_mut()
+            .filter(|deque| !deque.is_empty())
+            .min_by_key(|deque| deque.front().map(|(n, _)| *n))?;
+        oldest.pop_front().map(|(_, line)| line)
+    }
+}
+
 #[derive(Default)]
 struct State {
-    lines: VecDeque<Vec<u8>>,
+    lines: Lines,
     /// Lines dropped because the queue was full, not yet reported.
     dropped: u64,
-    /// Lines accepted so far, and lines written (or given up on) so far.
+    /// Lines accepted so far, and lines written, shed or given up on so far.
     queued: u64,
     written: u64,
     /// The exit event, once queued: written after every line before it, then nothing more.
@@ -90,9 +190,10 @@ impl LogQueue {
         }
     }
 
-    /// Queues one line; never waits for stderr. Dropped (and counted) when the queue is full;
-    /// ignored once the queue is sealed.
-    pub(super) fn push(&self, line: Vec<u8>) {
+    /// Queues one line; never waits for stderr. When the queue is full, the oldest line of
+    /// a lower priority makes room for it, or else it is dropped; either way counted.
+    /// Ignored once the queue is sealed.
+    pub(super) fn push(&self, priority: Priority, line: Vec<u8>) {
         let mut state = self.lock();
         if state.sealed {
             return;
@@ -104,9 +205,12 @@ impl LogQueue {
         }
         if state.lines.len() >= CAPACITY {
             state.dropped += 1;
-            return;
+            if !state.lines.shed_one_below(priority) {
+                return;
+            }
+            state.written += 1;
         }
-        state.lines.push_back(line);
+        state.lines.push(priority, line);
         state.queued += 1;
         drop(state);
         self.wake.notify_one();
@@ -131,6 +235,14 @@ impl LogQueue {
         state.last_line = Some(line.to_vec());
         drop(state);
         self.wake.notify_one();
+    }
+
+    /// At the end, behind a slow stderr, only what explains the run is still worth waiting
+    /// for: the rest is shed, and counted in the notice written before the exit event.
+    fn shed_at_the_end(state: &mut State) {
+        let shed = state.lines.shed_all_below(Priority::Vital);
+        state.dropped += shed;
+        state.written += shed;
     }
 
     /// Seals the queue without a last line (it was filtered out, or there is none).
@@ -160,21 +272,43 @@ impl LogQueue {
     }
 
     /// Waits until the writer wrote the last line (after [`push_last`](Self::push_last) or
-    /// [`seal`](Self::seal)), or `bound` was spent (see [`Patience`]). Returns whether it did.
+    /// [`seal`](Self::seal)), for as long as it makes progress: `bound` (see [`Patience`])
+    /// is spent only while nothing is written, and starts afresh at each line written, so a
+    /// slow but moving stderr gets every line left. If the writer has not caught up within
+    /// [`SHED_AFTER`], what is below [`Priority::Vital`] is shed, so a slow stderr is spent on
+    /// the stop and the exit event. [`FINISH_CEILING`] caps even that. Returns whether the
+    /// writer finished.
     pub(super) fn finish(&self, bound: Duration) -> bool {
+        let mut ceiling = Patience::new(FINISH_CEILING);
         let mut patience = Patience::new(bound);
         let mut state = self.lock();
+        let mut written = state.written;
+        let mut shed = false;
         while !state.finished {
+            if !shed && ceiling.left <= FINISH_CEILING.saturating_sub(SHED_AFTER) {
+                shed = true;
+                Self::shed_at_the_end(&mut state);
+            }
+            if state.written != written {
+                written = state.written;
+                patience = Patience::new(bound);
+            }
+            let slice_start = patience.left;
             match patience.wait(&self.progress, state) {
                 Some(next) => state = next,
                 None => return false,
+            }
+            ceiling.left = ceiling.left.saturating_sub(slice_start - patience.left);
+            if ceiling.left.is_zero() {
+                return false;
             }
         }
         true
     }
 
-    /// The writer thread: takes everything queued, writes it, reports drops, and after the
-    /// last line ends.
+    /// The writer thread: reports drops first, then takes one write's worth of lines in
+    /// order and writes it; after the last line, ends. Small takes keep the drop count
+    /// moving to stderr as soon as stderr moves, and leave room for shedding what waits.
     fn run_writer(&self) {
         loop {
             let (lines, dropped, last_line, sealed) = {
@@ -182,9 +316,17 @@ impl LogQueue {
                 while state.lines.is_empty() && state.dropped == 0 && !state.sealed {
                     state = self.wake.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
-                let lines: Vec<Vec<u8>> = state.lines.drain(..).collect();
                 let dropped = std::mem::take(&mut state.dropped);
-                let last_line = if state.sealed {
+                let mut lines = Vec::new();
+                let mut bytes = 0;
+                while bytes < ATOMIC_WRITE {
+                    let Some(line) = state.lines.pop_oldest() else {
+                        break;
+                    };
+                    bytes += line.len();
+                    lines.push(line);
+                }
+                let last_line = if state.sealed && state.lines.is_empty() {
                     state.last_line.take()
                 } else {
                     None
@@ -192,17 +334,18 @@ impl LogQueue {
                 (lines, dropped, last_line, state.sealed)
             };
             let count = lines.len() as u64;
-            write_lines(&lines);
             if dropped > 0 {
-                // stderr moved again: say what it missed, before anything queued later.
+                // stderr moves: say what it missed, before anything else.
                 write_lines(&[(self.notice)(dropped)]);
             }
+            write_lines(&lines);
             if let Some(line) = &last_line {
                 write_lines(std::slice::from_ref(line));
             }
             let mut state = self.lock();
             state.written += count;
-            let done = sealed && state.lines.is_empty();
+            // The exit event (if any) and the last count are out, and nothing is left.
+            let done = sealed && state.lines.is_empty() && state.last_line.is_none() && state.dropped == 0;
             if done {
                 state.finished = true;
             }
@@ -317,7 +460,7 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_waiting() {
         let queue = queue();
         for _ in 0..CAPACITY + 5 {
-            queue.push(b"line\n".to_vec());
+            queue.push(Priority::Normal, b"line\n".to_vec());
         }
         let state = queue.lock();
         assert_eq!(state.lines.len(), CAPACITY);
@@ -325,14 +468,33 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_sheds_the_least_important_line_first() {
+        let queue = queue();
+        queue.push(Priority::Vital, b"stopping\n".to_vec());
+        for _ in 1..CAPACITY {
+            queue.push(Priority::Detail, b"debug\n".to_vec());
+        }
+        queue.push(Priority::Vital, b"stopped\n".to_vec());
+        queue.push(Priority::Detail, b"one debug too many\n".to_vec());
+        let mut state = queue.lock();
+        assert_eq!(state.dropped, 2, "one debug line shed for the vital, one refused");
+        assert_eq!(state.lines.pop_oldest().as_deref(), Some(&b"stopping\n"[..]));
+        assert_eq!(state.lines.by_priority[Priority::Vital as usize].len(), 1);
+        LogQueue::shed_at_the_end(&mut state);
+        assert_eq!(state.lines.len(), 1, "only the vital line is left at the end");
+        assert_eq!(state.dropped, 2 + (CAPACITY as u64 - 2));
+    }
+
+    #[test]
     fn nothing_is_queued_after_the_last_line() {
         let queue = queue();
-        queue.push(b"before\n".to_vec());
+        queue.push(Priority::Vital, b"before\n".to_vec());
         queue.push_last(b"exit\n");
-        queue.push(b"after\n".to_vec());
+        queue.push(Priority::Vital, b"after\n".to_vec());
         queue.push_last(b"second exit\n");
-        let state = queue.lock();
-        assert_eq!(state.lines, [b"before\n".to_vec()]);
+        let mut state = queue.lock();
+        assert_eq!(state.lines.pop_oldest(), Some(b"before\n".to_vec()));
+        assert!(state.lines.is_empty());
         assert_eq!(state.last_line.as_deref(), Some(&b"exit\n"[..]));
     }
 
