@@ -41,7 +41,7 @@ fn main() {
             Box::new(dummy) as Box<dyn Service>
         })
         .collect();
-    edge.log(args.log_format, args.log_level)
+    edge.log(args.log_format, args.log_level())
         .settings(args.settings())
         .run(services)
 }

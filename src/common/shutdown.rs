@@ -29,6 +29,18 @@ pub enum StopReason {
     StartFailed(String),
 }
 
+impl StopReason {
+    /// The `reason` field's value in the logs: `signal`, `run-for`, `fatal`, `start-failed`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Signal(_) => "signal",
+            Self::RunForElapsed => "run-for",
+            Self::Fatal(_) => "fatal",
+            Self::StartFailed(_) => "start-failed",
+        }
+    }
+}
+
 /// Why the exit is being forced.
 #[derive(Clone, Debug)]
 pub enum ForceReason {
@@ -176,7 +188,7 @@ impl Shutdown {
                 }
                 return;
             }
-            tracing::info!(target: "lifecycle", reason = ?reason, "stop requested: {}", describe(&reason));
+            tracing::info!(target: "lifecycle", reason = reason.kind(), "stop requested: {}", describe(&reason));
             state.reason = Some(reason);
         }
         self.inner.token.cancel();

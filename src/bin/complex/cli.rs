@@ -126,7 +126,7 @@ impl Cli {
             workers: usize::from(self.complex.workers),
             time_scale: self.common.time_scale,
             log_format: self.common.log_format,
-            log_level: self.common.log_level,
+            log_level: self.common.log_level(),
             fail_start,
             fault: self.complex.inject_fault.map(mpm::Fault::from),
             restart_limit: self.complex.restart_limit,

@@ -65,7 +65,7 @@ fn main() {
             cli.common.fails("AsyncService2"),
         )),
     ];
-    edge.log(cli.common.log_format, cli.common.log_level)
+    edge.log(cli.common.log_format, cli.common.log_level())
         .settings(cli.common.settings())
         .run(services)
 }

@@ -34,9 +34,11 @@ pub struct CommonArgs {
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 
-    /// Lowest level logged: error, warn, info, debug, trace or off (RUST_LOG overrides)
-    #[arg(long, value_name = "LEVEL", default_value = "debug")]
-    pub log_level: LevelFilter,
+    /// Lowest level logged: error, warn, info, debug, trace or off (RUST_LOG overrides);
+    /// by default info for text (the lifecycle stands out) and debug for json (tools get
+    /// every call)
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LevelFilter>,
 
     /// Make this component's start fail, to watch the already-started ones stop in reverse
     #[arg(long, value_name = "COMPONENT")]
@@ -51,6 +53,14 @@ impl CommonArgs {
             stop_timeout: self.stop_timeout,
             force_after: self.force_after,
         }
+    }
+
+    /// `--log-level`, or the format's default: info for people, debug for tools.
+    pub fn log_level(&self) -> LevelFilter {
+        self.log_level.unwrap_or(match self.log_format {
+            LogFormat::Text => LevelFilter::INFO,
+            LogFormat::Json => LevelFilter::DEBUG,
+        })
     }
 
     /// Whether `--fail-start` names `component`.

@@ -81,10 +81,14 @@ impl LineFormat {
                     (true, Level::DEBUG) => ("\x1b[34m", "\x1b[0m"),
                     (true, Level::TRACE) => ("\x1b[35m", "\x1b[0m"),
                 };
-                let target = target.rsplit("::").next().unwrap_or_default();
+                // A compact prefix (the time of day to the millisecond, the process, the
+                // level), so the message starts at column 30; the thread and target, which
+                // tools want, are in the JSON.
+                let now = now.to_string();
+                let time = now.get(11..23).unwrap_or(&now);
                 let _ = write!(
                     out,
-                    "{now} | {:<9} | {thread_name:<14} | {target:<9} | {on}{:<5}{off} | {}",
+                    "{time} {:<9} {on}{:<5}{off} {}",
                     self.process,
                     level.as_str(),
                     fields.message
@@ -114,12 +118,36 @@ impl LineFormat {
     }
 }
 
-/// Whether the message already says `value` (then the text format does not repeat it).
+/// Whether the message already says `value` as a word of its own (then the text format
+/// does not repeat it): `count=1` is said by "1 call", not by "worker-1".
 fn mentions(message: &str, value: &Value) -> bool {
-    match value {
-        Value::String(text) => message.contains(text.as_str()),
-        Value::Number(number) => message.contains(&number.to_string()),
-        _ => false,
+    let text = match value {
+        Value::String(text) => text.clone(),
+        Value::Number(number) => number.to_string(),
+        _ => return false,
+    };
+    if text.is_empty() {
+        return false;
+    }
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    message.match_indices(text.as_str()).any(|(at, _)| {
+        let before = message[..at].chars().next_back();
+        let after = message[at + text.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_is_hidden_only_when_the_message_says_it_as_a_word() {
+        assert!(mentions("worker-1: started", &Value::from("worker-1")));
+        assert!(mentions("restarting (1 of 3)", &Value::from(1)));
+        assert!(!mentions("worker-1: started", &Value::from(1)));
+        assert!(!mentions("worker-12 failed", &Value::from("worker-1")));
+        assert!(!mentions("anything", &Value::from("")));
     }
 }
 

@@ -129,9 +129,9 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
             Vec::new(),
         )
     } else {
-        let fatal = lines.iter().position(|l| {
-            l.is_main() && (l.str("reason").is_some_and(|r| r.starts_with("Fatal")) || l.is("app", "failed"))
-        });
+        let fatal = lines
+            .iter()
+            .position(|l| l.is_main() && (l.str("reason") == Some("fatal") || l.is("app", "failed")));
         if let (Some(exit), Some(lost)) = (exit_index, signals_to_main.first()) {
             // A process held stopped (SIGSTOP by the environment) takes it only at the SIGCONT.
             if lines[exit].at > observation.deliverable_at(lost.at) + LOST_SIGNAL_SLACK {
