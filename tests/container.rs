@@ -9,10 +9,10 @@
 //! second run kills a worker first: its parent reports it by its signal and replaces it.
 //!
 //! Needs root, podman and runc (Debian packages; `.ci/run` installs them). Without them the
-//! test says loudly what it skipped, and fails when `GRACEFUL_REQUIRE_ALL=1` (CI).
+//! tests are marked ignored with that reason (see `build.rs`), and CI refuses to run without.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use logread::Event;
@@ -20,30 +20,6 @@ use logread::Event;
 const PATIENCE: Duration = Duration::from_secs(30);
 /// `podman stop -t 10`, the engines' default grace; the stop must end well inside it.
 const GRACE: u64 = 10;
-
-fn skip(why: &str) {
-    if std::env::var("GRACEFUL_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("cannot run: {why} (GRACEFUL_REQUIRE_ALL=1 asks for every test)");
-    }
-    eprintln!("\n*** SKIPPED: {why} ***\n");
-}
-
-fn runnable() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() == 0 };
-    let found = |program: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !root || !found("podman") || !found("runc") {
-        skip("a container engine needs root, podman and runc (Debian packages podman, runc)");
-        return false;
-    }
-    true
-}
 
 fn podman(args: &[&str]) -> Output {
     Command::new("podman")
@@ -202,15 +178,19 @@ fn run_and_stop(label: &str, kill_a_worker: bool) {
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_podman),
+    ignore = "needs root, podman and runc (Debian packages podman, runc)"
+)]
 fn podman_stop_ends_complex_as_pid_1_with_143() {
-    if runnable() {
-        run_and_stop("clean", false);
-    }
+    run_and_stop("clean", false);
 }
 
 #[test]
+#[cfg_attr(
+    any(missing_root, missing_podman),
+    ignore = "needs root, podman and runc (Debian packages podman, runc)"
+)]
 fn podman_stop_after_a_worker_was_killed_and_replaced() {
-    if runnable() {
-        run_and_stop("killed", true);
-    }
+    run_and_stop("killed", true);
 }

