@@ -59,7 +59,6 @@ fn next_line(lines: &Receiver<Line>, deadline: Instant, waiting_for: &str) -> Li
         .unwrap_or_else(|_| panic!("no log line {waiting_for} in time"))
 }
 
-
 /// Starts `program args` with the signals at their default disposition (a CI job may run
 /// us with SIGINT ignored), stderr piped into parsed lines, in its own process group.
 fn spawn(program: &str, args: &[&str], env: &[(&str, &str)]) -> (Child, Receiver<Line>) {

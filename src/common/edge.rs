@@ -95,7 +95,7 @@ impl Edge {
     /// the first shutdown signal received after a signal (a shell sees 128+N).
     pub fn run(self, services: Vec<Box<dyn Service>>) -> ! {
         if let Err(error) = logging::init("main", self.log_format, self.log_level) {
-            eprintln!("error: {error}");
+            eprintln!("error: {:#}", anyhow::Error::from(error));
             std::process::exit(1);
         }
         panics::install_hook();

@@ -79,7 +79,7 @@ pub fn init(process: &str, format: LogFormat, level: LevelFilter) -> Result<(), 
         })
         .is_err()
     {
-        return Err(LoggingError("logging was already initialised".into()));
+        return Err(LoggingError::AlreadyInitialised);
     }
     let lines = tracing_subscriber::fmt::layer()
         .event_format(line_format)
@@ -111,7 +111,7 @@ pub fn init(process: &str, format: LogFormat, level: LevelFilter) -> Result<(), 
         .with(env_filter)
         .with(targets)
         .try_init()
-        .map_err(|e| LoggingError(e.to_string()))?;
+        .map_err(LoggingError::Subscriber)?;
     if let Some(error) = writer_error {
         tracing::warn!(
             event = "log-writer-unavailable",
@@ -140,10 +140,16 @@ fn lifecycle_floor(level: LevelFilter) -> LevelFilter {
     }
 }
 
-/// The global subscriber could not be installed (one was already set).
+/// Why logging could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("failed to install the log subscriber: {0}")]
-pub struct LoggingError(String);
+pub enum LoggingError {
+    /// [`init`] was already called in this process.
+    #[error("logging was already initialised")]
+    AlreadyInitialised,
+    /// Another global subscriber was already set.
+    #[error("failed to install the log subscriber")]
+    Subscriber(#[source] tracing_subscriber::util::TryInitError),
+}
 
 /// Passes on one whole line (without its newline) that another process of the run (a
 /// worker) wrote, so that the run's stderr has one writer. Queued, never waiting for

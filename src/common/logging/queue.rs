@@ -31,6 +31,7 @@
 use crate::sync::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -396,15 +397,11 @@ fn write_patiently(out: &mut impl Write, mut bytes: &[u8]) {
 }
 
 fn wait_writable() {
-    let mut stderr = libc::pollfd {
-        fd: libc::STDERR_FILENO,
-        events: libc::POLLOUT,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd; poll only reports on the descriptor.
-    unsafe {
-        libc::poll(&mut stderr, 1, 100);
-    }
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let stderr = std::io::stderr();
+    let mut fds = [PollFd::new(stderr.as_fd(), PollFlags::POLLOUT)];
+    // Whatever it answers, the caller tries the write again.
+    let _ = poll(&mut fds, PollTimeout::from(100_u8));
 }
 
 /// How long a waiter for the writer may wait, counting only time it was awake to wait.
