@@ -17,7 +17,7 @@ use graceful::{Edge, Service};
 /// exit). `--fail-start AsyncService2` shows a failed start stopping what had started;
 /// `--run-for 3s` stops by itself (exit 0); `--log-format json` prints what tools read.
 #[derive(Parser, Debug)]
-#[command(name = "simple", version, about, long_about, after_help = EXIT_STATUS_HELP)]
+#[command(name = "simple", version, after_help = EXIT_STATUS_HELP)]
 struct Cli {
     #[command(flatten)]
     common: CommonArgs,

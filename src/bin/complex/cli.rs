@@ -13,14 +13,16 @@ use crate::mpm::{self, MpmConfig, WorkerConfig};
 
 /// Worker processes, a blocking pool and an async facade, stopped cleanly at any moment.
 ///
-/// Try: press Ctrl+C during "MPM.start" (the workers' handshake), while the busy tasks call
-/// into the workers, or during an update (`--time-scale 0.2` makes one every 2 s).
-/// `kill -9` a worker (its pid is in the log) to watch it be replaced; do it four times to
-/// exhaust the restart budget. `--busy-tasks 16 --pool-threads 2` fills the pool and still
-/// stops promptly; `--unshielded` abandons the calls in hand and shows the stranded callers
-/// being released; `--fail-start worker-2` shows a failed handshake.
+/// Try (with `--time-scale 0.2`): Ctrl+C during "MPM: starting" (the workers' handshake
+/// finishes first), while the busy tasks call into the workers, or during
+/// "MPM.update: started" (the update in hand is waited for). `kill -9` a worker (its pid
+/// is in the log) to watch it be replaced; do it four times to exhaust the restart budget.
+/// `--busy-tasks 256` queues hundreds of calls and still stops promptly;
+/// `--blocking-calls --busy-tasks 16 --pool-threads 2` fills the pool and still stops
+/// promptly; `--unshielded` abandons the calls in hand; `--fail-start worker-2` shows a
+/// failed handshake.
 #[derive(Parser, Debug)]
-#[command(name = "complex", version, about, long_about, after_help = graceful::demo::EXIT_STATUS_HELP)]
+#[command(name = "complex", version, after_help = graceful::demo::EXIT_STATUS_HELP)]
 #[command(args_conflicts_with_subcommands = true, disable_help_subcommand = true)]
 pub struct Cli {
     #[command(flatten)]

@@ -75,9 +75,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// The exit statuses, for each binary's `--help`.
 pub const EXIT_STATUS_HELP: &str = "\
-Exit status: 0 after --run-for; after a signal, the process ends by that same signal \
-(a shell shows 128+N: 130 for Ctrl+C, 143 for SIGTERM), even when the third signal forced \
-it; 1 when a start fails or on a fatal error; 2 on a bad command line.";
+Exit status: 0 after --run-for; after a signal, the process ends by that same signal, even \
+when the third signal forced it (a shell shows 128+N: 129 for SIGHUP, 130 for Ctrl+C, 143 \
+for SIGTERM; as PID 1 of a container it exits 128+N itself); 1 when a start fails, on a \
+fatal error or a forced stop without a signal; 2 on a bad command line.";
 
 /// Checks `--fail-start` against the binary's components; the error reads after "error: ".
 pub fn check_fail_start(
