@@ -2,7 +2,7 @@
 //! that marks the moment it wants (a worker just spawned, an update under way, a call in
 //! a worker's hands), acts at that moment (Ctrl+C to the whole group as a terminal does,
 //! SIGTERM to the parent alone, SIGKILL to a worker or to the parent), and then checks the
-//! whole run against the contract (DESIGN.md, "Observable contract").
+//! whole run against the contract (docs/contract.md).
 //!
 //! Every graceful run is checked the same way ([`assert_graceful_end`]): the exit status, the
 //! main process's exact lifecycle, the order inside AsyncService1's stop (update task, busy

@@ -195,7 +195,7 @@ impl Drop for TempFile {
 }
 
 // ---------------------------------------------------------------------------------------
-// A stderr nobody reads (issue 9, case 1).
+// A stderr nobody reads.
 
 /// Starts `complex` at full speed (it logs a line per call), reads its log until the app has
 /// started, then stops reading and waits until the pipe is full and the main process is
@@ -301,7 +301,7 @@ fn a_slow_stderr_gets_the_dropped_count_the_stop_and_the_exit_event() {
 }
 
 // ---------------------------------------------------------------------------------------
-// No process or thread to spare (issue 9, case 2).
+// No process or thread to spare.
 
 /// RLIMIT_NPROC counts every process and thread of the user, system-wide: two of these
 /// tests at once would take each other's.
@@ -514,7 +514,7 @@ fn a_stop_refused_its_thread_after_ctrl_c_still_stops_the_workers_by_command() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The stop is bounded by the calls in hand, never by the queue (issue 9, case 3).
+// The stop is bounded by the calls in hand, never by the queue.
 
 /// 4,096 busy tasks at full time scale: Ctrl+C while they call. Every call not begun is
 /// withdrawn (`event=withdrawn`, integer `count`), so the stop waits only for the calls in
@@ -558,7 +558,7 @@ fn ctrl_c_with_4096_busy_tasks_withdraws_the_calls_not_begun_and_is_not_forced()
 }
 
 // ---------------------------------------------------------------------------------------
-// Signals ignored at start stay ignored (issue 9, case 4).
+// Signals ignored at start stay ignored.
 
 /// Starts `binary` with `ignored` ignored (as `nohup` or a non-interactive shell's
 /// background job would), waits for the one warning saying so and for the app's start,
@@ -627,7 +627,7 @@ fn sigint_ignored_at_start_stays_ignored_and_sigterm_still_stops_complex() {
 }
 
 // ---------------------------------------------------------------------------------------
-// No restart once the stop has begun (issue 9, case 5).
+// No restart once the stop has begun.
 
 /// A worker `kill -9`ed after `app: stopping` (AsyncService2's stop lasts 300 ms, so every
 /// worker is still running): reported `failed`, never restarted, and the stop completes
@@ -668,7 +668,7 @@ fn a_worker_killed_during_the_stop_is_reported_failed_and_not_restarted() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Every line of a JSON stream is JSON (issue 9, case 6; issue 13, case 1).
+// Every line of a JSON stream is JSON.
 
 /// `RUST_LOG='info,=x'`: the bad directive is a warn event (`event=invalid-rust-log`), the
 /// run goes on with the default filter, and every line, from every process, is JSON.
@@ -856,7 +856,7 @@ fn wait_mid_line(run: &Run, pid: i32) {
 }
 
 // ---------------------------------------------------------------------------------------
-// Deadlines judge what arrived (issue 13, case 2).
+// Deadlines judge what arrived.
 //
 // The main process (or the whole group) is stopped at a step and continued later; the run
 // must complete as if nothing had happened: ended by the later Ctrl+C, nothing `failed`,

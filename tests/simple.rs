@@ -1,6 +1,6 @@
 //! The `simple` binary through real signals: each test starts it, waits for a lifecycle
 //! event, sends a signal at that moment, and checks the whole run against the contract
-//! (DESIGN.md, "Observable contract").
+//! (docs/contract.md).
 //!
 //! `--time-scale 0.2` makes each start and stop last 200 ms: short enough to keep the suite
 //! quick, long enough that a signal sent right after `AsyncService1: starting` is observed

@@ -308,7 +308,7 @@ pub(crate) fn assert_workers_stopped(run: &Run, workers_expected: usize, killed:
     }
 }
 
-/// Asserts the order inside AsyncService1's stop (the reference's, and DESIGN.md's): the
+/// Asserts the order inside AsyncService1's stop (the reference's, and docs/contract.md's): the
 /// update task, then each of the `busy_tasks` tasks, then MPM (every worker's end before
 /// MPM's `stopped`), then the pool; all of it after AsyncService2 stopped.
 #[track_caller]

@@ -1,5 +1,5 @@
 //! The harness for the integration tests: run a binary of the suite as a user would, watch
-//! its JSON log lines, signal it, and check what the contract (DESIGN.md) promises.
+//! its JSON log lines, signal it, and check what the contract (docs/contract.md) promises.
 //!
 //! **Problem.** A shutdown test is only worth something if it sends a *real* signal at a
 //! *known* moment of the lifecycle, and then proves that nothing was lost, nothing ran out

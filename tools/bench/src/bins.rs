@@ -19,7 +19,7 @@ use crate::latency::Scenario;
 /// The suite's flags for every measured run: only the machinery, logs a tool can read,
 /// and no per-call debug lines (lifecycle events are still logged at info).
 const SUITE_FLAGS: [&str; 6] = ["--log-format", "json", "--time-scale", "0", "--log-level", "warn"];
-/// The scale table's flags: the time scale of issue 9's table, so calls take 30-50 ms and
+/// The scale table's flags: the scale table's time scale, so calls take 30-50 ms and
 /// the cost of the work shows next to the cost of the machinery.
 const SCALE_FLAGS: [&str; 6] = [
     "--log-format",

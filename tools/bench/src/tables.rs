@@ -1,5 +1,5 @@
 //! The report's tables, built from the samples: which figure is compared to which floor,
-//! and held to which target of issue 5.
+//! and held to which target.
 
 use crate::latency::{Samples, Scenario};
 use crate::report::{Row, Table, Target, Unit};
@@ -313,7 +313,7 @@ pub fn note_failures(notes: &mut Vec<String>, name: &str, failures: &[String]) {
     }
 }
 
-/// The scale table (issue 9): launch to ready and SIGINT to exit of `complex` at
+/// The scale table: launch to ready and SIGINT to exit of `complex` at
 /// `--time-scale 0.1` as the workers and the busy tasks grow. The stop should not grow with
 /// the queue at all: calls not begun are withdrawn at the stop.
 pub fn scale_tables(scenarios: &[Scenario], samples: &[Samples]) -> Vec<Table> {

@@ -1,7 +1,7 @@
 //! The one reader of a run's JSON log, shared by the integration tests (`tests/support`)
 //! and the torture tool (`tools/torture`), so both read the contract's fields the same way.
 //!
-//! Every process of a run writes one JSON object per line to stderr (DESIGN.md, "Logs").
+//! Every process of a run writes one JSON object per line to stderr (docs/contract.md).
 //! [`parse`] turns a line into an [`Event`]; a line that is not a JSON object (clap's
 //! messages, a panic's text, two fragments glued together) stays visible as raw text, so a
 //! check can see it and reject it rather than lose it.
@@ -15,7 +15,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-/// The keys every JSON log line carries (DESIGN.md, "Logs").
+/// The keys every JSON log line carries (docs/contract.md).
 pub const REQUIRED_KEYS: [&str; 7] = [
     "timestamp",
     "level",

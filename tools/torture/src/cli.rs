@@ -12,7 +12,7 @@ use crate::scenario::{Binary, BinaryChoice, Scenario};
 ///
 /// Runs `simple` and `complex` over and over; in each trial, at a random moment of the
 /// run's life, sends a signal (or kills a process) as the scenario says, then checks the
-/// logs and the process table against DESIGN.md's contract. Prints a markdown summary;
+/// logs and the process table against the contract (docs/contract.md). Prints a markdown summary;
 /// keeps every failing trial's log under --failures-dir. Exit status: 0 when every trial
 /// passed, 1 otherwise, 2 on a bad command line.
 ///

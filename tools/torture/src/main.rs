@@ -7,7 +7,7 @@
 //! [`trial`] spawns the binary in its own process group ([`run`]), acts at the moment,
 //! waits for the end on events, and hunts leftovers in the process table ([`procs`]). The
 //! [`check`]s read what was observed (the JSON [`logs`], the exit, the leftovers) against
-//! DESIGN.md's contract, and the [`report`] prints the summary and keeps the failures.
+//! the contract (docs/contract.md), and the [`report`] prints the summary and keeps the failures.
 //!
 //! # Layout
 //! - [`cli`]: the command line; where the binaries are.

@@ -10,7 +10,7 @@ use super::{Invariant, Violation};
 use crate::logs::Line;
 use crate::trial::Observation;
 
-/// The services of both binaries, in start order (DESIGN.md's layers).
+/// The services of both binaries, in start order (docs/contract.md).
 const SERVICES: [&str; 2] = ["AsyncService1", "AsyncService2"];
 
 fn is_worker(component: &str) -> bool {

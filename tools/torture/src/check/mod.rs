@@ -1,4 +1,4 @@
-//! The contract of DESIGN.md, as checks over one trial's observation: each failed check
+//! The contract (docs/contract.md), as checks over one trial's observation: each failed check
 //! names its invariant, says what it saw, and points at the lines that show it.
 //!
 //! The checks are pure functions of the [`Observation`], so each is unit-tested on
