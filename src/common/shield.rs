@@ -1,4 +1,5 @@
-//! The shield: the counterpart of the reference's `DelayedKeyboardInterrupt`.
+//! Lesson 1 of the reference: **`DelayedKeyboardInterrupt` shields the start and the stop.**
+//! Here, the shield.
 //!
 //! **Problem.** Python injects `KeyboardInterrupt` into whatever code is running, so the
 //! reference swaps the signal handlers while `start()`/`stop()` run and replays the signal

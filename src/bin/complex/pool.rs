@@ -1,4 +1,5 @@
-//! The blocking pool (the reference's ThreadPoolExecutor) and its async bridge.
+//! Lesson 3 of the reference: **beware ThreadPoolExecutor.** Here, the blocking pool and
+//! its async bridge.
 //!
 //! Two lessons of the reference, shown and then answered:
 //! - **A cancelled await does not cancel the job.** Dropping the future of [`BlockingPool::run`]

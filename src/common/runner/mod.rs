@@ -1,4 +1,5 @@
-//! The application runner: the reference's `Application.run()`, without `asyncio.run()`.
+//! Lesson 2 of the reference: **forget `asyncio.run()`: control the cancellation order.**
+//! Here, the application runner: the reference's `Application.run()`.
 //!
 //! **Problem.** `#[tokio::main]` (like `asyncio.run()`) ends by dropping every task at its
 //! next await, in no order anyone chose, and waits forever for a stuck blocking task.
