@@ -45,6 +45,7 @@
 pub mod app;
 pub mod cli;
 pub mod components;
+pub mod deadline;
 pub mod escalation;
 pub mod exit;
 pub mod logging;
