@@ -1,19 +1,19 @@
-//! Deadlines that judge what arrived, not when the waiter happened to wake.
+//! Deadlines that judge what arrived, not what this process happened to have read.
 //!
-//! **Problem.** A waiter (the handshake, an update round, the stop, a call) used to sleep
-//! until its deadline on a channel that a monitor thread fills from the worker's stdout. If
-//! the main process is not scheduled for a while (Ctrl+Z then `fg`, SIGSTOP, a starved CPU),
-//! the waiter and the monitor resume together, the waiter may run first, find the channel
-//! empty and fail a worker whose report had been sitting in the pipe for seconds.
+//! **Problem.** Every wait that judges a worker (the handshake, an update round, the stop, a
+//! call) is bounded by a [`Deadline`], which never counts time the main process spent
+//! stopped or starved. What it cannot see is the pipe: a monitor thread fills the waiter's
+//! channel from the worker's stdout, and when the bound is spent the report may be sitting
+//! in the pipe, sent in time, while the monitor has not run yet (both resumed together
+//! after a stop, or the machine is starved).
 //!
-//! **What a deadline measures.** Whether the worker *sent* the report by then, as the main
-//! process's monotonic clock sees it: a report written before the deadline counts, however
-//! late the main process gets round to reading it. A worker that is itself stopped or slow
-//! still misses the deadline.
+//! **What a deadline measures.** Whether the worker *sent* the report before the bound was
+//! spent, as the main process's monotonic clock sees it. A worker that is itself stopped or
+//! slow still misses the deadline.
 //!
 //! **How.** The monitor is the only reader of the worker's stdout, so it alone can say
 //! "every byte written before instant T has been taken in" (the watermark). A waiter whose
-//! deadline passed without its report calls [`Arrivals::catch_up`]: it writes a byte to the
+//! deadline was spent without its report calls [`Arrivals::catch_up`]: it writes a byte to the
 //! monitor's wake socket (polled together with the worker's pipes, so an idle monitor costs
 //! no periodic wake-ups) and waits. The monitor, woken, takes T = now, asks the kernel how
 //! many bytes wait in the pipe (`FIONREAD`: at least every byte written before T and not yet
@@ -33,6 +33,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
+use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
 use tokio::sync::Notify;
 
@@ -174,33 +175,26 @@ impl Arrivals {
 }
 
 /// Receives from `channel`, fed by the monitors of the workers whose `arrivals` are given,
-/// by `deadline`. At the deadline it decides only after those monitors took in everything
-/// sent before it: a report that was in a pipe counts, however late this thread woke.
-///
-/// A deadline that passed while the run was stopped and continued (Ctrl+Z, `fg`) is
-/// extended: see [`continued`](super::continued).
+/// within `deadline`. Once it is spent this decides only after those monitors took in
+/// everything sent until then: a report that was in a pipe counts, however late this thread
+/// woke.
 pub fn recv_by<T>(
     channel: &Receiver<T>,
-    mut deadline: Instant,
+    deadline: &mut Deadline,
     arrivals: &[&Arrivals],
 ) -> Result<T, RecvTimeoutError> {
-    loop {
-        match channel.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            Err(RecvTimeoutError::Timeout) => {
-                for arrivals in arrivals {
-                    arrivals.catch_up(deadline);
-                }
-                match channel.try_recv() {
-                    Ok(value) => return Ok(value),
-                    Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                    Err(TryRecvError::Empty) => match super::continued::extended(deadline) {
-                        Some(later) => deadline = later,
-                        None => return Err(RecvTimeoutError::Timeout),
-                    },
-                }
+    match deadline.recv(channel) {
+        Err(RecvTimeoutError::Timeout) => {
+            let spent = Instant::now();
+            for arrivals in arrivals {
+                arrivals.catch_up(spent);
             }
-            received => return received,
+            channel.try_recv().map_err(|error| match error {
+                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+            })
         }
+        received => received,
     }
 }
 

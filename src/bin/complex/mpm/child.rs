@@ -27,6 +27,7 @@
 //! which is what lets the whole stack reach its throughput target (see the README's
 //! benchmark).
 
+use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -36,7 +37,6 @@ use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use super::arrivals::{Arrivals, WakeReceiver};
 use super::handshake::spawn_with_signals_blocked;
@@ -382,9 +382,10 @@ impl WorkerProcess {
         self.ended.set(how);
     }
 
-    /// Waits until the worker ended and was reported, or `deadline`; returns whether it did.
-    pub fn wait_ended(&self, deadline: Instant) -> bool {
-        self.ended.wait_until(deadline).is_some()
+    /// Waits until the worker ended and was reported, within `deadline`; returns whether it
+    /// did.
+    pub fn wait_ended(&self, deadline: &mut Deadline) -> bool {
+        self.ended.wait_within(deadline).is_some()
     }
 }
 

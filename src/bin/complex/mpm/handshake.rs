@@ -23,7 +23,8 @@
 //!    window is delivered now, and ignored like any other), then reports
 //!    [`worker_bootstrapped`]; once initialised, [`worker_started`] (or [`worker_refuses`]).
 //! 3. The parent waits for every worker's `bootstrapped` (5 s), then every worker's `started`
-//!    (30 s) ([`complete`]). Any failure, refusal, early end or missing report kills every
+//!    (30 s) ([`complete`]), each bound a `graceful::deadline::Deadline`: time the whole run
+//!    spent stopped (Ctrl+Z) is not counted against a worker. Any failure, refusal, early end or missing report kills every
 //!    worker of the handshake, and the start fails cleanly. The first start runs it for all
 //!    workers at once, a restart for the one replacement: the same steps and deadlines.
 //!
@@ -34,7 +35,9 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use graceful::deadline::Deadline;
 
 use super::arrivals::recv_by;
 use super::child::WorkerProcess;
@@ -109,9 +112,9 @@ pub fn complete(workers: &[Handshaking]) -> Result<(), MpmError> {
             names(workers),
             step.name()
         );
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Deadline::after(timeout);
         for handshaking in workers {
-            if let Err(error) = await_step(handshaking, step, deadline) {
+            if let Err(error) = await_step(handshaking, step, &mut deadline) {
                 for handshaking in workers {
                     handshaking.worker.kill();
                 }
@@ -123,7 +126,7 @@ pub fn complete(workers: &[Handshaking]) -> Result<(), MpmError> {
 }
 
 /// Waits for `handshaking` to report `step` by `deadline`.
-fn await_step(handshaking: &Handshaking, step: Step, deadline: Instant) -> Result<(), MpmError> {
+fn await_step(handshaking: &Handshaking, step: Step, deadline: &mut Deadline) -> Result<(), MpmError> {
     let worker = &handshaking.worker;
     let failed = |cause: String| MpmError::StartFailed {
         worker: worker.name.clone(),

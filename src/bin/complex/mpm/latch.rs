@@ -1,8 +1,8 @@
 //! A value set once, awaited by blocking threads (with or without a deadline).
 
+use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
 
 /// Set once (later sets are ignored); every waiter wakes with the value.
 pub struct Latch<T> {
@@ -39,19 +39,14 @@ impl<T: Clone> Latch<T> {
         }
     }
 
-    /// Waits for the value until `deadline`; `None` if it is not set by then.
-    pub fn wait_until(&self, deadline: Instant) -> Option<T> {
+    /// Waits for the value within `deadline`; `None` if it is not set by then.
+    pub fn wait_within(&self, deadline: &mut Deadline) -> Option<T> {
         let mut slot = self.lock();
         loop {
             if let Some(value) = slot.as_ref() {
                 return Some(value.clone());
             }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            slot = self
-                .set
-                .wait_timeout(slot, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            slot = deadline.wait(&self.set, slot)?;
         }
     }
 
@@ -76,12 +71,15 @@ mod tests {
         latch.set(1);
         latch.set(2);
         assert_eq!(waiter.join().unwrap(), 1);
-        assert_eq!(latch.wait_until(Instant::now()), Some(1));
+        assert_eq!(latch.wait_within(&mut Deadline::after(Duration::ZERO)), Some(1));
     }
 
     #[test]
     fn deadline_passes_when_unset() {
         let latch: Latch<()> = Latch::new();
-        assert_eq!(latch.wait_until(Instant::now() + Duration::from_millis(5)), None);
+        assert_eq!(
+            latch.wait_within(&mut Deadline::after(Duration::from_millis(5))),
+            None
+        );
     }
 }

@@ -15,13 +15,11 @@
 //! - [`dummy`]: the DummyManager that does the simulated work.
 //! - [`latch`]: a value set once and awaited by threads.
 //! - [`arrivals`]: deadlines that judge what a worker had sent, not when we woke.
-//! - [`continued`]: a deadline forgives the time the whole run was stopped (Ctrl+Z).
 //! - [`worker_logs`]: a worker's log lines, carried whole to the main process's writer.
 
 pub mod arrivals;
 pub mod child;
 pub mod config;
-pub mod continued;
 pub mod dummy;
 pub mod handshake;
 pub mod lanes;

@@ -12,13 +12,13 @@ use graceful::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::super::arrivals::recv_by;
 use super::super::child::{TrySend, WorkerProcess};
 use super::super::protocol::{Command, Method};
+use super::answers::AnswerDeadline;
 use super::{Mpm, MpmError, Reply, Shared, Stats};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,31 +144,15 @@ impl AwaitedReply {
     /// Waits for the answer, 30 s at most. Dropping this future abandons the answer, never
     /// the call: the worker runs it anyway, and the manager logs the answer nobody took.
     pub async fn wait(mut self) -> Result<Reply, MpmError> {
-        let stats = &self.mpm.shared.stats;
-        let deadline = Instant::now() + CALL_TIMEOUT;
-        // `None`: no answer by the deadline; `Some(Err(()))`: released without one.
-        let answer = match tokio::time::timeout_at(deadline.into(), &mut self.answer).await {
-            Ok(answer) => Some(answer.map_err(drop)),
-            Err(_) => {
-                // Past the deadline: first take in what the worker sent by then.
-                self.worker.arrivals.catch_up_async(deadline).await;
-                match self.answer.try_recv() {
-                    Ok(answer) => Some(Ok(answer)),
-                    Err(oneshot::error::TryRecvError::Empty) => None,
-                    Err(oneshot::error::TryRecvError::Closed) => Some(Err(())),
-                }
-            }
-        };
+        let shared = &self.mpm.shared;
+        let mut deadline = AnswerDeadline::after(CALL_TIMEOUT);
+        let answer = deadline.answer(shared, &self.worker, &mut self.answer).await;
         let result = match answer {
             Some(Ok(answer)) => answer,
-            Some(Err(_)) => Err(MpmError::StoppedWhileWaiting),
-            None => {
-                self.mpm.shared.forget(self.id);
-                tracing::error!(event = "call-timeout", "MPM: call {} timed out", self.id);
-                Err(MpmError::Timeout(CALL_TIMEOUT))
-            }
+            Some(Err(())) => Err(MpmError::StoppedWhileWaiting),
+            None => shared.unanswered(self.id, &self.worker, "", &deadline),
         };
-        stats.count_call(&result);
+        shared.stats.count_call(&result);
         result
     }
 }
@@ -206,7 +190,8 @@ impl Shared {
         let what = method.name();
         let (reply, answer) = sync_channel(1);
         let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
-        match recv_by(&answer, Instant::now() + CALL_TIMEOUT, &[&worker.arrivals]) {
+        let mut deadline = AnswerDeadline::after(CALL_TIMEOUT);
+        match deadline.recv(self, &answer, &[&worker.arrivals]) {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) if error.is_the_stop() => {
                 tracing::debug!("MPM: call {id} ({what}) on {}: {error}", worker.name);
@@ -216,17 +201,34 @@ impl Shared {
                 tracing::warn!("MPM: call {id} ({what}) on {} failed: {error}", worker.name);
                 Err(error)
             }
-            Err(RecvTimeoutError::Timeout) => {
-                self.forget(id);
-                tracing::error!(
-                    event = "call-timeout",
-                    "MPM: call {id} ({what}) on {} timed out",
-                    worker.name
-                );
-                Err(MpmError::Timeout(CALL_TIMEOUT))
-            }
+            Err(RecvTimeoutError::Timeout) => self.unanswered(id, &worker, &format!(" ({what})"), &deadline),
             Err(RecvTimeoutError::Disconnected) => Err(MpmError::StoppedWhileWaiting),
         }
+    }
+
+    /// Call `id` got no answer within its deadline: forgotten, and its worker killed if the
+    /// deadline was the stop's.
+    fn unanswered(
+        &self,
+        id: u64,
+        worker: &WorkerProcess,
+        what: &str,
+        deadline: &AnswerDeadline,
+    ) -> Result<Reply, MpmError> {
+        self.forget(id);
+        if deadline.in_the_stop() {
+            self.kill_unanswering(worker, &format!("call {id}{what}"));
+            return Err(MpmError::WorkerCrashed {
+                worker: worker.name.clone(),
+                how: "killed: it neither answered nor stopped by its stop deadline".into(),
+            });
+        }
+        tracing::error!(
+            event = "call-timeout",
+            "MPM: call {id}{what} on {} timed out",
+            worker.name
+        );
+        Err(MpmError::Timeout(CALL_TIMEOUT))
     }
 
     /// Registers the caller with the least-loaded live worker and sends it the call,

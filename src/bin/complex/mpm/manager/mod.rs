@@ -18,9 +18,12 @@
 //!   error. Idempotent. Once a stop is requested (even while the shield still delays it),
 //!   a worker that dies is reported `failed` and never replaced: a supervisor that is
 //!   shutting down restarts nothing.
-//! - Every deadline (each handshake step, an update round, a worker's stop, a call) judges
-//!   what the worker had *sent* by then, not what this process happened to have read when it
-//!   woke: see `arrivals.rs`.
+//! - Every deadline (each handshake step, an update round, a worker's stop, a call) is a
+//!   `graceful::deadline::Deadline`: time the whole run spent stopped is not counted, and no
+//!   signal extends it. It judges what the worker had *sent* by then, not what this process
+//!   happened to have read when it woke: see `arrivals.rs`. Once the stop has begun, a
+//!   caller waits for the call in hand no longer than the worker's own stop deadline: a
+//!   worker that neither answers nor stops by then is killed (see `answers.rs`).
 //!
 //! Files: this one holds the manager's state, its start and its stop; [`calls`] the
 //! calls and their waiting callers; [`update`] the update round; [`supervision`] the
@@ -37,12 +40,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use graceful::components::Components;
+use graceful::deadline::Deadline;
 
 use super::child::WorkerProcess;
 use super::config::MpmConfig;
 use super::handshake::{self, Handshaking};
 use super::latch::Latch;
 
+mod answers;
 mod calls;
 mod pump;
 mod reply;
@@ -81,6 +86,9 @@ struct Shared {
     stopping: AtomicBool,
     /// Set by [`Mpm::withdraw_queued`], under the pending lock: no call is registered after.
     withdrawing: AtomicBool,
+    /// Wakes the async callers once `withdrawing` is set: their wait is now bounded by the
+    /// worker's stop deadline (see `answers.rs`).
+    withdrawal_begun: tokio::sync::Notify,
     one_update_at_a_time: Mutex<()>,
     restarts: Mutex<VecDeque<Instant>>,
     monitors: Mutex<Vec<JoinHandle<()>>>,
@@ -123,6 +131,7 @@ impl Mpm {
                 start_outcome: Latch::new(),
                 stopping: AtomicBool::new(false),
                 withdrawing: AtomicBool::new(false),
+                withdrawal_begun: tokio::sync::Notify::new(),
                 one_update_at_a_time: Mutex::new(()),
                 restarts: Mutex::new(VecDeque::new()),
                 monitors: Mutex::new(Vec::new()),
@@ -136,9 +145,6 @@ impl Mpm {
     pub fn start(&self) -> Result<(), MpmError> {
         let shared = &self.shared;
         shared.components.starting("MPM");
-        if let Err(error) = super::continued::watch() {
-            tracing::warn!(cause = %error, "MPM: cannot watch SIGCONT; a stop of the whole run (Ctrl+Z) may fail a deadline");
-        }
         tracing::debug!("MPM.start: spawning {} workers", shared.config.workers);
         let mut handshaking = Vec::new();
         for slot in 0..shared.config.workers {
@@ -183,6 +189,7 @@ impl Mpm {
                 return;
             }
         }
+        shared.withdrawal_begun.notify_waiters();
         let workers = shared.current_workers();
         tracing::debug!(
             event = "withdrawing",
@@ -205,7 +212,7 @@ impl Mpm {
         shared.components.stopping("MPM");
         self.withdraw_queued();
         let workers = shared.current_workers();
-        let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
+        let mut deadline = Deadline::after(WORKER_STOP_TIMEOUT);
         tracing::debug!(
             event = "stop-sent",
             workers = workers.len(),
@@ -217,7 +224,7 @@ impl Mpm {
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
-            if !ended_by(worker, deadline) {
+            if !ended_by(worker, &mut deadline) {
                 tracing::warn!(
                     event = "killing",
                     worker = %worker.name,
@@ -226,7 +233,7 @@ impl Mpm {
                     worker.name
                 );
                 worker.kill();
-                worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT);
+                worker.wait_ended(&mut Deadline::after(KILL_REAP_TIMEOUT));
             }
         }
         shared.join_monitors();
@@ -254,24 +261,15 @@ impl Mpm {
     }
 }
 
-/// Waits until `worker` ended and was reaped, judging by `deadline` whether it closed its
-/// report stream (it exits right after) in time, not whether this thread woke in time.
-fn ended_by(worker: &WorkerProcess, mut deadline: Instant) -> bool {
-    loop {
-        if worker.wait_ended(deadline) {
-            return true;
-        }
-        worker.arrivals.catch_up(deadline);
-        // Its stream ended by the deadline: it is exiting; its monitor reaps it at once.
-        if worker.arrivals.ended() {
-            return worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT);
-        }
-        // Stopped and continued meanwhile (Ctrl+Z, `fg`): a fresh moment to finish.
-        match super::continued::extended(deadline) {
-            Some(later) => deadline = later,
-            None => return false,
-        }
+/// Waits until `worker` ended and was reaped within `deadline`, judging whether it closed
+/// its report stream (it exits right after) in time, not whether this thread woke in time.
+fn ended_by(worker: &WorkerProcess, deadline: &mut Deadline) -> bool {
+    if worker.wait_ended(deadline) {
+        return true;
     }
+    worker.arrivals.catch_up(Instant::now());
+    // Its stream ended in time: it is exiting; its monitor reaps it at once.
+    worker.arrivals.ended() && worker.wait_ended(&mut Deadline::after(KILL_REAP_TIMEOUT))
 }
 
 impl Shared {
@@ -337,9 +335,9 @@ impl Shared {
         for worker in &workers {
             worker.kill();
         }
-        let deadline = Instant::now() + KILL_REAP_TIMEOUT;
+        let mut deadline = Deadline::after(KILL_REAP_TIMEOUT);
         for worker in &workers {
-            if !worker.wait_ended(deadline) {
+            if !worker.wait_ended(&mut deadline) {
                 tracing::error!(
                     worker_pid = worker.pid,
                     "MPM: {} was killed but not reaped in time",
