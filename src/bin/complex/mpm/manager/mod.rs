@@ -51,11 +51,13 @@ mod answers;
 mod calls;
 mod pump;
 mod reply;
+mod spawning;
 mod supervision;
 mod update;
 
 pub use calls::Submitted;
 pub use reply::{MpmError, Reply};
+use spawning::Spawning;
 
 /// How long `stop` waits for the workers to finish the item in hand and exit.
 const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,6 +94,8 @@ struct Shared {
     one_update_at_a_time: Mutex<()>,
     restarts: Mutex<VecDeque<Instant>>,
     monitors: Mutex<Vec<JoinHandle<()>>>,
+    /// The threads in the middle of a spawn, whose children the forced exit kills.
+    spawning: Spawning,
     stats: Stats,
 }
 
@@ -135,6 +139,7 @@ impl Mpm {
                 one_update_at_a_time: Mutex::new(()),
                 restarts: Mutex::new(VecDeque::new()),
                 monitors: Mutex::new(Vec::new()),
+                spawning: Spawning::default(),
                 stats: Stats::default(),
             }),
         }
@@ -272,6 +277,14 @@ fn ended_by(worker: &WorkerProcess, deadline: &mut Deadline) -> bool {
     worker.arrivals.ended() && worker.wait_ended(&mut Deadline::after(KILL_REAP_TIMEOUT))
 }
 
+/// Kills and reaps a worker nobody monitors, and settles whoever waits for it.
+fn discard(worker: &WorkerProcess, how: &str) {
+    worker.kill();
+    worker.reap();
+    worker.arrivals.end();
+    worker.set_ended(how.into());
+}
+
 impl Shared {
     /// Spawns the worker for `slot` (signals blocked: see `handshake.rs`), installs it, and
     /// starts its monitor thread; the caller runs the handshake.
@@ -281,13 +294,16 @@ impl Shared {
             worker: name.clone(),
             cause,
         };
-        let mut current = self.slots[slot].lock_unpoisoned();
         if self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) {
             return Err(failed("MPM is stopping".into()));
         }
         let args = (self.config.worker_command)(&self.config.worker(slot));
-        let (worker, outputs) =
-            WorkerProcess::spawn(&self.exe, &args, slot).map_err(|e| failed(e.to_string()))?;
+        // No lock is held across the spawn: a child stopped before its exec holds the
+        // spawning thread (vfork), and the runtime and the forced exit need the slots.
+        let spawner = self.spawning.enter();
+        let spawned = WorkerProcess::spawn(&self.exe, &args, slot);
+        drop(spawner);
+        let (worker, outputs) = spawned.map_err(|e| failed(e.to_string()))?;
         tracing::debug!(
             event = "spawned",
             worker = %name,
@@ -295,8 +311,17 @@ impl Shared {
             "MPM: spawned {name} (pid {})",
             worker.pid
         );
-        *current = Some(worker.clone());
-        drop(current);
+        {
+            // Under the slot's lock: a stop or a forced exit either finds it installed, or
+            // began before, and then this worker is ended here.
+            let mut current = self.slots[slot].lock_unpoisoned();
+            if self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) {
+                drop(current);
+                discard(&worker, "killed: MPM began stopping during its spawn");
+                return Err(failed("MPM is stopping".into()));
+            }
+            *current = Some(worker.clone());
+        }
         let (hear, heard) = sync_channel(3);
         let shared = self.clone();
         let monitored = worker.clone();
@@ -308,10 +333,7 @@ impl Shared {
             Err(error) => {
                 // Without a monitor nobody would reap it, nor fail its calls: do both here.
                 self.fail_in_flight(&worker, "its monitor thread could not start");
-                worker.kill();
-                worker.reap();
-                worker.arrivals.end();
-                worker.set_ended("killed: no monitor".into());
+                discard(&worker, "killed: no monitor");
                 return Err(failed(format!("cannot create its monitor thread: {error}")));
             }
         }
@@ -331,6 +353,9 @@ impl Shared {
     }
 
     fn kill_all_and_reap(&self) {
+        // First the children still in their spawn: until they are gone, their spawning
+        // threads wait (and hold the reaper's registry).
+        self.spawning.kill_children();
         let workers = self.current_workers();
         for worker in &workers {
             worker.kill();
