@@ -33,7 +33,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -42,7 +41,7 @@ use super::arrivals::{Arrivals, WakeReceiver};
 use super::handshake::spawn_with_signals_blocked;
 use super::latch::Latch;
 use super::protocol::{Command, Frame};
-use super::spawn::{self, Process, Spawned};
+use super::spawn::{self, Process, Program, Spawned};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -153,10 +152,14 @@ pub struct SpawnError {
 }
 
 impl WorkerProcess {
-    /// Spawns `exe args` as `worker-N` (signals blocked until its handlers are in place),
+    /// Spawns `program args` as `worker-N` (signals blocked until its handlers are in place),
     /// with stdin, stdout and stderr piped to this process. Returns it and what its monitor
     /// reads.
-    pub fn spawn(exe: &Path, args: &[String], slot: usize) -> Result<(Arc<Self>, Outputs), SpawnError> {
+    pub fn spawn(
+        program: &Program,
+        args: &[String],
+        slot: usize,
+    ) -> Result<(Arc<Self>, Outputs), SpawnError> {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
         let failed = |what| move |error| SpawnError { what, error };
         // Before the process: a failure here leaves nothing to kill.
@@ -166,7 +169,7 @@ impl WorkerProcess {
             stdin,
             stdout,
             stderr,
-        } = spawn_with_signals_blocked(exe, args).map_err(failed("the worker process"))?;
+        } = spawn_with_signals_blocked(program, args).map_err(failed("the worker process"))?;
         let worker = Arc::new(Self {
             name: format!("worker-{}", slot + 1),
             slot,
@@ -460,7 +463,7 @@ mod tests {
     #[test]
     fn try_send_never_waits_for_a_full_pipe() {
         // A "worker" that never reads its stdin.
-        let (worker, _outputs) = WorkerProcess::spawn(Path::new("/bin/sleep"), &["60".into()], 0).unwrap();
+        let (worker, _outputs) = WorkerProcess::spawn(&Program::at("/bin/sleep"), &["60".into()], 0).unwrap();
         let mut sent = 0u64;
         let outcome = loop {
             match worker.try_send(&call(sent, "x".repeat(100))) {
@@ -483,7 +486,7 @@ mod tests {
 
     #[test]
     fn try_send_writes_whole_frames_and_leaves_long_ones_to_a_blocking_send() {
-        let (worker, outputs) = WorkerProcess::spawn(Path::new("/bin/cat"), &[], 0).unwrap();
+        let (worker, outputs) = WorkerProcess::spawn(&Program::at("/bin/cat"), &[], 0).unwrap();
         let long = call(2, "y".repeat(libc::PIPE_BUF));
         assert!(
             matches!(worker.try_send(&long), TrySend::WouldBlock),

@@ -32,7 +32,6 @@
 //! handshake, and `--fail-start worker-2` fails it on purpose.
 
 use std::io::{self, Write};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
@@ -43,7 +42,7 @@ use super::arrivals::recv_by;
 use super::child::WorkerProcess;
 use super::manager::MpmError;
 use super::protocol::{Frame, Report};
-use super::spawn::{self, Spawned};
+use super::spawn::{self, Program, Spawned};
 
 /// A step of the handshake, and how long every worker has for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,12 +88,12 @@ pub struct Handshaking {
 
 // ---- The parent's side --------------------------------------------------------------
 
-/// Spawns `exe args` with the shutdown signals blocked in the child from its start (see
+/// Spawns `program args` with the shutdown signals blocked in the child from its start (see
 /// `spawn.rs`), through the reaper's registry: as PID 1 this process reaps adopted orphans,
 /// and must leave this child's status to its monitor.
-pub fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Result<Spawned> {
+pub fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> io::Result<Spawned> {
     graceful::reaper::own(
-        || spawn::spawn_with_signals_blocked(exe, args),
+        || spawn::spawn_with_signals_blocked(program, args),
         |spawned| spawned.process.id(),
     )
 }

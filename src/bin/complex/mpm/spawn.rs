@@ -1,4 +1,5 @@
-//! Starting a worker process whose shutdown signals are blocked from its first instruction.
+//! Starting a worker process whose shutdown signals are blocked from its first instruction,
+//! and which gets nothing of ours but its three pipes.
 //!
 //! **Problem.** std's `Command::spawn` empties the child's signal mask, so a mask set in the
 //! parent does not reach the child, and a `pre_exec` hook that blocks the signals again runs
@@ -12,22 +13,69 @@
 //! the README's benchmark). The price is a small process handle of our own ([`Process`])
 //! instead of std's `Child`: a pid that is killed and reaped by whoever holds it.
 //!
-//! Everything else is as std does it: stdin, stdout and stderr are pipes (every other
-//! descriptor of ours is close-on-exec), SIGPIPE is back to its default in the child, and
-//! the environment is this process's.
+//! **Only what a worker needs.** Its stdin, stdout and stderr are pipes, and every other
+//! descriptor is closed in the child before the exec: a descriptor this process inherited
+//! without close-on-exec (a listening socket handed to it) must not live as long as the
+//! workers. It runs this very program ([`Program`]): the executable is opened once, and
+//! spawned through `/proc/self/fd/N`, so a file deleted or replaced meanwhile (a package
+//! upgrade) still starts the program that is running. Its environment is ours without the
+//! service manager's variables, which speak to the main process alone. SIGPIPE is back to
+//! its default in the child.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitStatus;
 
 use graceful::signals::ShutdownSignal;
 use nix::fcntl::OFlag;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
 use nix::sys::signal::{SigSet, Signal};
+
+/// The service manager's variables: they address the main process, and a worker that
+/// read them would speak for it (and the watchdog would take its pings as the service's).
+const NOT_FOR_WORKERS: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// The program a worker runs.
+pub struct Program {
+    /// What `exec` opens: `/proc/self/fd/N` of [`Program::this_executable`]'s descriptor.
+    path: PathBuf,
+    /// The worker's `argv[0]`.
+    name: OsString,
+    /// The executable, held open (close-on-exec): its number is in `path`.
+    open: Option<OwnedFd>,
+}
+
+impl Program {
+    /// This process's own executable, opened now: later spawns run it even if its file is
+    /// deleted or replaced. Without `/proc`, its path (and then a replaced file is what runs).
+    pub fn this_executable() -> Self {
+        let name = std::env::args_os().next().unwrap_or_default();
+        let opened = File::open("/proc/self/exe").and_then(|file| above_stdio(file.into()));
+        match opened {
+            Ok(fd) => Self {
+                path: format!("/proc/self/fd/{}", fd.as_raw_fd()).into(),
+                name,
+                open: Some(fd),
+            },
+            Err(_) => Self::at(std::env::current_exe().unwrap_or_else(|_| name.clone().into())),
+        }
+    }
+
+    /// The program at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self {
+            name: path.clone().into_os_string(),
+            path,
+            open: None,
+        }
+    }
+}
 
 /// A process we spawned, until it is reaped.
 #[derive(Debug)]
@@ -102,11 +150,11 @@ pub fn wait_until_ended(pid: u32) -> io::Result<()> {
     }
 }
 
-/// Spawns `exe args` with SIGINT, SIGTERM and SIGHUP blocked in the new process from its
-/// start, and its stdin, stdout and stderr piped to this process. (The manager spawns
-/// through `handshake::spawn_with_signals_blocked`, which also registers the child with the
-/// PID-1 reaper.)
-pub(super) fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Result<Spawned> {
+/// Spawns `program args` with SIGINT, SIGTERM and SIGHUP blocked in the new process from its
+/// start, its stdin, stdout and stderr piped to this process, and no other descriptor.
+/// (The manager spawns through `handshake::spawn_with_signals_blocked`, which also
+/// registers the child with the PID-1 reaper.)
+pub(super) fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> io::Result<Spawned> {
     let (stdin_child, stdin) = pipe()?;
     let (stdout, stdout_child) = pipe()?;
     let (stderr, stderr_child) = pipe()?;
@@ -115,6 +163,7 @@ pub(super) fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Res
     for (fd, onto) in [(&stdin_child, 0), (&stdout_child, 1), (&stderr_child, 2)] {
         actions.add_dup2(fd.as_raw_fd(), onto)?;
     }
+    close_the_rest(&mut actions, program.open.as_ref().map(AsRawFd::as_raw_fd))?;
     let mut attributes = PosixSpawnAttr::init()?;
     let blocked: SigSet = ShutdownSignal::ALL
         .iter()
@@ -124,12 +173,13 @@ pub(super) fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Res
     attributes.set_sigdefault(&SigSet::from(Signal::SIGPIPE))?;
     attributes.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF)?;
 
-    let program = c_string(exe.as_os_str())?;
-    let mut argv = vec![program.clone()];
+    let path = c_string(program.path.as_os_str())?;
+    let mut argv = vec![c_string(&program.name)?];
     for arg in args {
         argv.push(c_string(OsStr::new(arg))?);
     }
     let environment = std::env::vars_os()
+        .filter(|(key, _)| !NOT_FOR_WORKERS.iter().any(|not| key == not))
         .map(|(key, value)| {
             let mut pair = key.into_encoded_bytes();
             pair.push(b'=');
@@ -137,7 +187,7 @@ pub(super) fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Res
             CString::new(pair).map_err(|_| nul_inside())
         })
         .collect::<io::Result<Vec<_>>>()?;
-    let pid = posix_spawn(program.as_c_str(), &actions, &attributes, &argv, &environment)?;
+    let pid = posix_spawn(path.as_c_str(), &actions, &attributes, &argv, &environment)?;
     // The child's ends are the child's alone: ours close here, so its end of file is seen.
     drop((stdin_child, stdout_child, stderr_child));
     Ok(Spawned {
@@ -146,6 +196,33 @@ pub(super) fn spawn_with_signals_blocked(exe: &Path, args: &[String]) -> io::Res
         stdout: stdout.into(),
         stderr: stderr.into(),
     })
+}
+
+/// Closes every descriptor from 3 in the child before its exec, except `program` (the
+/// executable `exec` opens through `/proc/self/fd`; close-on-exec, it goes with the exec).
+/// The numbers below it are closed one by one: few, and a close of one not open is ignored.
+fn close_the_rest(actions: &mut PosixSpawnFileActions, program: Option<RawFd>) -> io::Result<()> {
+    let from = match program {
+        Some(program) => {
+            for fd in 3..program {
+                actions.add_close(fd)?;
+            }
+            program + 1
+        }
+        None => 3,
+    };
+    // SAFETY: PosixSpawnFileActions is a repr(transparent) wrapper of the C object, which
+    // the call only extends with one action.
+    let added = unsafe {
+        libc::posix_spawn_file_actions_addclosefrom_np(
+            std::ptr::from_mut(actions).cast::<libc::posix_spawn_file_actions_t>(),
+            from,
+        )
+    };
+    match added {
+        0 => Ok(()),
+        error => Err(io::Error::from_raw_os_error(error)),
+    }
 }
 
 /// A close-on-exec pipe, `(read end, write end)`, neither of them descriptor 0, 1 or 2 (a
@@ -183,7 +260,7 @@ mod tests {
 
     fn run(program: &str, args: &[&str], input: &[u8]) -> String {
         let args: Vec<String> = args.iter().map(|&a| a.into()).collect();
-        let mut spawned = spawn_with_signals_blocked(Path::new(program), &args).expect(program);
+        let mut spawned = spawn_with_signals_blocked(&Program::at(program), &args).expect(program);
         spawned.stdin.write_all(input).unwrap();
         drop(spawned.stdin);
         let mut output = String::new();
@@ -208,13 +285,31 @@ mod tests {
     }
 
     #[test]
+    fn the_child_inherits_no_descriptor_but_its_pipes() {
+        // Not close-on-exec, as a descriptor handed to this process by its parent may be;
+        // numbered high, to be told from the one `ls` opens.
+        use nix::fcntl::{FcntlArg, fcntl};
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        let leaked = fcntl(&read, FcntlArg::F_DUPFD(100)).unwrap();
+        // SAFETY: F_DUPFD just made it, and nothing else owns it.
+        let _owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(leaked) };
+        let listed = run("/bin/ls", &["/proc/self/fd"], b"");
+        // 0, 1, 2, and the directory `ls` is reading.
+        assert_eq!(listed.split_whitespace().count(), 4, "{listed}");
+        assert!(
+            !listed.split_whitespace().any(|fd| fd == leaked.to_string()),
+            "{listed}"
+        );
+    }
+
+    #[test]
     fn stdin_and_stdout_are_pipes_to_the_parent() {
         assert_eq!(run("/bin/cat", &[], b"through the pipe\n"), "through the pipe\n");
     }
 
     #[test]
     fn waiting_for_the_end_leaves_the_pid_ours_to_kill_and_reap() {
-        let spawned = spawn_with_signals_blocked(Path::new("/bin/sleep"), &["60".into()]).unwrap();
+        let spawned = spawn_with_signals_blocked(&Program::at("/bin/sleep"), &["60".into()]).unwrap();
         let pid = spawned.process.id();
         let waiter = std::thread::spawn(move || wait_until_ended(pid));
         spawned.process.kill().unwrap();
@@ -226,11 +321,11 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_an_error_and_a_killed_child_says_so() {
-        assert!(spawn_with_signals_blocked(Path::new("/nonexistent/worker"), &[]).is_err());
-        let spawned = spawn_with_signals_blocked(Path::new("sleep"), &["60".into()]);
+        assert!(spawn_with_signals_blocked(&Program::at("/nonexistent/worker"), &[]).is_err());
+        let spawned = spawn_with_signals_blocked(&Program::at("sleep"), &["60".into()]);
         // posix_spawn does not search PATH: "sleep" is not found either.
         assert!(spawned.is_err());
-        let spawned = spawn_with_signals_blocked(Path::new("/bin/sleep"), &["60".into()]).unwrap();
+        let spawned = spawn_with_signals_blocked(&Program::at("/bin/sleep"), &["60".into()]).unwrap();
         spawned.process.kill().unwrap();
         let status = spawned.process.wait().unwrap();
         assert_eq!(status.signal(), Some(libc::SIGKILL));

@@ -32,7 +32,6 @@
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
@@ -46,6 +45,7 @@ use super::child::WorkerProcess;
 use super::config::MpmConfig;
 use super::handshake::{self, Handshaking};
 use super::latch::Latch;
+use super::spawn::Program;
 
 mod answers;
 mod calls;
@@ -72,7 +72,8 @@ pub struct Mpm {
 
 struct Shared {
     config: MpmConfig,
-    exe: PathBuf,
+    /// This executable, opened once: what every worker runs.
+    program: Program,
     components: Components,
     on_fatal: Box<dyn Fn(String) + Send + Sync>,
     /// Whether the application was asked to stop (even if its shield still delays it).
@@ -119,13 +120,11 @@ impl Mpm {
         stop_requested: impl Fn() -> bool + Send + Sync + 'static,
         on_fatal: impl Fn(String) + Send + Sync + 'static,
     ) -> Self {
-        let exe = std::env::current_exe()
-            .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
         Self {
             shared: Arc::new(Shared {
                 slots: (0..config.workers).map(|_| Mutex::new(None)).collect(),
                 config,
-                exe,
+                program: Program::this_executable(),
                 components,
                 on_fatal: Box::new(on_fatal),
                 stop_requested: Box::new(stop_requested),
@@ -301,7 +300,7 @@ impl Shared {
         // No lock is held across the spawn: a child stopped before its exec holds the
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
         let spawner = self.spawning.enter();
-        let spawned = WorkerProcess::spawn(&self.exe, &args, slot);
+        let spawned = WorkerProcess::spawn(&self.program, &args, slot);
         drop(spawner);
         let (worker, outputs) = spawned.map_err(|e| failed(e.to_string()))?;
         tracing::debug!(

@@ -6,13 +6,22 @@ use graceful::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::SyncSender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use graceful::deadline::Deadline;
 
 use super::super::child::{Outputs, WorkerProcess, describe_exit};
 use super::super::handshake::{self, Heard, Step};
 use super::super::protocol::Report;
 use super::pump::pump;
 use super::{MpmError, Reply, Shared};
+
+/// The wait before the second restart within the window; each later one waits twice as long.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait before a restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How often a backoff looks whether the stop has begun.
+const STOP_LOOK: Duration = Duration::from_millis(50);
 
 impl Shared {
     /// The monitor thread of one incarnation: takes in its reports and log lines until both
@@ -147,6 +156,9 @@ impl Shared {
                 (self.on_fatal)(cause);
                 return;
             };
+            if !self.back_off(&name, restart) {
+                continue;
+            }
             tracing::warn!(
                 event = "restarting",
                 worker = %name,
@@ -178,6 +190,38 @@ impl Shared {
                 ),
             }
         }
+    }
+
+    /// Before restart number `restart` within the window: the first at once, each later one
+    /// twice as long after the one before it (from [`FIRST_BACKOFF`]), so that a failure
+    /// that will not go away does not spend the whole budget within a millisecond. Says
+    /// when the next try is. `false` when the stop began meanwhile.
+    fn back_off(&self, name: &str, restart: usize) -> bool {
+        let Some(doublings) = restart.checked_sub(2) else {
+            return true;
+        };
+        let delay = FIRST_BACKOFF
+            .saturating_mul(1 << doublings.min(6))
+            .min(MAX_BACKOFF);
+        tracing::info!(
+            event = "restart-backoff",
+            worker = %name,
+            restart,
+            delay_ms = delay.as_millis() as u64,
+            "MPM: next try to replace {name} in {}",
+            humantime::format_duration(delay)
+        );
+        let mut backoff = Deadline::after(delay);
+        // Looked at between short naps: a stop must never wait for a backoff.
+        while backoff
+            .slice(|slice| std::thread::sleep(slice.min(STOP_LOOK)))
+            .is_some()
+        {
+            if self.stop_begun() {
+                return false;
+            }
+        }
+        !self.stop_begun()
     }
 
     /// Counts a restart against the budget; `None` once it is exhausted.
