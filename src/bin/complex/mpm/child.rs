@@ -37,11 +37,11 @@ use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
-use super::arrivals::{Arrivals, WakeReceiver};
 use super::handshake::spawn_with_signals_blocked;
 use super::latch::Latch;
 use super::protocol::{Command, Frame};
 use super::spawn::{self, Process, Program, Spawned};
+use super::wake::{self, Wake, WakeReceiver};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -57,8 +57,8 @@ pub struct WorkerProcess {
     pub in_flight: AtomicUsize,
     /// Still reading its reports; cleared (under the manager's pending lock) when they end.
     pub alive: AtomicBool,
-    /// What has arrived from it: lets a waiter past its deadline judge what was sent.
-    pub arrivals: Arrivals,
+    /// Wakes its monitor (a control frame waits for room in the pipe).
+    pub wake: Wake,
     stop_sent: AtomicBool,
     /// Control frames requested and not yet handed to the pipe ([`WITHDRAW`], [`STOP`]).
     control: AtomicU8,
@@ -139,7 +139,7 @@ pub struct Outputs {
     pub stdout: File,
     /// The worker's log lines.
     pub stderr: File,
-    /// Waiters and control requests wake the monitor through it.
+    /// Control requests wake the monitor through it.
     pub wake: WakeReceiver,
 }
 
@@ -163,7 +163,7 @@ impl WorkerProcess {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
         let failed = |what| move |error| SpawnError { what, error };
         // Before the process: a failure here leaves nothing to kill.
-        let (arrivals, wake) = Arrivals::new().map_err(failed("the monitor's wake socket"))?;
+        let (wake, wake_receiver) = wake::pair().map_err(failed("the monitor's wake socket"))?;
         let Spawned {
             process,
             stdin,
@@ -177,7 +177,7 @@ impl WorkerProcess {
             incarnation: NEXT_INCARNATION.fetch_add(1, SeqCst),
             in_flight: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
-            arrivals,
+            wake,
             stop_sent: AtomicBool::new(false),
             control: AtomicU8::new(0),
             unflushed: AtomicBool::new(false),
@@ -191,7 +191,14 @@ impl WorkerProcess {
             child: Mutex::new(Some(process)),
             ended: Latch::new(),
         });
-        Ok((worker, Outputs { stdout, stderr, wake }))
+        Ok((
+            worker,
+            Outputs {
+                stdout,
+                stderr,
+                wake: wake_receiver,
+            },
+        ))
     }
 
     /// Sends one command, waiting for room in the pipe. Fails once the worker was closed or
@@ -265,7 +272,7 @@ impl WorkerProcess {
     /// writer to deliver it (or to wake the monitor, which waits for room).
     fn deliver_control_after_use(&self) {
         if self.control_pending() && matches!(self.deliver_control(), Delivery::Full(_)) {
-            self.arrivals.wake();
+            self.wake.wake();
         }
     }
 
@@ -286,7 +293,7 @@ impl WorkerProcess {
         self.control.fetch_or(control, SeqCst);
         if self.deliver_control() != Delivery::Done {
             // Its monitor finishes the job (a busy pipe's writer does too).
-            self.arrivals.wake();
+            self.wake.wake();
         }
     }
 

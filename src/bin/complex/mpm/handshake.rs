@@ -13,8 +13,8 @@
 //!   before the hook runs.
 //! - A worker that never reports (wedged, refusing, dead) must not leave the start hanging,
 //!   nor leave the workers that did start running behind a failed start.
-//! - A deadline must judge what a worker *sent* by then, not what this process happened to
-//!   have read when it woke (a stopped or starved parent wakes late: see `arrivals.rs`).
+//! - A deadline must not count the time the whole run was stopped (Ctrl+Z): every worker
+//!   was stopped too, and owes nothing for it.
 //!
 //! **The fix, in the order it happens.**
 //! 1. [`spawn_with_signals_blocked`]: `posix_spawn` gives the child SIGINT, SIGTERM and
@@ -38,7 +38,6 @@ use std::time::Duration;
 
 use graceful::deadline::Deadline;
 
-use super::arrivals::recv_by;
 use super::child::WorkerProcess;
 use super::manager::MpmError;
 use super::protocol::{Frame, Report};
@@ -131,7 +130,7 @@ fn await_step(handshaking: &Handshaking, step: Step, deadline: &mut Deadline) ->
         worker: worker.name.clone(),
         cause,
     };
-    match recv_by(&handshaking.heard, deadline, &[&worker.arrivals]) {
+    match deadline.recv(&handshaking.heard) {
         Ok(Heard::Step(reported)) if reported == step => Ok(()),
         Ok(Heard::Step(reported)) => Err(failed(format!(
             "reported {:?} instead of {:?}",

@@ -14,10 +14,9 @@
 //! - [`protocol`]: the frames on the pipes, JSON lines.
 //! - [`dummy`]: the DummyManager that does the simulated work.
 //! - [`latch`]: a value set once and awaited by threads.
-//! - [`arrivals`]: deadlines that judge what a worker had sent, not when we woke.
+//! - [`wake`]: waking a worker's monitor.
 //! - [`worker_logs`]: a worker's log lines, carried whole to the main process's writer.
 
-pub mod arrivals;
 pub mod child;
 pub mod config;
 pub mod dummy;
@@ -27,6 +26,7 @@ pub mod latch;
 pub mod manager;
 pub mod protocol;
 pub mod spawn;
+pub mod wake;
 pub mod worker;
 pub mod worker_logs;
 

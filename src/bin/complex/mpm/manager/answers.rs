@@ -15,13 +15,12 @@
 
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use graceful::deadline::Deadline;
 
-use super::super::arrivals::{Arrivals, recv_by};
 use super::super::child::WorkerProcess;
 use super::{Shared, WORKER_STOP_TIMEOUT};
 
@@ -51,31 +50,23 @@ impl AnswerDeadline {
         }
     }
 
-    /// Receives an answer from `channel` (see `arrivals::recv_by`).
-    pub(super) fn recv<T>(
-        &mut self,
-        shared: &Shared,
-        channel: &Receiver<T>,
-        arrivals: &[&Arrivals],
-    ) -> Result<T, RecvTimeoutError> {
+    /// Receives an answer from `channel`.
+    pub(super) fn recv<T>(&mut self, shared: &Shared, channel: &Receiver<T>) -> Result<T, RecvTimeoutError> {
         loop {
             self.notice_the_stop(shared);
             match self.deadline.slice(|slice| channel.recv_timeout(slice)) {
                 Some(Err(RecvTimeoutError::Timeout)) => {}
                 Some(received) => return received,
-                // Spent: what was sent by now still counts.
-                None => return recv_by(channel, &mut self.deadline, arrivals),
+                None => return Err(RecvTimeoutError::Timeout),
             }
         }
     }
 
-    /// Awaits an answer: `None` once the deadline is spent and the worker's monitor took
-    /// in everything it had sent by then without it (see `arrivals.rs`); `Some(Err(()))`
-    /// when the caller was released without one.
+    /// Awaits an answer: `None` once the deadline is spent; `Some(Err(()))` when the caller
+    /// was released without one.
     pub(super) async fn answer<T>(
         &mut self,
         shared: &Shared,
-        worker: &WorkerProcess,
         answer: &mut oneshot::Receiver<T>,
     ) -> Option<Result<T, ()>> {
         loop {
@@ -85,18 +76,11 @@ impl AnswerDeadline {
             self.notice_the_stop(shared);
             let in_the_stop = self.in_the_stop;
             tokio::select! {
-                answered = self.deadline.within(&mut *answer) => match answered {
-                    Some(answered) => return Some(answered.map_err(drop)),
-                    None => break,
-                },
+                answered = self.deadline.within(&mut *answer) => {
+                    return answered.map(|answered| answered.map_err(drop));
+                }
                 () = stop_begun, if !in_the_stop => {}
             }
-        }
-        worker.arrivals.catch_up_async(Instant::now()).await;
-        match answer.try_recv() {
-            Ok(answered) => Some(Ok(answered)),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Err(oneshot::error::TryRecvError::Closed) => Some(Err(())),
         }
     }
 }

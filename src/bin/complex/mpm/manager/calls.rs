@@ -146,7 +146,7 @@ impl AwaitedReply {
     pub async fn wait(mut self) -> Result<Reply, MpmError> {
         let shared = &self.mpm.shared;
         let mut deadline = AnswerDeadline::after(CALL_TIMEOUT);
-        let answer = deadline.answer(shared, &self.worker, &mut self.answer).await;
+        let answer = deadline.answer(shared, &mut self.answer).await;
         let result = match answer {
             Some(Ok(answer)) => answer,
             Some(Err(())) => Err(MpmError::StoppedWhileWaiting),
@@ -191,7 +191,7 @@ impl Shared {
         let (reply, answer) = sync_channel(1);
         let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
         let mut deadline = AnswerDeadline::after(CALL_TIMEOUT);
-        match deadline.recv(self, &answer, &[&worker.arrivals]) {
+        match deadline.recv(self, &answer) {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) if error.is_the_stop() => {
                 tracing::debug!("MPM: call {id} ({what}) on {}: {error}", worker.name);

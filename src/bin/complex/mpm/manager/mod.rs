@@ -20,8 +20,7 @@
 //!   shutting down restarts nothing.
 //! - Every deadline (each handshake step, an update round, a worker's stop, a call) is a
 //!   `graceful::deadline::Deadline`: time the whole run spent stopped is not counted, and no
-//!   signal extends it. It judges what the worker had *sent* by then, not what this process
-//!   happened to have read when it woke: see `arrivals.rs`. Once the stop has begun, a
+//!   signal extends it. Once the stop has begun, a
 //!   caller waits for the call in hand no longer than the worker's own stop deadline: a
 //!   worker that neither answers nor stops by then is killed (see `answers.rs`).
 //!
@@ -228,7 +227,7 @@ impl Mpm {
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
-            if !ended_by(worker, &mut deadline) {
+            if !worker.wait_ended(&mut deadline) {
                 tracing::warn!(
                     event = "killing",
                     worker = %worker.name,
@@ -265,22 +264,10 @@ impl Mpm {
     }
 }
 
-/// Waits until `worker` ended and was reaped within `deadline`, judging whether it closed
-/// its report stream (it exits right after) in time, not whether this thread woke in time.
-fn ended_by(worker: &WorkerProcess, deadline: &mut Deadline) -> bool {
-    if worker.wait_ended(deadline) {
-        return true;
-    }
-    worker.arrivals.catch_up(Instant::now());
-    // Its stream ended in time: it is exiting; its monitor reaps it at once.
-    worker.arrivals.ended() && worker.wait_ended(&mut Deadline::after(KILL_REAP_TIMEOUT))
-}
-
 /// Kills and reaps a worker nobody monitors, and settles whoever waits for it.
 fn discard(worker: &WorkerProcess, how: &str) {
     worker.kill();
     worker.reap();
-    worker.arrivals.end();
     worker.set_ended(how.into());
 }
 

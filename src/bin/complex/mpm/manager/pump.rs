@@ -5,8 +5,7 @@
 //! - the worker's **stdout**: report lines, handled as soon as each is whole;
 //! - the worker's **stderr**: log lines, each forwarded whole to this process's log writer
 //!   (see `worker_logs.rs`); a line the worker did not finish is dropped and reported;
-//! - its **wake socket**: a waiter past its deadline asks for the watermark (see
-//!   `arrivals.rs`), or a control frame is waiting;
+//! - its **wake socket**: a control frame is waiting;
 //! - the worker's **stdin**, for room, only while a control frame waits for it.
 //!
 //! Why one thread for both pipes rather than a thread per pipe: the worker's last log lines
@@ -17,9 +16,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::super::arrivals::Watermark;
 use super::super::child::{Delivery, Outputs, WorkerProcess};
 use super::super::protocol::{Frame, ProtocolError, Report, complete_line};
 use super::super::worker_logs::{self, Dropped, Lines};
@@ -40,11 +37,8 @@ pub(super) fn pump(
         mut stderr,
         wake,
     } = outputs;
-    // Settles every waiter however this returns (even by a panic): no more reports come.
-    let _ended = EndOfReports(worker);
     let mut reports = Reports::default();
     let mut lines = Lines::default();
-    let mut mark = Watermark::default();
     let mut chunk = vec![0u8; CHUNK];
     let (mut stdout_open, mut stderr_open) = (true, true);
     let mut broken = None;
@@ -74,12 +68,6 @@ pub(super) fn pump(
         }
         if fds[2].revents != 0 {
             wake.drain();
-            if stdout_open {
-                // The instant first, then the count: every byte written before `at` and not
-                // yet read is among the `unread`.
-                let at = Instant::now();
-                mark.request(at, reports.read, unread(&stdout));
-            }
         }
         // Log lines first: a worker logs what it did, then reports it.
         if stderr_open && fds[1].revents != 0 {
@@ -88,10 +76,7 @@ pub(super) fn pump(
         if stdout_open && fds[0].revents != 0 {
             match reports.take_in(&mut stdout, &mut chunk, &mut on_report) {
                 Ok(true) => {}
-                Ok(false) => {
-                    stdout_open = false;
-                    worker.arrivals.end();
-                }
+                Ok(false) => stdout_open = false,
                 Err(error) => {
                     tracing::error!(
                         worker_pid = worker.pid,
@@ -101,12 +86,8 @@ pub(super) fn pump(
                     worker.kill();
                     broken = Some(error.to_string());
                     stdout_open = false;
-                    worker.arrivals.end();
                 }
             }
-        }
-        if let Some(until) = mark.reached(reports.read) {
-            worker.arrivals.taken_in(until);
         }
     }
     broken
@@ -115,8 +96,6 @@ pub(super) fn pump(
 /// Report lines as they come in.
 #[derive(Default)]
 struct Reports {
-    /// Bytes read from the pipe so far.
-    read: u64,
     /// Read and not yet a whole frame.
     partial: Vec<u8>,
 }
@@ -139,7 +118,6 @@ impl Reports {
             Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(true),
             Err(error) => return Err(error.into()),
         };
-        self.read += n as u64;
         self.partial.extend_from_slice(&chunk[..n]);
         let mut start = 0;
         while let Some(length) = complete_line(&self.partial[start..])? {
@@ -186,32 +164,10 @@ fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], li
     true
 }
 
-/// Bytes waiting in a pipe. Should the kernel not say, 0: the watermark then only covers
-/// what was already read, and a late report may be judged missing, as before.
-fn unread(pipe: &File) -> u64 {
-    let mut count: libc::c_int = 0;
-    // SAFETY: FIONREAD on a descriptor we own writes one int through the pointer.
-    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut count) };
-    if rc == 0 {
-        u64::try_from(count).unwrap_or(0)
-    } else {
-        0
-    }
-}
-
 fn poll_fd(fd: Option<std::os::fd::RawFd>, events: libc::c_short) -> libc::pollfd {
     libc::pollfd {
         fd: fd.unwrap_or(-1),
         events,
         revents: 0,
-    }
-}
-
-/// Marks the worker's report stream ended when the monitor's loop is left, however.
-struct EndOfReports<'a>(&'a WorkerProcess);
-
-impl Drop for EndOfReports<'_> {
-    fn drop(&mut self) {
-        self.0.arrivals.end();
     }
 }

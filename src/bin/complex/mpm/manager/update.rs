@@ -10,7 +10,6 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
-use super::super::arrivals::Arrivals;
 use super::super::protocol::Command;
 use super::answers::AnswerDeadline;
 use super::calls::Waiter;
@@ -51,9 +50,8 @@ impl Mpm {
         drop(reply);
         let mut deadline = AnswerDeadline::after(UPDATE_TIMEOUT);
         let mut version = 0;
-        let sent_to: Vec<&Arrivals> = sent.iter().map(|(_, w)| &w.arrivals).collect();
         for _ in 0..sent.len() {
-            let answer = match deadline.recv(shared, &replies, &sent_to) {
+            let answer = match deadline.recv(shared, &replies) {
                 Ok(answer) => answer,
                 Err(RecvTimeoutError::Timeout) if deadline.in_the_stop() => {
                     for (id, worker) in &sent {
