@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use graceful::time_scale::TimeScale;
 
-use super::protocol::Method;
+use crate::mpm::shared::protocol::Method;
 
 /// The simulated heavy worker living inside each worker process.
 pub struct DummyManager {

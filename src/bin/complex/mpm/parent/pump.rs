@@ -17,9 +17,10 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use super::super::child::{Delivery, Outputs, WorkerProcess};
-use super::super::protocol::{Frame, ProtocolError, Report, complete_line};
-use super::super::worker_logs::{self, Dropped, Lines};
+use super::child::{Outputs, WorkerProcess};
+use super::stdin::Delivery;
+use super::worker_logs::{self, Dropped, Lines};
+use crate::mpm::shared::protocol::{Frame, ProtocolError, Report, complete_line};
 
 /// Bytes taken per read.
 const CHUNK: usize = 64 * 1024;
@@ -43,7 +44,11 @@ pub(super) fn pump(
     let (mut stdout_open, mut stderr_open) = (true, true);
     let mut broken = None;
     while stdout_open || stderr_open {
-        let room_wanted = match worker.control_pending().then(|| worker.deliver_control()) {
+        let room_wanted = match worker
+            .stdin
+            .control_pending()
+            .then(|| worker.stdin.deliver_control())
+        {
             Some(Delivery::Full(fd)) => fd,
             _ => -1,
         };
@@ -152,7 +157,7 @@ fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], li
         }
         return false;
     }
-    for Dropped::TooLong(bytes) in lines.push(&chunk[..n], |line| worker_logs::forward(name, line)) {
+    for Dropped::TooLong(bytes) in lines.push(&chunk[..n], |line| graceful::logging::forward(name, line)) {
         tracing::warn!(
             event = "truncated",
             component = name,

@@ -152,7 +152,7 @@ pub fn wait_until_ended(pid: u32) -> io::Result<()> {
 
 /// Spawns `program args` with SIGINT, SIGTERM and SIGHUP blocked in the new process from its
 /// start, its stdin, stdout and stderr piped to this process, and no other descriptor.
-/// (The manager spawns through `handshake::spawn_with_signals_blocked`, which also
+/// (The manager spawns through `WorkerProcess::spawn`, which also
 /// registers the child with the PID-1 reaper.)
 pub(super) fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> io::Result<Spawned> {
     let (stdin_child, stdin) = pipe()?;

@@ -20,14 +20,17 @@
 //!   shutting down restarts nothing.
 //! - Every deadline (each handshake step, an update round, a worker's stop, a call) is a
 //!   `graceful::deadline::Deadline`: time the whole run spent stopped is not counted, and no
-//!   signal extends it. Once the stop has begun, a
-//!   caller waits for the call in hand no longer than the worker's own stop deadline: a
-//!   worker that neither answers nor stops by then is killed (see `answers.rs`).
+//!   signal extends it. Once the stop has begun, a caller waits for the call in hand no
+//!   longer than the worker's own stop deadline: a worker that neither answers nor stops
+//!   by then is killed (see `answers.rs`).
 //!
 //! Files: this one holds the manager's state, its start and its stop; [`calls`] the
-//! calls and their waiting callers; [`update`] the update round; [`supervision`] the
-//! monitors and restarts; [`pump`] the monitor's loop over a worker's pipes. The handshake
-//! both the start and a restart run is lesson 7's own file, `handshake.rs`.
+//! calls and their waiting callers, [`answers`] how long they wait; [`update`] the update
+//! round; [`supervision`] the monitors and restarts, [`pump`] a monitor's loop over a
+//! worker's pipes; [`handshake`] the parent's half of lesson 7. One worker process:
+//! [`child`] (pid, end), [`stdin`] (commands), [`spawn`] (how it starts), [`spawning`]
+//! (the forced exit's reach into a spawn), [`wake`], [`worker_logs`]; [`latch`] a value
+//! set once.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
@@ -40,19 +43,26 @@ use std::time::{Duration, Instant};
 use graceful::components::Components;
 use graceful::deadline::Deadline;
 
-use super::child::WorkerProcess;
-use super::config::MpmConfig;
-use super::handshake::{self, Handshaking};
-use super::latch::Latch;
-use super::spawn::Program;
+use crate::mpm::shared::config::MpmConfig;
+use child::WorkerProcess;
+use handshake::Handshaking;
+use latch::Latch;
+use spawn::Program;
 
 mod answers;
 mod calls;
+mod child;
+mod handshake;
+mod latch;
 mod pump;
 mod reply;
+mod spawn;
 mod spawning;
+mod stdin;
 mod supervision;
 mod update;
+mod wake;
+mod worker_logs;
 
 pub use calls::Submitted;
 pub use reply::{MpmError, Reply};
@@ -181,7 +191,7 @@ impl Mpm {
     /// every call it has not begun, queued or arriving later, as [`MpmError::Withdrawn`]. The
     /// call in a worker's hands still finishes and is answered; updates are kept (one round
     /// at a time, it is the update task's item in hand). Never blocks (the withdraw command
-    /// is written when the pipe has room; see `child.rs`). Idempotent.
+    /// is written when the pipe has room; see `stdin.rs`). Idempotent.
     pub fn withdraw_queued(&self) {
         let shared = &self.shared;
         {
@@ -201,7 +211,7 @@ impl Mpm {
             workers.len()
         );
         for worker in &workers {
-            worker.withdraw();
+            worker.stdin.withdraw();
         }
     }
 
@@ -223,7 +233,7 @@ impl Mpm {
             workers.len()
         );
         for worker in &workers {
-            worker.close();
+            worker.stdin.close();
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
@@ -272,7 +282,7 @@ fn discard(worker: &WorkerProcess, how: &str) {
 }
 
 impl Shared {
-    /// Spawns the worker for `slot` (signals blocked: see `handshake.rs`), installs it, and
+    /// Spawns the worker for `slot` (signals blocked: see `spawn.rs`), installs it, and
     /// starts its monitor thread; the caller runs the handshake.
     fn launch(self: &Arc<Self>, slot: usize) -> Result<Handshaking, MpmError> {
         let name = format!("worker-{}", slot + 1);

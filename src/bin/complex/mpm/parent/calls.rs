@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::super::child::{TrySend, WorkerProcess};
-use super::super::protocol::{Command, Method};
 use super::answers::AnswerDeadline;
+use super::child::WorkerProcess;
+use super::stdin::TrySend;
 use super::{Mpm, MpmError, Reply, Shared, Stats};
+use crate::mpm::shared::protocol::{Command, Method};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -82,7 +83,7 @@ impl Mpm {
         let (reply, answer) = oneshot::channel();
         let (id, worker) = self.shared.enlist(method.name(), Waiter::Async(reply))?;
         let command = Command::Call { id, method };
-        match worker.try_send(&command) {
+        match worker.stdin.try_send(&command) {
             TrySend::Sent => {
                 log_sent(&command, &worker);
                 Ok(Submitted::Sent(self.awaited(id, worker, answer)))
@@ -240,7 +241,7 @@ impl Shared {
     ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
         let (id, worker) = self.enlist(method.name(), waiter)?;
         let command = Command::Call { id, method };
-        if worker.send(&command).is_ok() {
+        if worker.stdin.send(&command).is_ok() {
             log_sent(&command, &worker);
         } else {
             // Its monitor fails the pending call (or already did): the caller hears of it.
@@ -278,7 +279,7 @@ impl Shared {
             .cycle()
             .skip(first)
             .take(workers.len())
-            .filter(|w| w.alive.load(SeqCst) && !w.was_closed())
+            .filter(|w| w.alive.load(SeqCst) && !w.stdin.was_closed())
             .min_by_key(|w| w.in_flight.load(SeqCst))
             .cloned()
     }

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use graceful::deadline::Deadline;
 
-use super::super::child::WorkerProcess;
+use super::child::WorkerProcess;
 use super::{Shared, WORKER_STOP_TIMEOUT};
 
 /// A caller's deadline, cut to the worker's stop deadline once the stop has begun.

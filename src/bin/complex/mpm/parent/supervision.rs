@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use graceful::deadline::Deadline;
 
-use super::super::child::{Outputs, WorkerProcess, describe_exit};
-use super::super::handshake::{self, Heard, Step};
-use super::super::protocol::Report;
+use super::child::{Outputs, WorkerProcess, describe_exit};
+use super::handshake::{self, Heard};
 use super::pump::pump;
 use super::{MpmError, Reply, Shared};
+use crate::mpm::shared::handshake::Step;
+use crate::mpm::shared::protocol::Report;
 
 /// The wait before the second restart within the window; each later one waits twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -60,7 +61,7 @@ impl Shared {
             }
         });
         let status = worker.reap();
-        let expected = worker.was_closed() && broken.is_none() && status.is_some_and(|s| s.success());
+        let expected = worker.stdin.was_closed() && broken.is_none() && status.is_some_and(|s| s.success());
         let how = describe_exit(status);
         let how = match broken {
             Some(error) => format!("sent garbage ({error}), then {how}"),

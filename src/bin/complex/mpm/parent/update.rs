@@ -10,10 +10,10 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
 use std::time::Duration;
 
-use super::super::protocol::Command;
 use super::answers::AnswerDeadline;
 use super::calls::Waiter;
 use super::{Mpm, MpmError, Reply};
+use crate::mpm::shared::protocol::Command;
 
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -42,7 +42,7 @@ impl Mpm {
         for worker in &workers {
             let id = shared.next_id.fetch_add(1, SeqCst);
             shared.register(id, worker, "update", Waiter::Blocking(reply.clone()))?;
-            match worker.send(&Command::Update { id }) {
+            match worker.stdin.send(&Command::Update { id }) {
                 Ok(()) => sent.push((id, worker)),
                 Err(_) => shared.forget(id),
             }
