@@ -159,17 +159,8 @@ impl AwaitedReply {
 }
 
 fn log_sent(command: &Command, worker: &WorkerProcess) {
-    let Command::Call { id, method } = command else {
-        return;
-    };
-    match method {
-        Method::ProcessString(p) => tracing::debug!(
-            "MPM.process_string(parameter={p:?}): call {id} to {}",
-            worker.name
-        ),
-        Method::ProcessNumber(p) => {
-            tracing::debug!("MPM.process_number(parameter={p}): call {id} to {}", worker.name)
-        }
+    if let Command::Call { id, method } = command {
+        tracing::debug!("MPM.{}({method:?}): call {id} to {}", method.name(), worker.name);
     }
 }
 
@@ -366,24 +357,14 @@ impl Shared {
         };
         for (id, pending) in failed {
             pending.worker.in_flight.fetch_sub(1, SeqCst);
-            let error = if self.stopping.load(SeqCst) {
+            if self.stopping.load(SeqCst) {
                 // The worker stopped (or was killed) with this call still queued: the caller
                 // the reference leaves waiting for its timeout is released now, and said so.
-                tracing::warn!(
-                    event = "stranded",
-                    worker = %worker.name,
-                    "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
-                    pending.what,
-                    worker.name
-                );
-                MpmError::StoppedWhileWaiting
+                release_stranded(id, pending);
             } else {
-                MpmError::WorkerCrashed {
-                    worker: worker.name.clone(),
-                    how: how.to_owned(),
-                }
-            };
-            pending.waiter.answer(Err(error));
+                let (worker, how) = (worker.name.clone(), how.to_owned());
+                pending.waiter.answer(Err(MpmError::WorkerCrashed { worker, how }));
+            }
         }
     }
 
@@ -392,14 +373,18 @@ impl Shared {
         let stranded: Vec<(u64, Pending)> = self.pending.lock_unpoisoned().drain().collect();
         tracing::debug!("MPM.stop: {} callers still waiting", stranded.len());
         for (id, pending) in stranded {
-            tracing::warn!(
-                event = "stranded",
-                worker = %pending.worker.name,
-                "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
-                pending.what,
-                pending.worker.name
-            );
-            pending.waiter.answer(Err(MpmError::StoppedWhileWaiting));
+            release_stranded(id, pending);
         }
     }
+}
+
+fn release_stranded(id: u64, pending: Pending) {
+    tracing::warn!(
+        event = "stranded",
+        worker = %pending.worker.name,
+        "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
+        pending.what,
+        pending.worker.name
+    );
+    pending.waiter.answer(Err(MpmError::StoppedWhileWaiting));
 }

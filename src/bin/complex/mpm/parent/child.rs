@@ -16,10 +16,9 @@
 
 use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
+use nix::sys::wait::WaitStatus;
 use std::fs::File;
 use std::io;
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
@@ -119,7 +118,7 @@ impl WorkerProcess {
 
     /// Waits for the process to end and reaps it; for the monitor thread only, after the
     /// worker's stdout ended (so the wait is short).
-    pub fn reap(&self) -> Option<ExitStatus> {
+    pub fn reap(&self) -> Option<WaitStatus> {
         // The end first, without reaping: until the reap the pid is still ours, so a kill
         // meanwhile (a worker that closed its pipes but lives on) still reaches it.
         let pid = lock(&self.child).as_ref()?.id();
@@ -159,17 +158,12 @@ impl Drop for WorkerProcess {
 }
 
 /// How a process ended, in words: "exit status 0", "killed by SIGKILL".
-pub fn describe_exit(status: Option<ExitStatus>) -> String {
+pub fn describe_exit(status: Option<WaitStatus>) -> String {
     match status {
+        Some(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        Some(WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
+        Some(other) => format!("{other:?}"),
         None => "its end could not be observed".into(),
-        Some(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exit status {code}"),
-            (None, Some(signal)) => match signal_hook::low_level::signal_name(signal) {
-                Some(name) => format!("killed by {name}"),
-                None => format!("killed by signal {signal}"),
-            },
-            (None, None) => format!("{status}"),
-        },
     }
 }
 

@@ -27,14 +27,15 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::ExitStatus;
 
 use graceful::signals::ShutdownSignal;
+use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
 
 /// The service manager's variables: they address the main process, and a worker that
 /// read them would speak for it (and the watchdog would take its pings as the service's).
@@ -80,7 +81,7 @@ impl Program {
 /// A process we spawned, until it is reaped.
 #[derive(Debug)]
 pub struct Process {
-    pid: libc::pid_t,
+    pid: Pid,
 }
 
 /// A spawned process and this end of its three pipes.
@@ -99,31 +100,20 @@ pub struct Spawned {
 impl Process {
     /// The OS process id.
     pub fn id(&self) -> u32 {
-        self.pid.unsigned_abs()
+        self.pid.as_raw().unsigned_abs()
     }
 
     /// SIGKILL. The pid is still ours (this handle exists, so it is not reaped yet).
-    pub fn kill(&self) -> io::Result<()> {
-        // SAFETY: kill(2) with a pid we spawned and have not reaped: it cannot name another
-        // process.
-        if unsafe { libc::kill(self.pid, libc::SIGKILL) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+    pub fn kill(&self) -> nix::Result<()> {
+        kill(self.pid, Signal::SIGKILL)
     }
 
     /// Waits for the process to end and reaps it.
-    pub fn wait(self) -> io::Result<ExitStatus> {
-        let mut status = 0;
+    pub fn wait(self) -> nix::Result<WaitStatus> {
         loop {
-            // SAFETY: waitpid(2) on our own child, writing one int.
-            if unsafe { libc::waitpid(self.pid, &mut status, 0) } == self.pid {
-                return Ok(ExitStatus::from_raw(status));
-            }
-            let error = io::Error::last_os_error();
-            if error.kind() != io::ErrorKind::Interrupted {
-                return Err(error);
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => {}
+                waited => return waited,
             }
         }
     }
@@ -132,20 +122,12 @@ impl Process {
 /// Waits until process `pid` has ended, without reaping it: until its owner reaps it, the
 /// pid stays a zombie of ours, so killing it meanwhile cannot reach another process. Only
 /// for a child of this process that nobody else reaps.
-pub fn wait_until_ended(pid: u32) -> io::Result<()> {
-    let pid = libc::id_t::from(pid);
+pub fn wait_until_ended(pid: u32) -> nix::Result<()> {
+    let pid = Pid::from_raw(i32::try_from(pid).map_err(|_| Errno::EINVAL)?);
     loop {
-        // SAFETY: waitid(2) on our own child, writing into a zeroed siginfo_t.
-        let waited = unsafe {
-            let mut info: libc::siginfo_t = std::mem::zeroed();
-            libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
-        };
-        if waited == 0 {
-            return Ok(());
-        }
-        let error = io::Error::last_os_error();
-        if error.kind() != io::ErrorKind::Interrupted {
-            return Err(error);
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(Errno::EINTR) => {}
+            waited => return waited.map(drop),
         }
     }
 }
@@ -191,7 +173,7 @@ pub(super) fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> 
     // The child's ends are the child's alone: ours close here, so its end of file is seen.
     drop((stdin_child, stdout_child, stderr_child));
     Ok(Spawned {
-        process: Process { pid: pid.as_raw() },
+        process: Process { pid },
         stdin: stdin.into(),
         stdout: stdout.into(),
         stderr: stderr.into(),
@@ -266,7 +248,10 @@ mod tests {
         let mut output = String::new();
         spawned.stdout.read_to_string(&mut output).unwrap();
         let status = spawned.process.wait().unwrap();
-        assert!(status.success(), "{program}: {status:?}");
+        assert!(
+            matches!(status, WaitStatus::Exited(_, 0)),
+            "{program}: {status:?}"
+        );
         output
     }
 
@@ -316,7 +301,10 @@ mod tests {
         waiter.join().unwrap().unwrap();
         // Not reaped by the wait: the owner still reads how it ended.
         let status = spawned.process.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(
+            matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _)),
+            "{status:?}"
+        );
     }
 
     #[test]
@@ -328,6 +316,9 @@ mod tests {
         let spawned = spawn_with_signals_blocked(&Program::at("/bin/sleep"), &["60".into()]).unwrap();
         spawned.process.kill().unwrap();
         let status = spawned.process.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL));
+        assert!(
+            matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _)),
+            "{status:?}"
+        );
     }
 }

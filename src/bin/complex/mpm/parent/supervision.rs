@@ -16,6 +16,7 @@ use super::pump::pump;
 use super::{MpmError, Reply, Shared};
 use crate::mpm::shared::handshake::Step;
 use crate::mpm::shared::protocol::Report;
+use nix::sys::wait::WaitStatus;
 
 /// The wait before the second restart within the window; each later one waits twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -61,7 +62,8 @@ impl Shared {
             }
         });
         let status = worker.reap();
-        let expected = worker.stdin.was_closed() && broken.is_none() && status.is_some_and(|s| s.success());
+        let expected =
+            worker.stdin.was_closed() && broken.is_none() && matches!(status, Some(WaitStatus::Exited(_, 0)));
         let how = describe_exit(status);
         let how = match broken {
             Some(error) => format!("sent garbage ({error}), then {how}"),
@@ -98,31 +100,19 @@ impl Shared {
         }
     }
 
-    /// A worker answered calls as withdrawn: their callers hear so. The first answer (the
-    /// acknowledgement of the withdraw command) is logged with its count; later ones are
-    /// calls that reached the worker after it.
+    /// A worker answered calls as withdrawn: their callers hear so. The first answer is the
+    /// acknowledgement of the withdraw command; later ones are calls that came after it.
     fn withdrawn(&self, worker: &WorkerProcess, ids: &[u64], first: bool) {
         for &id in ids {
             self.complete(id, Err(MpmError::Withdrawn));
         }
-        let count = ids.len();
-        let calls = if count == 1 { "call" } else { "calls" };
-        if first && count > 0 {
+        let (count, more) = (ids.len(), if first { "" } else { " more" });
+        if count > 0 {
             tracing::info!(
                 event = "withdrawn",
                 worker = %worker.name,
                 count,
-                "MPM: {} withdrew {count} {calls} it had not begun",
-                worker.name
-            );
-        } else if first {
-            tracing::debug!("MPM: {} had no call waiting to withdraw", worker.name);
-        } else if count > 0 {
-            tracing::debug!(
-                event = "withdrawn",
-                worker = %worker.name,
-                count,
-                "MPM: {} withdrew {count} more {calls} that reached it after the withdrawal",
+                "MPM: {} withdrew {count}{more} call(s) it had not begun",
                 worker.name
             );
         }
