@@ -160,7 +160,7 @@ impl AwaitedReply {
 
 fn log_sent(command: &Command, worker: &WorkerProcess) {
     if let Command::Call { id, method } = command {
-        tracing::debug!("MPM.{}({method:?}): call {id} to {}", method.name(), worker.name);
+        tracing::debug!("MPM.{method}: call {id} to {}", worker.name);
     }
 }
 
@@ -248,12 +248,7 @@ impl Shared {
         what: &'static str,
         waiter: Waiter,
     ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
-        if self.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        if self.withdrawing.load(SeqCst) {
-            return Err(MpmError::Stopping);
-        }
+        self.open_for_calls()?;
         let id = self.next_id.fetch_add(1, SeqCst);
         let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
         self.register(id, &worker, what, waiter)?;
@@ -285,12 +280,7 @@ impl Shared {
         waiter: Waiter,
     ) -> Result<(), MpmError> {
         let mut pending = self.pending.lock_unpoisoned();
-        if self.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        if self.withdrawing.load(SeqCst) {
-            return Err(MpmError::Stopping);
-        }
+        self.open_for_calls()?;
         if !worker.alive.load(SeqCst) {
             return Err(MpmError::WorkerCrashed {
                 worker: worker.name.clone(),
@@ -363,7 +353,9 @@ impl Shared {
                 release_stranded(id, pending);
             } else {
                 let (worker, how) = (worker.name.clone(), how.to_owned());
-                pending.waiter.answer(Err(MpmError::WorkerCrashed { worker, how }));
+                pending
+                    .waiter
+                    .answer(Err(MpmError::WorkerCrashed { worker, how }));
             }
         }
     }

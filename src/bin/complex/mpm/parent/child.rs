@@ -25,7 +25,9 @@ use std::sync::{Arc, Mutex};
 use super::latch::Latch;
 use super::spawn::{self, Process, Program, Spawned};
 use super::stdin::Stdin;
-use super::wake::{self, WakeReceiver};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -77,7 +79,7 @@ impl WorkerProcess {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
         let failed = |what| move |error| SpawnError { what, error };
         // Before the process: a failure here leaves nothing to kill.
-        let (wake, wake_receiver) = wake::pair().map_err(failed("the monitor's wake socket"))?;
+        let (wake, wake_receiver) = wake_pair().map_err(failed("the monitor's wake socket"))?;
         let Spawned {
             process,
             stdin,
@@ -164,6 +166,44 @@ pub fn describe_exit(status: Option<WaitStatus>) -> String {
         Some(WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
         Some(other) => format!("{other:?}"),
         None => "its end could not be observed".into(),
+    }
+}
+
+// Waking a monitor, asleep in `poll` on the worker's pipes, when a control frame waits for
+// room in the worker's stdin: a socket pair polled with the pipes, so an idle monitor costs
+// no periodic wake-up; a wake-up is one byte that never blocks (a full socket holds one).
+
+/// The waking end.
+pub struct Wake(UnixStream);
+
+/// The monitor's end.
+pub struct WakeReceiver(UnixStream);
+
+/// A new pair; fails when no descriptor is left.
+fn wake_pair() -> io::Result<(Wake, WakeReceiver)> {
+    let (wake, receiver) = UnixStream::pair()?;
+    wake.set_nonblocking(true)?;
+    receiver.set_nonblocking(true)?;
+    Ok((Wake(wake), WakeReceiver(receiver)))
+}
+
+impl Wake {
+    /// Wakes the monitor; never blocks.
+    pub fn wake(&self) {
+        let _ = (&self.0).write(&[1]);
+    }
+}
+
+impl WakeReceiver {
+    /// The descriptor to poll for reading.
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Empties the socket (wake-ups carry no data; several count as one).
+    pub fn drain(&self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.0).read(&mut sink), Ok(n) if n > 0) {}
     }
 }
 

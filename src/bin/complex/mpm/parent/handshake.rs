@@ -38,7 +38,10 @@ pub fn complete(workers: &[Handshaking]) -> Result<(), MpmError> {
             step = step.name(),
             workers = workers.len(),
             "MPM: waiting for {} to report {:?} (timeout {timeout:?})",
-            names(workers),
+            match workers {
+                [one] => one.worker.name.as_str(),
+                _ => "every worker",
+            },
             step.name()
         );
         let mut deadline = Deadline::after(timeout);
@@ -71,12 +74,5 @@ fn await_step(handshaking: &Handshaking, step: Step, deadline: &mut Deadline) ->
         Ok(Heard::Failed(cause)) => Err(failed(cause)),
         Err(RecvTimeoutError::Timeout) => Err(failed(format!("no {:?} report in time", step.name()))),
         Err(RecvTimeoutError::Disconnected) => Err(failed("ended during the handshake".into())),
-    }
-}
-
-fn names(workers: &[Handshaking]) -> String {
-    match workers {
-        [one] => one.worker.name.clone(),
-        _ => "every worker".into(),
     }
 }

@@ -1,4 +1,4 @@
-//! A value set once, awaited by blocking threads (with or without a deadline).
+//! A value set once, awaited by blocking threads within a deadline.
 
 use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
@@ -25,17 +25,6 @@ impl<T: Clone> Latch<T> {
         if slot.is_none() {
             *slot = Some(value);
             self.set.notify_all();
-        }
-    }
-
-    /// Waits for the value.
-    pub fn wait(&self) -> T {
-        let mut slot = self.lock();
-        loop {
-            if let Some(value) = slot.as_ref() {
-                return value.clone();
-            }
-            slot = self.set.wait(slot).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -66,11 +55,11 @@ mod tests {
         let latch = Arc::new(Latch::new());
         let waiter = {
             let latch = latch.clone();
-            std::thread::spawn(move || latch.wait())
+            std::thread::spawn(move || latch.wait_within(&mut Deadline::after(Duration::from_secs(60))))
         };
         latch.set(1);
         latch.set(2);
-        assert_eq!(waiter.join().unwrap(), 1);
+        assert_eq!(waiter.join().unwrap(), Some(1));
         assert_eq!(latch.wait_within(&mut Deadline::after(Duration::ZERO)), Some(1));
     }
 

@@ -1,36 +1,25 @@
 //! `MPM`, the MultiProcessManager: a blocking API over N worker processes.
 //!
-//! - `start`: spawn every worker, then the reference's two-step handshake: every worker
-//!   `bootstrapped` within 5 s, then every worker `started` within 30 s. Any failure or delay
+//! - `start` spawns every worker and runs the reference's two-step handshake; any failure
 //!   kills and reaps every spawned worker and fails the start.
-//! - `process_string` / `process_number`: sent to the least-loaded live worker; the caller
-//!   blocks for the answer (30 s at most). `update`: sent to every worker, one update at a
-//!   time, waiting for all.
-//! - A monitor thread per worker reads its answers and notices its end at once (end of its
-//!   stdout). An unexpected end fails the calls in flight on it, naming it, and starts a
-//!   replacement with the handshake while the others keep serving; past the restart budget
-//!   (OTP's restart intensity: N restarts within T) the manager asks the application to stop.
-//! - `withdraw_queued`: the first step of the stop. New calls are refused, and every worker
-//!   answers each call it has not begun as withdrawn, so the stop waits only for the calls in
-//!   workers' hands, never for a queue, however many busy tasks there are.
-//! - `stop`: withdraw (if not done yet), the stop command to every worker, wait with a
-//!   deadline, kill the late ones, reap all, then release every caller still waiting with an
-//!   error. Idempotent. Once a stop is requested (even while the shield still delays it),
-//!   a worker that dies is reported `failed` and never replaced: a supervisor that is
-//!   shutting down restarts nothing.
-//! - Every deadline (each handshake step, an update round, a worker's stop, a call) is a
-//!   `graceful::deadline::Deadline`: time the whole run spent stopped is not counted, and no
-//!   signal extends it. Once the stop has begun, a caller waits for the call in hand no
-//!   longer than the worker's own stop deadline: a worker that neither answers nor stops
-//!   by then is killed (see `answers.rs`).
+//! - Calls go to the least-loaded live worker; `update` to every worker, one round at a time.
+//! - A monitor thread per worker reads what it sends and notices its end at once. An
+//!   unexpected end fails the calls in flight on it, naming it, and a replacement starts
+//!   (with the handshake) within the restart budget (OTP's restart intensity: N restarts
+//!   within T; past it, the application is asked to stop). Once a stop is requested (even
+//!   while the shield still delays it), nothing is replaced.
+//! - The stop: withdraw every call no worker has begun, so it waits for calls in hand and
+//!   never for a queue; the stop command to every worker; a deadline; the late ones killed.
+//! - Every deadline is a `graceful::deadline::Deadline`: time the whole run spent stopped
+//!   is not counted, and no signal extends it. Once the stop has begun, a caller waits no
+//!   longer than the worker's own stop deadline (see `answers.rs`).
 //!
 //! Files: this one holds the manager's state, its start and its stop; [`calls`] the
 //! calls and their waiting callers, [`answers`] how long they wait; [`update`] the update
 //! round; [`supervision`] the monitors and restarts, [`pump`] a monitor's loop over a
 //! worker's pipes; [`handshake`] the parent's half of lesson 7. One worker process:
-//! [`child`] (pid, end), [`stdin`] (commands), [`spawn`] (how it starts), [`spawning`]
-//! (the forced exit's reach into a spawn), [`wake`], [`worker_logs`]; [`latch`] a value
-//! set once.
+//! [`child`] (pid, end), [`stdin`] (commands), [`spawn`] (how it starts),
+//! [`worker_logs`]; [`latch`] a value set once.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
@@ -57,16 +46,13 @@ mod latch;
 mod pump;
 mod reply;
 mod spawn;
-mod spawning;
 mod stdin;
 mod supervision;
 mod update;
-mod wake;
 mod worker_logs;
 
 pub use calls::Submitted;
 pub use reply::{MpmError, Reply};
-use spawning::Spawning;
 
 /// How long `stop` waits for the workers to finish the item in hand and exit.
 const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -104,8 +90,6 @@ struct Shared {
     one_update_at_a_time: Mutex<()>,
     restarts: Mutex<VecDeque<Instant>>,
     monitors: Mutex<Vec<JoinHandle<()>>>,
-    /// The threads in the middle of a spawn, whose children the forced exit kills.
-    spawning: Spawning,
     stats: Stats,
 }
 
@@ -147,7 +131,6 @@ impl Mpm {
                 one_update_at_a_time: Mutex::new(()),
                 restarts: Mutex::new(VecDeque::new()),
                 monitors: Mutex::new(Vec::new()),
-                spawning: Spawning::default(),
                 stats: Stats::default(),
             }),
         }
@@ -269,8 +252,23 @@ impl Mpm {
 
     /// The forced exit's hook: kill every worker now and wait (briefly) for their reaping.
     pub fn kill_all(&self) {
-        self.shared.stopping.store(true, SeqCst);
-        self.shared.kill_all_and_reap();
+        let shared = &self.shared;
+        shared.stopping.store(true, SeqCst);
+        // First a child still in its spawn: until it is gone, its spawning thread waits (and
+        // holds the reaper's registry).
+        spawn::kill_every_child();
+        let workers = shared.current_workers();
+        for worker in &workers {
+            worker.kill();
+        }
+        let mut deadline = Deadline::after(KILL_REAP_TIMEOUT);
+        for worker in workers.iter().filter(|worker| !worker.wait_ended(&mut deadline)) {
+            tracing::error!(
+                worker_pid = worker.pid,
+                "MPM: {} was killed but not reaped in time",
+                worker.name
+            );
+        }
     }
 }
 
@@ -290,16 +288,13 @@ impl Shared {
             worker: name.clone(),
             cause,
         };
-        if self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) {
-            return Err(failed("MPM is stopping".into()));
-        }
+        self.open_for_calls()
+            .map_err(|_| failed("MPM is stopping".into()))?;
         let args = (self.config.worker_command)(&self.config.worker(slot));
         // No lock is held across the spawn: a child stopped before its exec holds the
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
-        let spawner = self.spawning.enter();
-        let spawned = WorkerProcess::spawn(&self.program, &args, slot);
-        drop(spawner);
-        let (worker, outputs) = spawned.map_err(|e| failed(e.to_string()))?;
+        let (worker, outputs) =
+            WorkerProcess::spawn(&self.program, &args, slot).map_err(|e| failed(e.to_string()))?;
         tracing::debug!(
             event = "spawned",
             worker = %name,
@@ -311,7 +306,7 @@ impl Shared {
             // Under the slot's lock: a stop or a forced exit either finds it installed, or
             // began before, and then this worker is ended here.
             let mut current = self.slots[slot].lock_unpoisoned();
-            if self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) {
+            if self.open_for_calls().is_err() {
                 drop(current);
                 discard(&worker, "killed: MPM began stopping during its spawn");
                 return Err(failed("MPM is stopping".into()));
@@ -336,6 +331,15 @@ impl Shared {
         Ok(Handshaking { worker, heard })
     }
 
+    /// Refuses a new call (or update) once the stop has begun.
+    fn open_for_calls(&self) -> Result<(), MpmError> {
+        match (self.stopping.load(SeqCst), self.withdrawing.load(SeqCst)) {
+            (true, _) => Err(MpmError::Stopped),
+            (false, true) => Err(MpmError::Stopping),
+            (false, false) => Ok(()),
+        }
+    }
+
     /// Whether the stop has begun or been requested: no worker is replaced from then on.
     fn stop_begun(&self) -> bool {
         self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) || (self.stop_requested)()
@@ -346,26 +350,6 @@ impl Shared {
             .iter()
             .filter_map(|slot| slot.lock_unpoisoned().clone())
             .collect()
-    }
-
-    fn kill_all_and_reap(&self) {
-        // First the children still in their spawn: until they are gone, their spawning
-        // threads wait (and hold the reaper's registry).
-        self.spawning.kill_children();
-        let workers = self.current_workers();
-        for worker in &workers {
-            worker.kill();
-        }
-        let mut deadline = Deadline::after(KILL_REAP_TIMEOUT);
-        for worker in &workers {
-            if !worker.wait_ended(&mut deadline) {
-                tracing::error!(
-                    worker_pid = worker.pid,
-                    "MPM: {} was killed but not reaped in time",
-                    worker.name
-                );
-            }
-        }
     }
 
     /// Joins every monitor thread, including any started while joining (a replacement).

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use super::wake::Wake;
+use super::child::Wake;
 use crate::mpm::shared::protocol::{Command, Frame};
 
 const WITHDRAW: u8 = 1;
@@ -172,16 +172,9 @@ impl Stdin {
             let Some(pipe) = pipe.as_mut() else {
                 return TrySend::Closed;
             };
+            // A non-blocking write of at most PIPE_BUF bytes to a pipe takes all or nothing.
             match pipe.get_mut().write(frame) {
-                Ok(n) if n == frame.len() => TrySend::Sent,
-                Ok(n) => {
-                    // Not what a pipe does with a frame this short; should it happen, the
-                    // rest waits in the (empty) buffer and the monitor writes it when there
-                    // is room, as for a control frame.
-                    let _ = pipe.write_all(&frame[n..]);
-                    self.unflushed.store(true, SeqCst);
-                    TrySend::Sent
-                }
+                Ok(_) => TrySend::Sent,
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => TrySend::WouldBlock,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => TrySend::WouldBlock,
                 // The worker is gone: its monitor fails the call.

@@ -95,7 +95,14 @@ impl Shared {
         // A worker that dies after its handshake but before the whole start is decided (the
         // others still handshaking) is replaced once the start succeeded: waiting here is what
         // keeps it from being forgotten, and from being replaced by a start that then aborts.
-        if !expected && started && self.start_outcome.wait() && !self.stop_begun() {
+        if !expected
+            && started
+            && self
+                .start_outcome
+                .wait_within(&mut Deadline::after(Duration::MAX))
+                == Some(true)
+            && !self.stop_begun()
+        {
             self.replace(worker.slot);
         }
     }

@@ -22,12 +22,7 @@ impl Mpm {
     pub fn update(&self) -> Result<u64, MpmError> {
         let shared = &self.shared;
         let _one = shared.one_update_at_a_time.lock_unpoisoned();
-        if shared.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        if shared.withdrawing.load(SeqCst) {
-            return Err(MpmError::Stopping);
-        }
+        shared.open_for_calls()?;
         tracing::info!(event = "update-started", "MPM.update: started");
         let workers: Vec<_> = shared
             .current_workers()
