@@ -27,7 +27,8 @@ use super::{Shared, WORKER_STOP_TIMEOUT};
 /// A caller's deadline, cut to the worker's stop deadline once the stop has begun.
 pub(super) struct AnswerDeadline {
     deadline: Deadline,
-    in_the_stop: bool,
+    /// The deadline was cut by the stop: a worker that missed it is to be killed.
+    pub(super) in_the_stop: bool,
 }
 
 impl AnswerDeadline {
@@ -36,11 +37,6 @@ impl AnswerDeadline {
             deadline: Deadline::after(bound),
             in_the_stop: false,
         }
-    }
-
-    /// Whether the deadline was cut by the stop: a worker that missed it is to be killed.
-    pub(super) fn in_the_stop(&self) -> bool {
-        self.in_the_stop
     }
 
     fn notice_the_stop(&mut self, shared: &Shared) {

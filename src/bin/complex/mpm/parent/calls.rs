@@ -208,7 +208,7 @@ impl Shared {
         deadline: &AnswerDeadline,
     ) -> Result<Reply, MpmError> {
         self.forget(id);
-        if deadline.in_the_stop() {
+        if deadline.in_the_stop {
             self.kill_unanswering(worker, &format!("call {id}{what}"));
             return Err(MpmError::WorkerCrashed {
                 worker: worker.name.clone(),

@@ -38,7 +38,7 @@ pub(super) fn pump(
         mut stderr,
         wake,
     } = outputs;
-    let mut reports = Reports::default();
+    let mut reports = Vec::new();
     let mut lines = Lines::default();
     let mut chunk = vec![0u8; CHUNK];
     let (mut stdout_open, mut stderr_open) = (true, true);
@@ -79,7 +79,7 @@ pub(super) fn pump(
             stderr_open = take_in_lines(worker, &mut stderr, &mut chunk, &mut lines);
         }
         if stdout_open && fds[0].revents != 0 {
-            match reports.take_in(&mut stdout, &mut chunk, &mut on_report) {
+            match take_in_reports(&mut reports, &mut stdout, &mut chunk, &mut on_report) {
                 Ok(true) => {}
                 Ok(false) => stdout_open = false,
                 Err(error) => {
@@ -98,41 +98,30 @@ pub(super) fn pump(
     broken
 }
 
-/// Report lines as they come in.
-#[derive(Default)]
-struct Reports {
-    /// Read and not yet a whole frame.
-    partial: Vec<u8>,
-}
-
-impl Reports {
-    /// One read (poll said it will not block); handles every whole frame. `Ok(false)` at the
-    /// end of the stream.
-    fn take_in(
-        &mut self,
-        stdout: &mut File,
-        chunk: &mut [u8],
-        on_report: &mut impl FnMut(Report),
-    ) -> Result<bool, ProtocolError> {
-        let n = match stdout.read(chunk) {
-            Ok(0) if self.partial.is_empty() => return Ok(false),
-            Ok(0) => {
-                return Err(ProtocolError::Io(io::Error::from(io::ErrorKind::UnexpectedEof)));
-            }
-            Ok(n) => n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(true),
-            Err(error) => return Err(error.into()),
-        };
-        self.partial.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
-        while let Some(length) = complete_line(&self.partial[start..])? {
-            let line = &self.partial[start..start + length - 1];
-            start += length;
-            on_report(Report::from_line(line)?);
-        }
-        self.partial.drain(..start);
-        Ok(true)
+/// One read of the worker's stdout (poll said it will not block) onto `partial`, what was
+/// read and is not yet a whole frame; handles every whole frame. `Ok(false)` at the end.
+fn take_in_reports(
+    partial: &mut Vec<u8>,
+    stdout: &mut File,
+    chunk: &mut [u8],
+    on_report: &mut impl FnMut(Report),
+) -> Result<bool, ProtocolError> {
+    let n = match stdout.read(chunk) {
+        Ok(0) if partial.is_empty() => return Ok(false),
+        Ok(0) => return Err(ProtocolError::Io(io::Error::from(io::ErrorKind::UnexpectedEof))),
+        Ok(n) => n,
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(true),
+        Err(error) => return Err(error.into()),
+    };
+    partial.extend_from_slice(&chunk[..n]);
+    let mut start = 0;
+    while let Some(length) = complete_line(&partial[start..])? {
+        let line = &partial[start..start + length - 1];
+        start += length;
+        on_report(Report::from_line(line)?);
     }
+    partial.drain(..start);
+    Ok(true)
 }
 
 /// One read of the worker's stderr; forwards its whole lines. Returns whether it is open.

@@ -22,8 +22,6 @@ use nix::sys::wait::WaitStatus;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest wait before a restart.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// How often a backoff looks whether the stop has begun.
-const STOP_LOOK: Duration = Duration::from_millis(50);
 
 impl Shared {
     /// The monitor thread of one incarnation: takes in its reports and log lines until both
@@ -210,11 +208,9 @@ impl Shared {
             humantime::format_duration(delay)
         );
         let mut backoff = Deadline::after(delay);
-        // Looked at between short naps: a stop must never wait for a backoff.
-        while backoff
-            .slice(|slice| std::thread::sleep(slice.min(STOP_LOOK)))
-            .is_some()
-        {
+        // Looked at after every slice (a thirty-second of the delay): a stop does not wait
+        // for a backoff.
+        while backoff.slice(std::thread::sleep).is_some() {
             if self.stop_begun() {
                 return false;
             }

@@ -48,7 +48,7 @@ impl Mpm {
         for _ in 0..sent.len() {
             let answer = match deadline.recv(shared, &replies) {
                 Ok(answer) => answer,
-                Err(RecvTimeoutError::Timeout) if deadline.in_the_stop() => {
+                Err(RecvTimeoutError::Timeout) if deadline.in_the_stop => {
                     for (id, worker) in &sent {
                         if shared.take_pending(*id).is_some() {
                             shared.kill_unanswering(worker, "the update");
