@@ -935,7 +935,7 @@ fn the_whole_group_stopped_and_continued_goes_on_as_before() {
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
 }
 
-/// The worker's stop deadline (`mpm/manager/mod.rs`), and how far past it a stuck worker may
+/// The worker's stop deadline (`mpm/parent/mod.rs`), and how far past it a stuck worker may
 /// be killed: a tenth, plus the moments before the stop reaches the manager.
 const WORKER_STOP_DEADLINE: Duration = Duration::from_secs(10);
 const LATE_AT_MOST: Duration = Duration::from_millis(1_500);
