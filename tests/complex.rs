@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 
 use checks::*;
 use support::{
-    Event, Matcher, PATIENCE, Run, Signal, event, fields, mentions_pid, phase, signal_event, worker_event,
+    Event, Matcher, Options, PATIENCE, Run, Signal, event, fields, mentions_pid, phase, signal_event,
+    worker_event,
 };
 
 // ---------------------------------------------------------------------------------------
@@ -718,4 +719,127 @@ fn the_worker_subcommand_run_by_hand_exits_2_with_a_clear_message() {
         !stderr.contains("panicked at") && !stderr.contains('{') && stdout.is_empty(),
         "nothing but the message may be printed (no panic, no log event, no frame); {context}"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// What a worker gets, and what it runs.
+
+/// A descriptor the main process inherited without close-on-exec (fd 7, opened by the shell
+/// that execs `complex`), and the service manager's variables: no worker gets either.
+#[test]
+fn a_worker_inherits_no_descriptor_but_its_pipes_nor_the_service_manager_s_variables() {
+    let dir = std::env::temp_dir().join(format!("graceful-inherit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Nothing listens on the socket: the main process says so and goes on.
+    let (marker, socket) = (dir.join("handed-down"), dir.join("notify"));
+    std::fs::write(&marker, b"").unwrap();
+    let options = Options {
+        env: vec![
+            ("NOTIFY_SOCKET".into(), socket.display().to_string()),
+            ("WATCHDOG_USEC".into(), "60000000".into()),
+            ("WATCHDOG_PID".into(), "1".into()),
+        ],
+        wrapper: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("exec \"$0\" \"$@\" 7<'{}'", marker.display()),
+        ],
+        ..Options::default()
+    };
+    let mut run = Run::spawn_with(COMPLEX, &["--time-scale", FAST], &options);
+    run.wait_for(phase("app", "started"), PATIENCE);
+    let handed_down = |pid: i32| {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .map(|fds| {
+                fds.flatten()
+                    .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == marker))
+            })
+            .unwrap_or(false)
+    };
+    if !handed_down(run.pid()) {
+        run.fail("the main process must hold fd 7 as handed down (the test's premise)");
+    }
+    for worker in workers_running_now(&run) {
+        if handed_down(worker.pid()) {
+            run.fail(&format!("{} (pid {}) inherited fd 7", worker.name, worker.pid));
+        }
+        let environ = std::fs::read(format!("/proc/{}/environ", worker.pid)).unwrap_or_default();
+        for variable in ["NOTIFY_SOCKET=", "WATCHDOG_USEC=", "WATCHDOG_PID="] {
+            if environ
+                .split(|&b| b == 0)
+                .any(|pair| pair.starts_with(variable.as_bytes()))
+            {
+                run.fail(&format!(
+                    "{} (pid {}) has {variable} in its environment",
+                    worker.name, worker.pid
+                ));
+            }
+        }
+    }
+    run.signal_group(Signal::Int);
+    run.wait_exit();
+    run.assert_ended_by(Signal::Int);
+    assert_no_pid_left(&mut run);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The program's file deleted while it runs (a package upgrade removes it): a worker killed
+/// then is replaced all the same, by the program that is running, and the run stops in order.
+#[test]
+fn a_worker_is_replaced_by_the_running_program_once_its_file_is_deleted() {
+    let dir = std::env::temp_dir().join(format!("graceful-deleted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("complex");
+    std::fs::copy(COMPLEX, &copy).unwrap();
+    let mut run = Run::spawn(copy.to_str().unwrap(), &["--time-scale", FAST]);
+    run.wait_for(phase("app", "started"), PATIENCE);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let started = run
+        .log()
+        .iter()
+        .find(|e| e.process() == Some("worker-2") && e.is("worker-2", "started"))
+        .cloned()
+        .unwrap_or_else(|| run.fail("worker-2 must have started before the app did"));
+    let victim = kill_worker(&mut run, &started);
+    wait_for_replacement(&mut run, &victim, 1);
+    run.signal_group(Signal::Int);
+    assert_graceful_end(&mut run, Signal::Int, DEFAULTS, std::slice::from_ref(&victim));
+}
+
+/// Restarts back off: the first at once, the second 250 ms later, the third 500 ms later;
+/// each wait is announced (`event=restart-backoff`) before it is waited.
+#[test]
+fn restarts_back_off_and_say_when_the_next_try_is() {
+    let mut run = complex(&["--time-scale", FAST, "--restart-limit", "3"]);
+    run.wait_for(phase("app", "started"), PATIENCE);
+    let mut started = run
+        .log()
+        .iter()
+        .find(|e| e.process() == Some("worker-2") && e.is("worker-2", "started"))
+        .cloned()
+        .unwrap_or_else(|| run.fail("worker-2 must have started before the app did"));
+    let mut killed = Vec::new();
+    for restart in 1..=3 {
+        let victim = kill_worker(&mut run, &started);
+        let reported = Instant::now();
+        started = wait_for_replacement(&mut run, &victim, restart);
+        let delay = match restart {
+            1 => Duration::ZERO,
+            later => Duration::from_millis(250 << (later - 2)),
+        };
+        if reported.elapsed() < delay {
+            run.fail(&format!("restart {restart} came before its {delay:?} backoff"));
+        }
+        killed.push(victim);
+    }
+    let delays: Vec<i64> = run
+        .all(&event("restart-backoff"))
+        .iter()
+        .filter_map(|e| e.int("delay_ms"))
+        .collect();
+    if delays != [250, 500] {
+        run.fail(&format!("expected backoffs of 250 and 500 ms, saw {delays:?}"));
+    }
+    run.signal_group(Signal::Int);
+    assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &killed);
 }

@@ -950,3 +950,72 @@ fn the_whole_group_stopped_and_continued_goes_on_as_before() {
     run.signal_group(Signal::Int);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
 }
+
+/// The worker's stop deadline (`mpm/parent/mod.rs`), and how far past it a stuck worker may
+/// be killed: a tenth, plus the moments before the stop reaches the manager.
+const WORKER_STOP_DEADLINE: Duration = Duration::from_secs(10);
+const LATE_AT_MOST: Duration = Duration::from_millis(1_500);
+
+/// Ctrl+Z as MPM's stop begins, `fg` past every worker's stop deadline: every process was
+/// stopped, so no worker is judged late; nothing is killed, nothing fails.
+#[test]
+fn the_whole_group_stopped_past_the_worker_stop_deadline_still_stops_in_order() {
+    let mut run = complex(&["--time-scale", FAST]);
+    run.wait_for(phase("app", "started"), PATIENCE);
+    run.signal_group(Signal::Int);
+    run.wait_for(phase("MPM", "stopping"), PATIENCE);
+    stop_and_continue(&run, true, WORKER_STOP_DEADLINE + Duration::from_millis(500));
+    assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
+}
+
+/// One worker stopped alone (SIGSTOP) with a call in hand, then Ctrl+C to the main process,
+/// which is sent SIGCONT every 100 ms meanwhile: no signal extends a deadline. The call in
+/// hand waits no longer than the worker's stop deadline: the worker is killed and named
+/// then, and the stop completes, by SIGINT, unforced.
+#[test]
+fn a_worker_stopped_alone_is_killed_at_its_stop_deadline_however_often_main_is_continued() {
+    let shape = Shape {
+        workers: 1,
+        ..DEFAULTS
+    };
+    let mut run = complex(&["--time-scale", FAST, "--workers", "1"]);
+    let started = run.wait_for(
+        |e: &Event| e.process() == Some("worker-1") && e.is("worker-1", "started"),
+        PATIENCE,
+    );
+    let worker = worker_from(&run, &started);
+    // Every call goes to the one worker: once it is stopped, the busy tasks' calls are stuck.
+    run.wait_for(phase("app", "started"), PATIENCE);
+    // SAFETY: kill(2) on a worker of the run, alive (it has not stopped yet).
+    assert_eq!(unsafe { libc::kill(worker.pid(), libc::SIGSTOP) }, 0);
+    run.signal(Signal::Int);
+    let sent = Instant::now();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let continues = {
+        let (done, main) = (done.clone(), run.pid());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                // SAFETY: kill(2) on the run's main process, reaped only after this ends.
+                unsafe { libc::kill(main, libc::SIGCONT) };
+                // The pace of the SIGCONTs under test, not a synchronisation.
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let killing = run.wait_for(
+        |e: &Event| {
+            e.process() == Some("main") && e.event() == Some("killing") && e.str("worker") == Some("worker-1")
+        },
+        PATIENCE,
+    );
+    let waited = sent.elapsed();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    continues.join().unwrap();
+    if waited < WORKER_STOP_DEADLINE || waited > WORKER_STOP_DEADLINE + LATE_AT_MOST {
+        run.fail(&format!(
+            "worker-1 must be killed at its {WORKER_STOP_DEADLINE:?} stop deadline, not after {waited:?}: {}",
+            killing.raw
+        ));
+    }
+    assert_graceful_end(&mut run, Signal::Int, shape, &[worker]);
+}

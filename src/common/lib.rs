@@ -55,7 +55,8 @@
 //! For a process that is not run by an [`Edge`] (`complex`'s worker processes): [`logging`]
 //! (one bounded writer per process), [`signals`] (the intake), [`panics`], [`components`]
 //! (lifecycle events), [`reaper`] (children the PID 1 reaper must leave alone), [`notify`]
-//! (the variables a child must not inherit), [`sync`].
+//! (the variables a child must not inherit), [`deadline`] (a bound on waiting for another
+//! party that the time this process spent stopped never spends), [`sync`].
 //!
 //! # Process-wide state, and why
 //! Four globals remain, each because what it guards is process-wide by nature: the log
@@ -73,6 +74,7 @@
 compile_error!("graceful is Unix-only: its subject is signals, process groups and PID 1");
 
 pub mod components;
+pub mod deadline;
 #[cfg(feature = "demo")]
 pub mod demo;
 mod edge;

@@ -1,37 +1,26 @@
-//! The process layer: the MultiProcessManager (`MPM`) and its worker processes.
+//! The process layer: the MultiProcessManager (`MPM`) and its worker processes, by side.
 //!
-//! Where the reference's process lessons live, one file each:
-//! - Lesson 5 (catch the signal in workers) and lesson 6 (or ignore it, but notice the
-//!   parent's death): [`worker`], the worker's side; end-of-file on stdin in `worker/intake.rs`.
-//! - Lesson 7 (synchronise worker start): [`handshake`], both sides, for the first start
-//!   and for every restart.
-//! - Stop outranks every queued call: [`lanes`], fed by the work loop in [`worker`].
+//! - [`parent`]: the main process's side, a blocking API (start, calls, update, stop) over
+//!   N worker processes, each watched by a monitor thread.
+//! - [`worker`]: the worker process's side, `complex worker`: its signal policy, its intake
+//!   and its work loop.
+//! - [`shared`]: what both sides agree on: the settings, the frames on the pipes (JSON
+//!   lines), and the handshake's steps.
 //!
-//! The rest is the machinery they stand on:
-//! - [`config`]: the layer's own settings (the command line maps its flags onto them).
-//! - [`manager`]: the parent side, a blocking API (start, stop, update, process_*).
-//! - [`child`]: one worker process as the parent holds it (pipes, kill, reap).
-//! - [`protocol`]: the frames on the pipes, JSON lines.
-//! - [`dummy`]: the DummyManager that does the simulated work.
-//! - [`latch`]: a value set once and awaited by threads.
-//! - [`arrivals`]: deadlines that judge what a worker had sent, not when we woke.
-//! - [`continued`]: a deadline forgives the time the whole run was stopped (Ctrl+Z).
-//! - [`worker_logs`]: a worker's log lines, carried whole to the main process's writer.
+//! Where the reference's process lessons live, each file opening with its number (as in the
+//! README's lesson table):
+//! - lesson 5, catch the signal in workers: `worker/mod.rs`;
+//! - lesson 6, or ignore it, but notice the parent's death: `worker/intake.rs`;
+//! - lesson 7, synchronise worker start: `shared/handshake.rs` (the parent's half in
+//!   `parent/handshake.rs`);
+//! - lesson 8, the worker's command lanes (stop > update > call): `worker/lanes.rs`.
+//!
+//! The sides import `shared` and never each other.
 
-pub mod arrivals;
-pub mod child;
-pub mod config;
-pub mod continued;
-pub mod dummy;
-pub mod handshake;
-pub mod lanes;
-pub mod latch;
-pub mod manager;
-pub mod protocol;
-pub mod spawn;
+pub mod parent;
+pub mod shared;
 pub mod worker;
-pub mod worker_logs;
 
-pub use config::{Fault, MpmConfig, WorkerConfig};
-pub use manager::{Mpm, MpmError, Reply, Submitted};
-pub use protocol::Method;
+pub use parent::{Mpm, MpmError, Reply, Submitted};
+pub use shared::config::{Fault, MpmConfig, WorkerConfig};
+pub use shared::protocol::Method;

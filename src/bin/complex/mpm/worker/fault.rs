@@ -1,18 +1,40 @@
 //! Faults planted on purpose (the hidden `--inject-fault`), to prove the torture tool
-//! catches what they break. Never part of a normal run.
+//! catches what they break. Never part of a normal run, and never inside the work loop:
+//! they come in through [`next_work`], the loop's choice of its next item, and
+//! [`after_the_start`].
 
 use std::io::Write;
 use std::time::Duration;
 
 use graceful::logging::LogFormat;
 
-use super::super::lanes::StopCause;
-use super::super::protocol::Method;
-use super::super::worker_logs;
+use super::lanes::{Lanes, StopCause, Work};
+use crate::mpm::shared::config::{Fault, WorkerConfig};
+use crate::mpm::shared::protocol::Method;
+
+/// The work loop's next item, through the planted fault if there is one.
+pub fn next_work(fault: Option<Fault>) -> impl FnMut(&mut Lanes) -> Option<Work> {
+    move |lanes| {
+        let work = lanes.next()?;
+        match (&work, fault) {
+            (Work::Stop(cause), Some(Fault::WorkerIgnoresStop)) => ignore_the_stop(cause),
+            (Work::Call(_, method), Some(Fault::WorkerPanics)) => panic_on_call_zero(method),
+            _ => {}
+        }
+        Some(work)
+    }
+}
+
+/// Once the worker has started, before it serves.
+pub fn after_the_start(config: &WorkerConfig, flush_bound: Duration) {
+    if config.fault == Some(Fault::SlowLogLine) {
+        write_slow_log_line(&config.name(), config.log_format, flush_bound);
+    }
+}
 
 /// [`Fault::WorkerIgnoresStop`](crate::mpm::Fault::WorkerIgnoresStop): the orphan the reference warns about. The worker neither
 /// stops nor exits; only its parent's kill ends it.
-pub fn ignore_the_stop(cause: StopCause) -> ! {
+fn ignore_the_stop(cause: &StopCause) -> ! {
     tracing::warn!(
         event = "fault",
         fault = "worker-ignores-stop",
@@ -26,7 +48,7 @@ pub fn ignore_the_stop(cause: StopCause) -> ! {
 /// [`Fault::SlowLogLine`](crate::mpm::Fault::SlowLogLine): one log line of 8 KiB, well past a pipe's atomic write,
 /// written straight to fd 2 in 64-byte pieces over about 2.5 s, so a test can kill the worker
 /// in the middle of it. Finished, it is a proper line of the run's format.
-pub fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration) {
+fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration) {
     const PIECE: usize = 64;
     tracing::warn!(
         event = "fault",
@@ -52,7 +74,7 @@ pub fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration)
             "main", "fault"
         ),
     } + "\n";
-    worker_logs::flush(flush_bound);
+    graceful::logging::flush(flush_bound);
     // std's stderr is unbuffered: each piece is one write(2) to fd 2.
     let mut stderr = std::io::stderr();
     for piece in line.as_bytes().chunks(PIECE) {
@@ -64,7 +86,7 @@ pub fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration)
 }
 
 /// [`Fault::WorkerPanics`](crate::mpm::Fault::WorkerPanics): `process_number(0)` panics.
-pub fn panic_on_call_zero(method: &Method) {
+fn panic_on_call_zero(method: &Method) {
     if *method == Method::ProcessNumber(0) {
         tracing::warn!(
             event = "fault",

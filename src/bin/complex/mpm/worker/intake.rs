@@ -1,7 +1,10 @@
-//! The worker's intake: the parent's commands, read from stdin into the lanes.
+//! Lesson 6 of the reference: **... or ignore the signal and rely on the stop command; but
+//! an orphan then never stops.**
 //!
-//! **A dead parent is end-of-file on stdin** (lesson 6). The parent holds the only write
-//! end of this pipe; when it is gone, however it died (even by SIGKILL), the kernel closes
+//! The worker's intake: the parent's commands, read from stdin into the lanes. *Pitfall:*
+//! a worker that waits for a stop command waits forever once its parent is killed
+//! (SIGKILL, the OOM killer). *Fix:* a dead parent is end-of-file on stdin. The parent
+//! holds the only write end of this pipe; when it is gone, however it died (even by SIGKILL), the kernel closes
 //! that end and the next read returns end-of-file. That is the stop of last resort:
 //! [`StopCause::ParentGone`], so no orphan outlives its parent.
 //!
@@ -16,8 +19,8 @@ use std::fs::File;
 use std::io::{self, BufReader};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
-use super::super::lanes::{Lanes, StopCause};
-use super::super::protocol::{Command, Frame};
+use super::lanes::{Lanes, StopCause};
+use crate::mpm::shared::protocol::{Command, Frame};
 
 /// The parent's commands, buffered once.
 pub struct Intake {

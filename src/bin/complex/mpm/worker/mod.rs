@@ -1,32 +1,24 @@
-//! The worker process: `complex worker --index N ...`, started by the manager, never by hand.
+//! Lesson 5 of the reference: **catch KeyboardInterrupt in workers.**
 //!
-//! Two lessons of the reference live here, the worker's half of each:
-//!
-//! **Lesson 5: catch KeyboardInterrupt in workers.** A terminal's Ctrl+C reaches the whole
-//! process group, workers included. *Pitfall:* a worker that dies of it (or prints a
-//! traceback) abandons the item in hand and leaves its parent guessing. *Fix:* the worker
-//! logs the signal (`action=ignored`) and leaves the decision to its parent, which sends the
-//! stop command: [`install_signal_policy`]. (It was spawned with the signals blocked and
-//! installing the handlers unblocks them: the start's half is lesson 7, `handshake.rs`.)
-//!
-//! **Lesson 6: ... or ignore it and rely on the stop event; but an orphan then never stops.**
-//! *Pitfall:* a worker that ignores signals and waits for a stop command waits forever
-//! once its parent is killed (SIGKILL, the OOM killer). *Fix:* the parent holds the only
-//! write end of the worker's stdin, so the parent's death, however it happens, is
-//! end-of-file there: the worker finishes the item in hand and exits (`event=parent-gone`).
-//! See `intake.rs`.
-//!
-//! **Stop outranks every queued call.** The work loop ([`serve`]) takes one item at a time
-//! from the lanes (stop > update > call, `lanes.rs`), and after every item sorts into them
-//! everything the parent sent meanwhile: a stop sent behind a thousand calls is honoured
-//! after the item in hand, not after the thousand.
+//! The worker process, `complex worker --index N ...`, started by the manager, never by
+//! hand. A terminal's Ctrl+C reaches the whole process group, workers included.
+//! *Pitfall:* a worker that dies of it (or prints a traceback) abandons the item in hand and
+//! leaves its parent guessing. *Fix:* the worker logs the signal (`action=ignored`) and
+//! leaves the decision to its parent, which sends the stop command:
+//! [`install_signal_policy`]. (It was spawned with the signals blocked and installing the
+//! handlers unblocks them: lesson 7, `shared/handshake.rs`.) Lesson 6, the parent's death,
+//! is `intake.rs`; lesson 8, the lanes the work loop ([`serve`]) takes its items from,
+//! `lanes.rs`.
 //!
 //! Its log goes to its stderr, a pipe its parent reads and forwards line by line (see
-//! `worker_logs.rs`); before it exits it flushes what its log writer still holds, bounded,
-//! so a stalled log never keeps an orphan alive.
+//! `parent/worker_logs.rs`); before it exits it flushes what its log writer still holds,
+//! bounded, so a stalled log never keeps an orphan alive. Planted faults (`fault.rs`) come
+//! in through the choice of the next item, never through the loop itself.
 
+mod dummy;
 mod fault;
 mod intake;
+mod lanes;
 
 use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
@@ -35,13 +27,11 @@ use std::time::{Duration, Instant};
 use graceful::components::Components;
 use graceful::signals;
 
-use super::config::{Fault, WorkerConfig};
-use super::dummy::DummyManager;
-use super::handshake;
-use super::lanes::{Lanes, StopCause, Work};
-use super::protocol::{Frame, MAX_WITHDRAWN_PER_FRAME, Report};
-use super::worker_logs;
+use crate::mpm::shared::config::WorkerConfig;
+use crate::mpm::shared::protocol::{Frame, MAX_WITHDRAWN_PER_FRAME, Report};
+use dummy::DummyManager;
 use intake::Intake;
+use lanes::{Lanes, StopCause, Work};
 
 /// The longest an answer waits in the worker's buffer for others to share its write.
 const MAX_BATCH_DELAY: Duration = Duration::from_millis(1);
@@ -99,7 +89,7 @@ fn serve_until_stopped(config: &WorkerConfig, name: &str) -> i32 {
     components.starting(&name);
     graceful::logging::flush(HANDSHAKE_LOG_BOUND);
     let mut out = BufWriter::new(std::io::stdout().lock());
-    if handshake::worker_bootstrapped(&mut out).is_err() {
+    if report(&mut out, &Report::Bootstrapped).is_err() {
         exit_parent_gone(&components, &name);
     }
     if config.fail_start {
@@ -108,21 +98,19 @@ fn serve_until_stopped(config: &WorkerConfig, name: &str) -> i32 {
         // worker as soon as it reads the refusal, and this line must be out by then.
         components.failed(&name, &reason);
         graceful::logging::flush(HANDSHAKE_LOG_BOUND);
-        let _ = handshake::worker_refuses(&mut out, &reason);
+        let _ = report(&mut out, &Report::StartFailed { reason });
         exit(1);
     }
     let mut manager = DummyManager::new(config.time_scale);
     components.started(&name);
     graceful::logging::flush(HANDSHAKE_LOG_BOUND);
-    if handshake::worker_started(&mut out).is_err() {
+    if report(&mut out, &Report::Started).is_err() {
         exit_parent_gone(&components, &name);
     }
-    if config.fault == Some(Fault::SlowLogLine) {
-        fault::write_slow_log_line(&name, config.log_format, EXIT_FLUSH_BOUND);
-    }
+    fault::after_the_start(config, EXIT_FLUSH_BOUND);
 
     let cause = match Intake::stdin() {
-        Ok(intake) => serve(intake, &mut manager, &mut out, config.fault),
+        Ok(intake) => serve(intake, &mut manager, &mut out, fault::next_work(config.fault)),
         Err(error) => StopCause::Garbage(format!("cannot read stdin: {error}")),
     };
     match &cause {
@@ -162,29 +150,29 @@ fn install_signal_policy(name: &str) {
         );
     });
     if let Err(error) = installed {
-        // Without handlers the signals stay blocked (see handshake.rs), so it is still safe.
+        // Without handlers the signals stay blocked (see `parent/spawn.rs`), so it is still safe.
         tracing::error!(cause = %error, "cannot install the signal handlers; shutdown signals stay blocked");
     }
 }
 
 /// The work loop, until a stop: the stop command, the parent gone (end-of-file on stdin,
-/// or stdout broken), or garbage from it.
+/// or stdout broken), or garbage from it. `next` takes the next item from the lanes: a
+/// run without a planted fault passes [`Lanes::next`].
 fn serve(
     mut intake: Intake,
     manager: &mut DummyManager,
     out: &mut impl Write,
-    fault: Option<Fault>,
+    mut next: impl FnMut(&mut Lanes) -> Option<Work>,
 ) -> StopCause {
     let mut lanes = Lanes::default();
     let mut answers = Answers::new(out);
     loop {
-        let Some(work) = lanes.next() else {
+        let Some(work) = next(&mut lanes) else {
             // Idle: wait for the parent's next command, or its end.
             intake.wait_for_one(&mut lanes);
             continue;
         };
         let answer = match work {
-            Work::Stop(cause) if fault == Some(Fault::WorkerIgnoresStop) => fault::ignore_the_stop(cause),
             Work::Stop(cause) => return cause,
             Work::Withdraw(ids) => {
                 if !ids.is_empty() {
@@ -207,16 +195,11 @@ fn serve(
                 id,
                 version: manager.update(),
             },
-            Work::Call(id, parameter) => {
-                if fault == Some(Fault::WorkerPanics) {
-                    fault::panic_on_call_zero(&parameter);
-                }
-                Report::Result {
-                    id,
-                    version: manager.process(&parameter),
-                    parameter,
-                }
-            }
+            Work::Call(id, parameter) => Report::Result {
+                id,
+                version: manager.process(&parameter),
+                parameter,
+            },
         };
         // Stop outranks every queued call: everything the parent sent while this item ran
         // is sorted into the lanes before the next item is chosen.
@@ -256,9 +239,15 @@ impl<'a, W: Write> Answers<'a, W> {
     }
 }
 
+/// A handshake report goes out at once: the parent is waiting for it.
+fn report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    report.write_to(out)?;
+    out.flush()
+}
+
 /// Ends the worker once its queued log lines are written (at most [`EXIT_FLUSH_BOUND`]).
 fn exit(code: i32) -> ! {
-    worker_logs::flush(EXIT_FLUSH_BOUND);
+    graceful::logging::flush(EXIT_FLUSH_BOUND);
     std::process::exit(code)
 }
 
@@ -273,7 +262,7 @@ fn exit_parent_gone(components: &Components, name: &str) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpm::protocol::{Command, Method};
+    use crate::mpm::shared::protocol::{Command, Method};
     use graceful::demo::TimeScale;
     use std::os::unix::net::UnixStream;
 
@@ -293,7 +282,7 @@ mod tests {
         }
         let mut manager = DummyManager::new(TimeScale::new(0.0));
         let mut out = Vec::new();
-        let cause = serve(Intake::new(child.into()), &mut manager, &mut out, None);
+        let cause = serve(Intake::new(child.into()), &mut manager, &mut out, Lanes::next);
         let reports = out
             .split(|&b| b == b'\n')
             .filter(|line| !line.is_empty())

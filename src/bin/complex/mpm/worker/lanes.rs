@@ -1,6 +1,7 @@
-//! A worker's command lanes: stop > update > call, feeding one work loop.
+//! Lesson 8 of the reference: **the worker's command lanes, stop > update > call.**
 //!
-//! The reference feeds a `PriorityQueue` from three threads, one per command kind. Here the
+//! A stop sent behind a thousand calls is honoured after the item in hand, not after the
+//! thousand. The reference feeds a `PriorityQueue` from three threads, one per command kind. Here the
 //! commands arrive on one pipe, so the work loop itself takes in everything already readable
 //! before each item, sorts it into lanes, and takes from the highest non-empty lane: a stop
 //! is honoured after the item in hand, however many calls were queued before it. One thread
@@ -15,7 +16,7 @@
 
 use std::collections::VecDeque;
 
-use super::protocol::{Command, Method};
+use crate::mpm::shared::protocol::{Command, Method};
 
 /// Why the worker stops.
 #[derive(Clone, Debug, PartialEq, Eq)]

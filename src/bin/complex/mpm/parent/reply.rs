@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::super::protocol::Method;
+use crate::mpm::shared::protocol::Method;
 
 /// What a call or an update answered.
 #[derive(Debug)]

@@ -11,23 +11,10 @@
 //! mid-line) is never written: it is dropped and reported as a `truncated` event. A line
 //! longer than [`MAX_LINE`] is dropped the same way rather than held in memory without bound.
 //!
-//! [`forward`] and [`flush`] are `graceful::logging`'s: the main process's one writer.
-
-use std::time::Duration;
+//! Each whole line goes to `graceful::logging::forward`, the main process's one writer.
 
 /// The longest line carried; anything longer is dropped (worker lines are far shorter).
 pub const MAX_LINE: usize = 64 * 1024;
-
-/// Hands one complete line (without its newline) of `worker`'s log to this process's
-/// writer: queued, never waiting for stderr.
-pub fn forward(worker: &str, line: &[u8]) {
-    graceful::logging::forward(worker, line);
-}
-
-/// In a worker, before it exits: writes the lines still queued, waiting at most `bound`.
-pub fn flush(bound: Duration) {
-    graceful::logging::flush(bound);
-}
 
 /// What [`Lines::push`] found besides whole lines.
 #[derive(Debug, PartialEq, Eq)]

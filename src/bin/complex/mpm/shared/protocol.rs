@@ -54,6 +54,16 @@ impl Method {
     }
 }
 
+impl std::fmt::Display for Method {
+    /// `process_string(parameter="text")`, as the reference prints a call.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ProcessString(parameter) => write!(f, "process_string(parameter={parameter:?})"),
+            Self::ProcessNumber(parameter) => write!(f, "process_number(parameter={parameter})"),
+        }
+    }
+}
+
 /// Parent to worker: `{"call":{...}}`, `{"update":{...}}`, `"withdraw"`, `"stop"`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

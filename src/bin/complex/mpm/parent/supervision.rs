@@ -6,13 +6,22 @@ use graceful::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::SyncSender;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::super::child::{Outputs, WorkerProcess, describe_exit};
-use super::super::handshake::{self, Heard, Step};
-use super::super::protocol::Report;
+use graceful::deadline::Deadline;
+
+use super::child::{Outputs, WorkerProcess, describe_exit};
+use super::handshake::{self, Heard};
 use super::pump::pump;
 use super::{MpmError, Reply, Shared};
+use crate::mpm::shared::handshake::Step;
+use crate::mpm::shared::protocol::Report;
+use nix::sys::wait::WaitStatus;
+
+/// The wait before the second restart within the window; each later one waits twice as long.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The longest wait before a restart.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Shared {
     /// The monitor thread of one incarnation: takes in its reports and log lines until both
@@ -51,7 +60,8 @@ impl Shared {
             }
         });
         let status = worker.reap();
-        let expected = worker.was_closed() && broken.is_none() && status.is_some_and(|s| s.success());
+        let expected =
+            worker.stdin.was_closed() && broken.is_none() && matches!(status, Some(WaitStatus::Exited(_, 0)));
         let how = describe_exit(status);
         let how = match broken {
             Some(error) => format!("sent garbage ({error}), then {how}"),
@@ -83,36 +93,31 @@ impl Shared {
         // A worker that dies after its handshake but before the whole start is decided (the
         // others still handshaking) is replaced once the start succeeded: waiting here is what
         // keeps it from being forgotten, and from being replaced by a start that then aborts.
-        if !expected && started && self.start_outcome.wait() && !self.stop_begun() {
+        if !expected
+            && started
+            && self
+                .start_outcome
+                .wait_within(&mut Deadline::after(Duration::MAX))
+                == Some(true)
+            && !self.stop_begun()
+        {
             self.replace(worker.slot);
         }
     }
 
-    /// A worker answered calls as withdrawn: their callers hear so. The first answer (the
-    /// acknowledgement of the withdraw command) is logged with its count; later ones are
-    /// calls that reached the worker after it.
+    /// A worker answered calls as withdrawn: their callers hear so. The first answer is the
+    /// acknowledgement of the withdraw command; later ones are calls that came after it.
     fn withdrawn(&self, worker: &WorkerProcess, ids: &[u64], first: bool) {
         for &id in ids {
             self.complete(id, Err(MpmError::Withdrawn));
         }
-        let count = ids.len();
-        let calls = if count == 1 { "call" } else { "calls" };
-        if first && count > 0 {
+        let (count, more) = (ids.len(), if first { "" } else { " more" });
+        if count > 0 {
             tracing::info!(
                 event = "withdrawn",
                 worker = %worker.name,
                 count,
-                "MPM: {} withdrew {count} {calls} it had not begun",
-                worker.name
-            );
-        } else if first {
-            tracing::debug!("MPM: {} had no call waiting to withdraw", worker.name);
-        } else if count > 0 {
-            tracing::debug!(
-                event = "withdrawn",
-                worker = %worker.name,
-                count,
-                "MPM: {} withdrew {count} more {calls} that reached it after the withdrawal",
+                "MPM: {} withdrew {count}{more} call(s) it had not begun",
                 worker.name
             );
         }
@@ -147,6 +152,9 @@ impl Shared {
                 (self.on_fatal)(cause);
                 return;
             };
+            if !self.back_off(&name, restart) {
+                continue;
+            }
             tracing::warn!(
                 event = "restarting",
                 worker = %name,
@@ -178,6 +186,36 @@ impl Shared {
                 ),
             }
         }
+    }
+
+    /// Before restart number `restart` within the window: the first at once, each later one
+    /// twice as long after the one before it (from [`FIRST_BACKOFF`]), so that a failure
+    /// that will not go away does not spend the whole budget within a millisecond. Says
+    /// when the next try is. `false` when the stop began meanwhile.
+    fn back_off(&self, name: &str, restart: usize) -> bool {
+        let Some(doublings) = restart.checked_sub(2) else {
+            return true;
+        };
+        let delay = FIRST_BACKOFF
+            .saturating_mul(1 << doublings.min(6))
+            .min(MAX_BACKOFF);
+        tracing::info!(
+            event = "restart-backoff",
+            worker = %name,
+            restart,
+            delay_ms = delay.as_millis() as u64,
+            "MPM: next try to replace {name} in {}",
+            humantime::format_duration(delay)
+        );
+        let mut backoff = Deadline::after(delay);
+        // Looked at after every slice (a thirty-second of the delay): a stop does not wait
+        // for a backoff.
+        while backoff.slice(std::thread::sleep).is_some() {
+            if self.stop_begun() {
+                return false;
+            }
+        }
+        !self.stop_begun()
     }
 
     /// Counts a restart against the budget; `None` once it is exhausted.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use graceful::demo::TimeScale;
 
-use super::protocol::Method;
+use crate::mpm::shared::protocol::Method;
 
 /// The simulated heavy worker living inside each worker process.
 pub struct DummyManager {
@@ -28,25 +28,11 @@ impl DummyManager {
     /// Runs one call: 0.5 s for `process_string`, 0.3 s for `process_number`, scaled.
     /// Returns the version it ran at.
     pub fn process(&mut self, method: &Method) -> u64 {
-        let cost = match method {
-            Method::ProcessString(parameter) => {
-                tracing::debug!(
-                    event = "work",
-                    method = "process_string",
-                    "DummyManager.process_string(parameter={parameter:?})"
-                );
-                Duration::from_millis(500)
-            }
-            Method::ProcessNumber(parameter) => {
-                tracing::debug!(
-                    event = "work",
-                    method = "process_number",
-                    "DummyManager.process_number(parameter={parameter})"
-                );
-                Duration::from_millis(300)
-            }
-        };
-        self.time_scale.block(cost);
+        tracing::debug!(event = "work", method = method.name(), "DummyManager.{method}");
+        self.time_scale.block(match method {
+            Method::ProcessString(_) => Duration::from_millis(500),
+            Method::ProcessNumber(_) => Duration::from_millis(300),
+        });
         self.version
     }
 

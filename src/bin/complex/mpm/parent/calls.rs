@@ -12,14 +12,15 @@ use graceful::sync::LockUnpoisoned;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use super::super::arrivals::recv_by;
-use super::super::child::{TrySend, WorkerProcess};
-use super::super::protocol::{Command, Method};
+use super::answers::AnswerDeadline;
+use super::child::WorkerProcess;
+use super::stdin::TrySend;
 use super::{Mpm, MpmError, Reply, Shared, Stats};
+use crate::mpm::shared::protocol::{Command, Method};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -82,7 +83,7 @@ impl Mpm {
         let (reply, answer) = oneshot::channel();
         let (id, worker) = self.shared.enlist(method.name(), Waiter::Async(reply))?;
         let command = Command::Call { id, method };
-        match worker.try_send(&command) {
+        match worker.stdin.try_send(&command) {
             TrySend::Sent => {
                 log_sent(&command, &worker);
                 Ok(Submitted::Sent(self.awaited(id, worker, answer)))
@@ -144,47 +145,22 @@ impl AwaitedReply {
     /// Waits for the answer, 30 s at most. Dropping this future abandons the answer, never
     /// the call: the worker runs it anyway, and the manager logs the answer nobody took.
     pub async fn wait(mut self) -> Result<Reply, MpmError> {
-        let stats = &self.mpm.shared.stats;
-        let deadline = Instant::now() + CALL_TIMEOUT;
-        // `None`: no answer by the deadline; `Some(Err(()))`: released without one.
-        let answer = match tokio::time::timeout_at(deadline.into(), &mut self.answer).await {
-            Ok(answer) => Some(answer.map_err(drop)),
-            Err(_) => {
-                // Past the deadline: first take in what the worker sent by then.
-                self.worker.arrivals.catch_up_async(deadline).await;
-                match self.answer.try_recv() {
-                    Ok(answer) => Some(Ok(answer)),
-                    Err(oneshot::error::TryRecvError::Empty) => None,
-                    Err(oneshot::error::TryRecvError::Closed) => Some(Err(())),
-                }
-            }
-        };
+        let shared = &self.mpm.shared;
+        let mut deadline = AnswerDeadline::after(CALL_TIMEOUT);
+        let answer = deadline.answer(shared, &mut self.answer).await;
         let result = match answer {
             Some(Ok(answer)) => answer,
-            Some(Err(_)) => Err(MpmError::StoppedWhileWaiting),
-            None => {
-                self.mpm.shared.forget(self.id);
-                tracing::error!(event = "call-timeout", "MPM: call {} timed out", self.id);
-                Err(MpmError::Timeout(CALL_TIMEOUT))
-            }
+            Some(Err(())) => Err(MpmError::StoppedWhileWaiting),
+            None => shared.unanswered(self.id, &self.worker, "", &deadline),
         };
-        stats.count_call(&result);
+        shared.stats.count_call(&result);
         result
     }
 }
 
 fn log_sent(command: &Command, worker: &WorkerProcess) {
-    let Command::Call { id, method } = command else {
-        return;
-    };
-    match method {
-        Method::ProcessString(p) => tracing::debug!(
-            "MPM.process_string(parameter={p:?}): call {id} to {}",
-            worker.name
-        ),
-        Method::ProcessNumber(p) => {
-            tracing::debug!("MPM.process_number(parameter={p}): call {id} to {}", worker.name)
-        }
+    if let Command::Call { id, method } = command {
+        tracing::debug!("MPM.{method}: call {id} to {}", worker.name);
     }
 }
 
@@ -206,7 +182,8 @@ impl Shared {
         let what = method.name();
         let (reply, answer) = sync_channel(1);
         let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
-        match recv_by(&answer, Instant::now() + CALL_TIMEOUT, &[&worker.arrivals]) {
+        let mut deadline = AnswerDeadline::after(CALL_TIMEOUT);
+        match deadline.recv(self, &answer) {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) if error.is_the_stop() => {
                 tracing::debug!("MPM: call {id} ({what}) on {}: {error}", worker.name);
@@ -216,17 +193,34 @@ impl Shared {
                 tracing::warn!("MPM: call {id} ({what}) on {} failed: {error}", worker.name);
                 Err(error)
             }
-            Err(RecvTimeoutError::Timeout) => {
-                self.forget(id);
-                tracing::error!(
-                    event = "call-timeout",
-                    "MPM: call {id} ({what}) on {} timed out",
-                    worker.name
-                );
-                Err(MpmError::Timeout(CALL_TIMEOUT))
-            }
+            Err(RecvTimeoutError::Timeout) => self.unanswered(id, &worker, &format!(" ({what})"), &deadline),
             Err(RecvTimeoutError::Disconnected) => Err(MpmError::StoppedWhileWaiting),
         }
+    }
+
+    /// Call `id` got no answer within its deadline: forgotten, and its worker killed if the
+    /// deadline was the stop's.
+    fn unanswered(
+        &self,
+        id: u64,
+        worker: &WorkerProcess,
+        what: &str,
+        deadline: &AnswerDeadline,
+    ) -> Result<Reply, MpmError> {
+        self.forget(id);
+        if deadline.in_the_stop {
+            self.kill_unanswering(worker, &format!("call {id}{what}"));
+            return Err(MpmError::WorkerCrashed {
+                worker: worker.name.clone(),
+                how: "killed: it neither answered nor stopped by its stop deadline".into(),
+            });
+        }
+        tracing::error!(
+            event = "call-timeout",
+            "MPM: call {id}{what} on {} timed out",
+            worker.name
+        );
+        Err(MpmError::Timeout(CALL_TIMEOUT))
     }
 
     /// Registers the caller with the least-loaded live worker and sends it the call,
@@ -238,7 +232,7 @@ impl Shared {
     ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
         let (id, worker) = self.enlist(method.name(), waiter)?;
         let command = Command::Call { id, method };
-        if worker.send(&command).is_ok() {
+        if worker.stdin.send(&command).is_ok() {
             log_sent(&command, &worker);
         } else {
             // Its monitor fails the pending call (or already did): the caller hears of it.
@@ -254,12 +248,7 @@ impl Shared {
         what: &'static str,
         waiter: Waiter,
     ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
-        if self.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        if self.withdrawing.load(SeqCst) {
-            return Err(MpmError::Stopping);
-        }
+        self.open_for_calls()?;
         let id = self.next_id.fetch_add(1, SeqCst);
         let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
         self.register(id, &worker, what, waiter)?;
@@ -276,7 +265,7 @@ impl Shared {
             .cycle()
             .skip(first)
             .take(workers.len())
-            .filter(|w| w.alive.load(SeqCst) && !w.was_closed())
+            .filter(|w| w.alive.load(SeqCst) && !w.stdin.was_closed())
             .min_by_key(|w| w.in_flight.load(SeqCst))
             .cloned()
     }
@@ -291,12 +280,7 @@ impl Shared {
         waiter: Waiter,
     ) -> Result<(), MpmError> {
         let mut pending = self.pending.lock_unpoisoned();
-        if self.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        if self.withdrawing.load(SeqCst) {
-            return Err(MpmError::Stopping);
-        }
+        self.open_for_calls()?;
         if !worker.alive.load(SeqCst) {
             return Err(MpmError::WorkerCrashed {
                 worker: worker.name.clone(),
@@ -363,24 +347,16 @@ impl Shared {
         };
         for (id, pending) in failed {
             pending.worker.in_flight.fetch_sub(1, SeqCst);
-            let error = if self.stopping.load(SeqCst) {
+            if self.stopping.load(SeqCst) {
                 // The worker stopped (or was killed) with this call still queued: the caller
                 // the reference leaves waiting for its timeout is released now, and said so.
-                tracing::warn!(
-                    event = "stranded",
-                    worker = %worker.name,
-                    "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
-                    pending.what,
-                    worker.name
-                );
-                MpmError::StoppedWhileWaiting
+                release_stranded(id, pending);
             } else {
-                MpmError::WorkerCrashed {
-                    worker: worker.name.clone(),
-                    how: how.to_owned(),
-                }
-            };
-            pending.waiter.answer(Err(error));
+                let (worker, how) = (worker.name.clone(), how.to_owned());
+                pending
+                    .waiter
+                    .answer(Err(MpmError::WorkerCrashed { worker, how }));
+            }
         }
     }
 
@@ -389,14 +365,18 @@ impl Shared {
         let stranded: Vec<(u64, Pending)> = self.pending.lock_unpoisoned().drain().collect();
         tracing::debug!("MPM.stop: {} callers still waiting", stranded.len());
         for (id, pending) in stranded {
-            tracing::warn!(
-                event = "stranded",
-                worker = %pending.worker.name,
-                "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
-                pending.what,
-                pending.worker.name
-            );
-            pending.waiter.answer(Err(MpmError::StoppedWhileWaiting));
+            release_stranded(id, pending);
         }
     }
+}
+
+fn release_stranded(id: u64, pending: Pending) {
+    tracing::warn!(
+        event = "stranded",
+        worker = %pending.worker.name,
+        "MPM.stop: releasing a stranded caller: {} (call {id} on {}) will never be answered",
+        pending.what,
+        pending.worker.name
+    );
+    pending.waiter.answer(Err(MpmError::StoppedWhileWaiting));
 }

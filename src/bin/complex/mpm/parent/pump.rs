@@ -5,8 +5,7 @@
 //! - the worker's **stdout**: report lines, handled as soon as each is whole;
 //! - the worker's **stderr**: log lines, each forwarded whole to this process's log writer
 //!   (see `worker_logs.rs`); a line the worker did not finish is dropped and reported;
-//! - its **wake socket**: a waiter past its deadline asks for the watermark (see
-//!   `arrivals.rs`), or a control frame is waiting;
+//! - its **wake socket**: a control frame is waiting;
 //! - the worker's **stdin**, for room, only while a control frame waits for it.
 //!
 //! Why one thread for both pipes rather than a thread per pipe: the worker's last log lines
@@ -17,12 +16,11 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
-use std::time::Instant;
 
-use super::super::arrivals::Watermark;
-use super::super::child::{Delivery, Outputs, WorkerProcess};
-use super::super::protocol::{Frame, ProtocolError, Report, complete_line};
-use super::super::worker_logs::{self, Dropped, Lines};
+use super::child::{Outputs, WorkerProcess};
+use super::stdin::Delivery;
+use super::worker_logs::{self, Dropped, Lines};
+use crate::mpm::shared::protocol::{Frame, ProtocolError, Report, complete_line};
 
 /// Bytes taken per read.
 const CHUNK: usize = 64 * 1024;
@@ -40,16 +38,17 @@ pub(super) fn pump(
         mut stderr,
         wake,
     } = outputs;
-    // Settles every waiter however this returns (even by a panic): no more reports come.
-    let _ended = EndOfReports(worker);
-    let mut reports = Reports::default();
+    let mut reports = Vec::new();
     let mut lines = Lines::default();
-    let mut mark = Watermark::default();
     let mut chunk = vec![0u8; CHUNK];
     let (mut stdout_open, mut stderr_open) = (true, true);
     let mut broken = None;
     while stdout_open || stderr_open {
-        let room_wanted = match worker.control_pending().then(|| worker.deliver_control()) {
+        let room_wanted = match worker
+            .stdin
+            .control_pending()
+            .then(|| worker.stdin.deliver_control())
+        {
             Some(Delivery::Full(fd)) => fd,
             _ => -1,
         };
@@ -74,24 +73,15 @@ pub(super) fn pump(
         }
         if fds[2].revents != 0 {
             wake.drain();
-            if stdout_open {
-                // The instant first, then the count: every byte written before `at` and not
-                // yet read is among the `unread`.
-                let at = Instant::now();
-                mark.request(at, reports.read, unread(&stdout));
-            }
         }
         // Log lines first: a worker logs what it did, then reports it.
         if stderr_open && fds[1].revents != 0 {
             stderr_open = take_in_lines(worker, &mut stderr, &mut chunk, &mut lines);
         }
         if stdout_open && fds[0].revents != 0 {
-            match reports.take_in(&mut stdout, &mut chunk, &mut on_report) {
+            match take_in_reports(&mut reports, &mut stdout, &mut chunk, &mut on_report) {
                 Ok(true) => {}
-                Ok(false) => {
-                    stdout_open = false;
-                    worker.arrivals.end();
-                }
+                Ok(false) => stdout_open = false,
                 Err(error) => {
                     tracing::error!(
                         worker_pid = worker.pid,
@@ -101,55 +91,37 @@ pub(super) fn pump(
                     worker.kill();
                     broken = Some(error.to_string());
                     stdout_open = false;
-                    worker.arrivals.end();
                 }
             }
-        }
-        if let Some(until) = mark.reached(reports.read) {
-            worker.arrivals.taken_in(until);
         }
     }
     broken
 }
 
-/// Report lines as they come in.
-#[derive(Default)]
-struct Reports {
-    /// Bytes read from the pipe so far.
-    read: u64,
-    /// Read and not yet a whole frame.
-    partial: Vec<u8>,
-}
-
-impl Reports {
-    /// One read (poll said it will not block); handles every whole frame. `Ok(false)` at the
-    /// end of the stream.
-    fn take_in(
-        &mut self,
-        stdout: &mut File,
-        chunk: &mut [u8],
-        on_report: &mut impl FnMut(Report),
-    ) -> Result<bool, ProtocolError> {
-        let n = match stdout.read(chunk) {
-            Ok(0) if self.partial.is_empty() => return Ok(false),
-            Ok(0) => {
-                return Err(ProtocolError::Io(io::Error::from(io::ErrorKind::UnexpectedEof)));
-            }
-            Ok(n) => n,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(true),
-            Err(error) => return Err(error.into()),
-        };
-        self.read += n as u64;
-        self.partial.extend_from_slice(&chunk[..n]);
-        let mut start = 0;
-        while let Some(length) = complete_line(&self.partial[start..])? {
-            let line = &self.partial[start..start + length - 1];
-            start += length;
-            on_report(Report::from_line(line)?);
-        }
-        self.partial.drain(..start);
-        Ok(true)
+/// One read of the worker's stdout (poll said it will not block) onto `partial`, what was
+/// read and is not yet a whole frame; handles every whole frame. `Ok(false)` at the end.
+fn take_in_reports(
+    partial: &mut Vec<u8>,
+    stdout: &mut File,
+    chunk: &mut [u8],
+    on_report: &mut impl FnMut(Report),
+) -> Result<bool, ProtocolError> {
+    let n = match stdout.read(chunk) {
+        Ok(0) if partial.is_empty() => return Ok(false),
+        Ok(0) => return Err(ProtocolError::Io(io::Error::from(io::ErrorKind::UnexpectedEof))),
+        Ok(n) => n,
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(true),
+        Err(error) => return Err(error.into()),
+    };
+    partial.extend_from_slice(&chunk[..n]);
+    let mut start = 0;
+    while let Some(length) = complete_line(&partial[start..])? {
+        let line = &partial[start..start + length - 1];
+        start += length;
+        on_report(Report::from_line(line)?);
     }
+    partial.drain(..start);
+    Ok(true)
 }
 
 /// One read of the worker's stderr; forwards its whole lines. Returns whether it is open.
@@ -174,7 +146,7 @@ fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], li
         }
         return false;
     }
-    for Dropped::TooLong(bytes) in lines.push(&chunk[..n], |line| worker_logs::forward(name, line)) {
+    for Dropped::TooLong(bytes) in lines.push(&chunk[..n], |line| graceful::logging::forward(name, line)) {
         tracing::warn!(
             event = "truncated",
             component = name,
@@ -186,32 +158,10 @@ fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], li
     true
 }
 
-/// Bytes waiting in a pipe. Should the kernel not say, 0: the watermark then only covers
-/// what was already read, and a late report may be judged missing, as before.
-fn unread(pipe: &File) -> u64 {
-    let mut count: libc::c_int = 0;
-    // SAFETY: FIONREAD on a descriptor we own writes one int through the pointer.
-    let rc = unsafe { libc::ioctl(pipe.as_raw_fd(), libc::FIONREAD, &mut count) };
-    if rc == 0 {
-        u64::try_from(count).unwrap_or(0)
-    } else {
-        0
-    }
-}
-
 fn poll_fd(fd: Option<std::os::fd::RawFd>, events: libc::c_short) -> libc::pollfd {
     libc::pollfd {
         fd: fd.unwrap_or(-1),
         events,
         revents: 0,
-    }
-}
-
-/// Marks the worker's report stream ended when the monitor's loop is left, however.
-struct EndOfReports<'a>(&'a WorkerProcess);
-
-impl Drop for EndOfReports<'_> {
-    fn drop(&mut self) {
-        self.0.arrivals.end();
     }
 }

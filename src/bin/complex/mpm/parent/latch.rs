@@ -1,8 +1,8 @@
-//! A value set once, awaited by blocking threads (with or without a deadline).
+//! A value set once, awaited by blocking threads within a deadline.
 
+use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Instant;
 
 /// Set once (later sets are ignored); every waiter wakes with the value.
 pub struct Latch<T> {
@@ -28,30 +28,14 @@ impl<T: Clone> Latch<T> {
         }
     }
 
-    /// Waits for the value.
-    pub fn wait(&self) -> T {
-        let mut slot = self.lock();
-        loop {
-            if let Some(value) = slot.as_ref() {
-                return value.clone();
-            }
-            slot = self.set.wait(slot).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// Waits for the value until `deadline`; `None` if it is not set by then.
-    pub fn wait_until(&self, deadline: Instant) -> Option<T> {
+    /// Waits for the value within `deadline`; `None` if it is not set by then.
+    pub fn wait_within(&self, deadline: &mut Deadline) -> Option<T> {
         let mut slot = self.lock();
         loop {
             if let Some(value) = slot.as_ref() {
                 return Some(value.clone());
             }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            slot = self
-                .set
-                .wait_timeout(slot, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            slot = deadline.wait(&self.set, slot)?;
         }
     }
 
@@ -71,17 +55,20 @@ mod tests {
         let latch = Arc::new(Latch::new());
         let waiter = {
             let latch = latch.clone();
-            std::thread::spawn(move || latch.wait())
+            std::thread::spawn(move || latch.wait_within(&mut Deadline::after(Duration::from_secs(60))))
         };
         latch.set(1);
         latch.set(2);
-        assert_eq!(waiter.join().unwrap(), 1);
-        assert_eq!(latch.wait_until(Instant::now()), Some(1));
+        assert_eq!(waiter.join().unwrap(), Some(1));
+        assert_eq!(latch.wait_within(&mut Deadline::after(Duration::ZERO)), Some(1));
     }
 
     #[test]
     fn deadline_passes_when_unset() {
         let latch: Latch<()> = Latch::new();
-        assert_eq!(latch.wait_until(Instant::now() + Duration::from_millis(5)), None);
+        assert_eq!(
+            latch.wait_within(&mut Deadline::after(Duration::from_millis(5))),
+            None
+        );
     }
 }

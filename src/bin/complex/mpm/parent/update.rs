@@ -8,12 +8,12 @@
 use graceful::sync::LockUnpoisoned;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, sync_channel};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::super::arrivals::{Arrivals, recv_by};
-use super::super::protocol::Command;
+use super::answers::AnswerDeadline;
 use super::calls::Waiter;
 use super::{Mpm, MpmError, Reply};
+use crate::mpm::shared::protocol::Command;
 
 const UPDATE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -22,12 +22,7 @@ impl Mpm {
     pub fn update(&self) -> Result<u64, MpmError> {
         let shared = &self.shared;
         let _one = shared.one_update_at_a_time.lock_unpoisoned();
-        if shared.stopping.load(SeqCst) {
-            return Err(MpmError::Stopped);
-        }
-        if shared.withdrawing.load(SeqCst) {
-            return Err(MpmError::Stopping);
-        }
+        shared.open_for_calls()?;
         tracing::info!(event = "update-started", "MPM.update: started");
         let workers: Vec<_> = shared
             .current_workers()
@@ -38,22 +33,29 @@ impl Mpm {
             return Err(MpmError::NoWorker);
         }
         let (reply, replies) = sync_channel(workers.len());
-        let mut expected = 0;
+        let mut sent = Vec::new();
         for worker in &workers {
             let id = shared.next_id.fetch_add(1, SeqCst);
             shared.register(id, worker, "update", Waiter::Blocking(reply.clone()))?;
-            match worker.send(&Command::Update { id }) {
-                Ok(()) => expected += 1,
+            match worker.stdin.send(&Command::Update { id }) {
+                Ok(()) => sent.push((id, worker)),
                 Err(_) => shared.forget(id),
             }
         }
         drop(reply);
-        let deadline = Instant::now() + UPDATE_TIMEOUT;
+        let mut deadline = AnswerDeadline::after(UPDATE_TIMEOUT);
         let mut version = 0;
-        let sent_to: Vec<&Arrivals> = workers.iter().map(|w| &w.arrivals).collect();
-        for _ in 0..expected {
-            let answer = match recv_by(&replies, deadline, &sent_to) {
+        for _ in 0..sent.len() {
+            let answer = match deadline.recv(shared, &replies) {
                 Ok(answer) => answer,
+                Err(RecvTimeoutError::Timeout) if deadline.in_the_stop => {
+                    for (id, worker) in &sent {
+                        if shared.take_pending(*id).is_some() {
+                            shared.kill_unanswering(worker, "the update");
+                        }
+                    }
+                    Err(MpmError::StoppedWhileUpdating)
+                }
                 Err(RecvTimeoutError::Timeout) => Err(MpmError::Timeout(UPDATE_TIMEOUT)),
                 Err(RecvTimeoutError::Disconnected) => break,
             };

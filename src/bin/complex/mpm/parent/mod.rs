@@ -1,35 +1,28 @@
 //! `MPM`, the MultiProcessManager: a blocking API over N worker processes.
 //!
-//! - `start`: spawn every worker, then the reference's two-step handshake: every worker
-//!   `bootstrapped` within 5 s, then every worker `started` within 30 s. Any failure or delay
+//! - `start` spawns every worker and runs the reference's two-step handshake; any failure
 //!   kills and reaps every spawned worker and fails the start.
-//! - `process_string` / `process_number`: sent to the least-loaded live worker; the caller
-//!   blocks for the answer (30 s at most). `update`: sent to every worker, one update at a
-//!   time, waiting for all.
-//! - A monitor thread per worker reads its answers and notices its end at once (end of its
-//!   stdout). An unexpected end fails the calls in flight on it, naming it, and starts a
-//!   replacement with the handshake while the others keep serving; past the restart budget
-//!   (OTP's restart intensity: N restarts within T) the manager asks the application to stop.
-//! - `withdraw_queued`: the first step of the stop. New calls are refused, and every worker
-//!   answers each call it has not begun as withdrawn, so the stop waits only for the calls in
-//!   workers' hands, never for a queue, however many busy tasks there are.
-//! - `stop`: withdraw (if not done yet), the stop command to every worker, wait with a
-//!   deadline, kill the late ones, reap all, then release every caller still waiting with an
-//!   error. Idempotent. Once a stop is requested (even while the shield still delays it),
-//!   a worker that dies is reported `failed` and never replaced: a supervisor that is
-//!   shutting down restarts nothing.
-//! - Every deadline (each handshake step, an update round, a worker's stop, a call) judges
-//!   what the worker had *sent* by then, not what this process happened to have read when it
-//!   woke: see `arrivals.rs`.
+//! - Calls go to the least-loaded live worker; `update` to every worker, one round at a time.
+//! - A monitor thread per worker reads what it sends and notices its end at once. An
+//!   unexpected end fails the calls in flight on it, naming it, and a replacement starts
+//!   (with the handshake) within the restart budget (OTP's restart intensity: N restarts
+//!   within T; past it, the application is asked to stop). Once a stop is requested (even
+//!   while the shield still delays it), nothing is replaced.
+//! - The stop: withdraw every call no worker has begun, so it waits for calls in hand and
+//!   never for a queue; the stop command to every worker; a deadline; the late ones killed.
+//! - Every deadline is a `graceful::deadline::Deadline`: time the whole run spent stopped
+//!   is not counted, and no signal extends it. Once the stop has begun, a caller waits no
+//!   longer than the worker's own stop deadline (see `answers.rs`).
 //!
 //! Files: this one holds the manager's state, its start and its stop; [`calls`] the
-//! calls and their waiting callers; [`update`] the update round; [`supervision`] the
-//! monitors and restarts; [`pump`] the monitor's loop over a worker's pipes. The handshake
-//! both the start and a restart run is lesson 7's own file, `handshake.rs`.
+//! calls and their waiting callers, [`answers`] how long they wait; [`update`] the update
+//! round; [`supervision`] the monitors and restarts, [`pump`] a monitor's loop over a
+//! worker's pipes; [`handshake`] the parent's half of lesson 7. One worker process:
+//! [`child`] (pid, end), [`stdin`] (commands), [`spawn`] (how it starts),
+//! [`worker_logs`]; [`latch`] a value set once.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
@@ -37,17 +30,26 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use graceful::components::Components;
+use graceful::deadline::Deadline;
 
-use super::child::WorkerProcess;
-use super::config::MpmConfig;
-use super::handshake::{self, Handshaking};
-use super::latch::Latch;
+use crate::mpm::shared::config::MpmConfig;
+use child::WorkerProcess;
+use handshake::Handshaking;
+use latch::Latch;
+use spawn::Program;
 
+mod answers;
 mod calls;
+mod child;
+mod handshake;
+mod latch;
 mod pump;
 mod reply;
+mod spawn;
+mod stdin;
 mod supervision;
 mod update;
+mod worker_logs;
 
 pub use calls::Submitted;
 pub use reply::{MpmError, Reply};
@@ -65,7 +67,8 @@ pub struct Mpm {
 
 struct Shared {
     config: MpmConfig,
-    exe: PathBuf,
+    /// This executable, opened once: what every worker runs.
+    program: Program,
     components: Components,
     on_fatal: Box<dyn Fn(String) + Send + Sync>,
     /// Whether the application was asked to stop (even if its shield still delays it).
@@ -81,6 +84,9 @@ struct Shared {
     stopping: AtomicBool,
     /// Set by [`Mpm::withdraw_queued`], under the pending lock: no call is registered after.
     withdrawing: AtomicBool,
+    /// Wakes the async callers once `withdrawing` is set: their wait is now bounded by the
+    /// worker's stop deadline (see `answers.rs`).
+    withdrawal_begun: tokio::sync::Notify,
     one_update_at_a_time: Mutex<()>,
     restarts: Mutex<VecDeque<Instant>>,
     monitors: Mutex<Vec<JoinHandle<()>>>,
@@ -107,13 +113,11 @@ impl Mpm {
         stop_requested: impl Fn() -> bool + Send + Sync + 'static,
         on_fatal: impl Fn(String) + Send + Sync + 'static,
     ) -> Self {
-        let exe = std::env::current_exe()
-            .unwrap_or_else(|_| PathBuf::from(std::env::args_os().next().unwrap_or_default()));
         Self {
             shared: Arc::new(Shared {
                 slots: (0..config.workers).map(|_| Mutex::new(None)).collect(),
                 config,
-                exe,
+                program: Program::this_executable(),
                 components,
                 on_fatal: Box::new(on_fatal),
                 stop_requested: Box::new(stop_requested),
@@ -123,6 +127,7 @@ impl Mpm {
                 start_outcome: Latch::new(),
                 stopping: AtomicBool::new(false),
                 withdrawing: AtomicBool::new(false),
+                withdrawal_begun: tokio::sync::Notify::new(),
                 one_update_at_a_time: Mutex::new(()),
                 restarts: Mutex::new(VecDeque::new()),
                 monitors: Mutex::new(Vec::new()),
@@ -136,9 +141,6 @@ impl Mpm {
     pub fn start(&self) -> Result<(), MpmError> {
         let shared = &self.shared;
         shared.components.starting("MPM");
-        if let Err(error) = super::continued::watch() {
-            tracing::warn!(cause = %error, "MPM: cannot watch SIGCONT; a stop of the whole run (Ctrl+Z) may fail a deadline");
-        }
         tracing::debug!("MPM.start: spawning {} workers", shared.config.workers);
         let mut handshaking = Vec::new();
         for slot in 0..shared.config.workers {
@@ -172,7 +174,7 @@ impl Mpm {
     /// every call it has not begun, queued or arriving later, as [`MpmError::Withdrawn`]. The
     /// call in a worker's hands still finishes and is answered; updates are kept (one round
     /// at a time, it is the update task's item in hand). Never blocks (the withdraw command
-    /// is written when the pipe has room; see `child.rs`). Idempotent.
+    /// is written when the pipe has room; see `stdin.rs`). Idempotent.
     pub fn withdraw_queued(&self) {
         let shared = &self.shared;
         {
@@ -183,6 +185,7 @@ impl Mpm {
                 return;
             }
         }
+        shared.withdrawal_begun.notify_waiters();
         let workers = shared.current_workers();
         tracing::debug!(
             event = "withdrawing",
@@ -191,7 +194,7 @@ impl Mpm {
             workers.len()
         );
         for worker in &workers {
-            worker.withdraw();
+            worker.stdin.withdraw();
         }
     }
 
@@ -205,7 +208,7 @@ impl Mpm {
         shared.components.stopping("MPM");
         self.withdraw_queued();
         let workers = shared.current_workers();
-        let deadline = Instant::now() + WORKER_STOP_TIMEOUT;
+        let mut deadline = Deadline::after(WORKER_STOP_TIMEOUT);
         tracing::debug!(
             event = "stop-sent",
             workers = workers.len(),
@@ -213,11 +216,11 @@ impl Mpm {
             workers.len()
         );
         for worker in &workers {
-            worker.close();
+            worker.stdin.close();
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
-            if !ended_by(worker, deadline) {
+            if !worker.wait_ended(&mut deadline) {
                 tracing::warn!(
                     event = "killing",
                     worker = %worker.name,
@@ -226,7 +229,7 @@ impl Mpm {
                     worker.name
                 );
                 worker.kill();
-                worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT);
+                worker.wait_ended(&mut Deadline::after(KILL_REAP_TIMEOUT));
             }
         }
         shared.join_monitors();
@@ -249,33 +252,35 @@ impl Mpm {
 
     /// The forced exit's hook: kill every worker now and wait (briefly) for their reaping.
     pub fn kill_all(&self) {
-        self.shared.stopping.store(true, SeqCst);
-        self.shared.kill_all_and_reap();
+        let shared = &self.shared;
+        shared.stopping.store(true, SeqCst);
+        // First a child still in its spawn: until it is gone, its spawning thread waits (and
+        // holds the reaper's registry).
+        spawn::kill_every_child();
+        let workers = shared.current_workers();
+        for worker in &workers {
+            worker.kill();
+        }
+        let mut deadline = Deadline::after(KILL_REAP_TIMEOUT);
+        for worker in workers.iter().filter(|worker| !worker.wait_ended(&mut deadline)) {
+            tracing::error!(
+                worker_pid = worker.pid,
+                "MPM: {} was killed but not reaped in time",
+                worker.name
+            );
+        }
     }
 }
 
-/// Waits until `worker` ended and was reaped, judging by `deadline` whether it closed its
-/// report stream (it exits right after) in time, not whether this thread woke in time.
-fn ended_by(worker: &WorkerProcess, mut deadline: Instant) -> bool {
-    loop {
-        if worker.wait_ended(deadline) {
-            return true;
-        }
-        worker.arrivals.catch_up(deadline);
-        // Its stream ended by the deadline: it is exiting; its monitor reaps it at once.
-        if worker.arrivals.ended() {
-            return worker.wait_ended(Instant::now() + KILL_REAP_TIMEOUT);
-        }
-        // Stopped and continued meanwhile (Ctrl+Z, `fg`): a fresh moment to finish.
-        match super::continued::extended(deadline) {
-            Some(later) => deadline = later,
-            None => return false,
-        }
-    }
+/// Kills and reaps a worker nobody monitors, and settles whoever waits for it.
+fn discard(worker: &WorkerProcess, how: &str) {
+    worker.kill();
+    worker.reap();
+    worker.set_ended(how.into());
 }
 
 impl Shared {
-    /// Spawns the worker for `slot` (signals blocked: see `handshake.rs`), installs it, and
+    /// Spawns the worker for `slot` (signals blocked: see `spawn.rs`), installs it, and
     /// starts its monitor thread; the caller runs the handshake.
     fn launch(self: &Arc<Self>, slot: usize) -> Result<Handshaking, MpmError> {
         let name = format!("worker-{}", slot + 1);
@@ -283,13 +288,13 @@ impl Shared {
             worker: name.clone(),
             cause,
         };
-        let mut current = self.slots[slot].lock_unpoisoned();
-        if self.stopping.load(SeqCst) || self.withdrawing.load(SeqCst) {
-            return Err(failed("MPM is stopping".into()));
-        }
+        self.open_for_calls()
+            .map_err(|_| failed("MPM is stopping".into()))?;
         let args = (self.config.worker_command)(&self.config.worker(slot));
+        // No lock is held across the spawn: a child stopped before its exec holds the
+        // spawning thread (vfork), and the runtime and the forced exit need the slots.
         let (worker, outputs) =
-            WorkerProcess::spawn(&self.exe, &args, slot).map_err(|e| failed(e.to_string()))?;
+            WorkerProcess::spawn(&self.program, &args, slot).map_err(|e| failed(e.to_string()))?;
         tracing::debug!(
             event = "spawned",
             worker = %name,
@@ -297,8 +302,17 @@ impl Shared {
             "MPM: spawned {name} (pid {})",
             worker.pid
         );
-        *current = Some(worker.clone());
-        drop(current);
+        {
+            // Under the slot's lock: a stop or a forced exit either finds it installed, or
+            // began before, and then this worker is ended here.
+            let mut current = self.slots[slot].lock_unpoisoned();
+            if self.open_for_calls().is_err() {
+                drop(current);
+                discard(&worker, "killed: MPM began stopping during its spawn");
+                return Err(failed("MPM is stopping".into()));
+            }
+            *current = Some(worker.clone());
+        }
         let (hear, heard) = sync_channel(3);
         let shared = self.clone();
         let monitored = worker.clone();
@@ -310,14 +324,20 @@ impl Shared {
             Err(error) => {
                 // Without a monitor nobody would reap it, nor fail its calls: do both here.
                 self.fail_in_flight(&worker, "its monitor thread could not start");
-                worker.kill();
-                worker.reap();
-                worker.arrivals.end();
-                worker.set_ended("killed: no monitor".into());
+                discard(&worker, "killed: no monitor");
                 return Err(failed(format!("cannot create its monitor thread: {error}")));
             }
         }
         Ok(Handshaking { worker, heard })
+    }
+
+    /// Refuses a new call (or update) once the stop has begun.
+    fn open_for_calls(&self) -> Result<(), MpmError> {
+        match (self.stopping.load(SeqCst), self.withdrawing.load(SeqCst)) {
+            (true, _) => Err(MpmError::Stopped),
+            (false, true) => Err(MpmError::Stopping),
+            (false, false) => Ok(()),
+        }
     }
 
     /// Whether the stop has begun or been requested: no worker is replaced from then on.
@@ -330,23 +350,6 @@ impl Shared {
             .iter()
             .filter_map(|slot| slot.lock_unpoisoned().clone())
             .collect()
-    }
-
-    fn kill_all_and_reap(&self) {
-        let workers = self.current_workers();
-        for worker in &workers {
-            worker.kill();
-        }
-        let deadline = Instant::now() + KILL_REAP_TIMEOUT;
-        for worker in &workers {
-            if !worker.wait_ended(deadline) {
-                tracing::error!(
-                    worker_pid = worker.pid,
-                    "MPM: {} was killed but not reaped in time",
-                    worker.name
-                );
-            }
-        }
     }
 
     /// Joins every monitor thread, including any started while joining (a replacement).

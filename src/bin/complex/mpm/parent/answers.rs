@@ -1,0 +1,97 @@
+//! How long a caller waits for a worker's answer: its own bound, and once the stop has begun
+//! no longer than the worker's stop deadline.
+//!
+//! **Problem.** A call's bound (30 s) equals the default `--stop-timeout`. A worker that is
+//! stuck with a call in hand (wedged, or stopped by SIGSTOP) keeps its caller, a busy task,
+//! waiting the whole bound, and the stop waits for that task: the whole exit is forced
+//! instead of the one worker being killed at its own stop deadline.
+//!
+//! **Fix.** Once the stop has begun (the withdrawal, its first step), what is left of a
+//! caller's bound is cut to [`WORKER_STOP_TIMEOUT`]: the time a worker gets to finish the
+//! item in hand and exit. A worker that neither answers nor stops by then is killed and
+//! named; its monitor reports it and the stop goes on, unforced. An async caller hears of
+//! the stop at once; a blocked one at the end of its current slice of the deadline (a
+//! thirty-second of the bound at most).
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use graceful::deadline::Deadline;
+
+use super::child::WorkerProcess;
+use super::{Shared, WORKER_STOP_TIMEOUT};
+
+/// A caller's deadline, cut to the worker's stop deadline once the stop has begun.
+pub(super) struct AnswerDeadline {
+    deadline: Deadline,
+    /// The deadline was cut by the stop: a worker that missed it is to be killed.
+    pub(super) in_the_stop: bool,
+}
+
+impl AnswerDeadline {
+    pub(super) fn after(bound: Duration) -> Self {
+        Self {
+            deadline: Deadline::after(bound),
+            in_the_stop: false,
+        }
+    }
+
+    fn notice_the_stop(&mut self, shared: &Shared) {
+        if !self.in_the_stop && shared.withdrawing.load(SeqCst) {
+            self.in_the_stop = true;
+            self.deadline.shorten(WORKER_STOP_TIMEOUT);
+        }
+    }
+
+    /// Receives an answer from `channel`.
+    pub(super) fn recv<T>(&mut self, shared: &Shared, channel: &Receiver<T>) -> Result<T, RecvTimeoutError> {
+        loop {
+            self.notice_the_stop(shared);
+            match self.deadline.slice(|slice| channel.recv_timeout(slice)) {
+                Some(Err(RecvTimeoutError::Timeout)) => {}
+                Some(received) => return received,
+                None => return Err(RecvTimeoutError::Timeout),
+            }
+        }
+    }
+
+    /// Awaits an answer: `None` once the deadline is spent; `Some(Err(()))` when the caller
+    /// was released without one.
+    pub(super) async fn answer<T>(
+        &mut self,
+        shared: &Shared,
+        answer: &mut oneshot::Receiver<T>,
+    ) -> Option<Result<T, ()>> {
+        loop {
+            let stop_begun = shared.withdrawal_begun.notified();
+            tokio::pin!(stop_begun);
+            stop_begun.as_mut().enable();
+            self.notice_the_stop(shared);
+            let in_the_stop = self.in_the_stop;
+            tokio::select! {
+                answered = self.deadline.within(&mut *answer) => {
+                    return answered.map(|answered| answered.map_err(drop));
+                }
+                () = stop_begun, if !in_the_stop => {}
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// A worker that neither answered `what` nor stopped by its stop deadline: killed and
+    /// named (its monitor reports it, and fails its calls).
+    pub(super) fn kill_unanswering(&self, worker: &WorkerProcess, what: &str) {
+        tracing::warn!(
+            event = "killing",
+            worker = %worker.name,
+            worker_pid = worker.pid,
+            "MPM: {} neither answered {what} nor stopped within {WORKER_STOP_TIMEOUT:?} of the stop; killing it",
+            worker.name
+        );
+        worker.kill();
+    }
+}

@@ -1,0 +1,212 @@
+//! One worker process as the manager holds it: its pipes, its pid, and its end.
+//!
+//! Rules that keep "nothing left running, nothing unreaped" true:
+//! - only the monitor thread reaps (after the worker's stdout and stderr ended), so a pid is
+//!   never signalled after it was reaped and possibly reused: [`WorkerProcess::kill`] goes
+//!   through the same lock and does nothing once the child is reaped. The monitor waits
+//!   for the end without reaping first, so a kill during that wait still reaches a worker
+//!   that closed its pipes but lives on;
+//! - `Drop` kills, reaps and reports a child still unreaped, should a handle ever be dropped
+//!   before its monitor reaped it. At the end of the process the real last line of defence
+//!   is the worker's own: its stdin reaches end-of-file and it exits;
+//! - as PID 1 this process reaps adopted orphans: a worker is spawned through the reaper's
+//!   registry, which leaves its status to its monitor.
+//!
+//! Its stdin, the way every command reaches it, is `stdin.rs`.
+
+use graceful::deadline::Deadline;
+use graceful::sync::LockUnpoisoned;
+use nix::sys::wait::WaitStatus;
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use super::latch::Latch;
+use super::spawn::{self, Process, Program, Spawned};
+use super::stdin::Stdin;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+/// A running (or just ended) incarnation of `worker-N`.
+pub struct WorkerProcess {
+    /// `worker-N`.
+    pub name: String,
+    /// N - 1: the slot it fills in the manager.
+    pub slot: usize,
+    /// The OS process id.
+    pub pid: u32,
+    /// Unique across restarts, so a call can tell the incarnation it was sent to.
+    pub incarnation: u64,
+    /// Calls sent to it and not yet answered (for least-loaded dispatch).
+    pub in_flight: AtomicUsize,
+    /// Still reading its reports; cleared (under the manager's pending lock) when they end.
+    pub alive: AtomicBool,
+    /// Its stdin: every command it gets goes through it.
+    pub stdin: Stdin,
+    child: Mutex<Option<Process>>,
+    ended: Latch<String>,
+}
+
+/// What the monitor alone reads: the worker's reports, its log lines, and its wake-ups.
+pub struct Outputs {
+    /// Frames from the worker.
+    pub stdout: File,
+    /// The worker's log lines.
+    pub stderr: File,
+    /// Control requests wake the monitor through it.
+    pub wake: WakeReceiver,
+}
+
+/// Something the spawn needed could not be created (no process slot, no descriptor).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create {what}: {error}")]
+pub struct SpawnError {
+    what: &'static str,
+    error: io::Error,
+}
+
+impl WorkerProcess {
+    /// Spawns `program args` as `worker-N` (signals blocked until its handlers are in place),
+    /// with stdin, stdout and stderr piped to this process. Returns it and what its monitor
+    /// reads.
+    pub fn spawn(
+        program: &Program,
+        args: &[String],
+        slot: usize,
+    ) -> Result<(Arc<Self>, Outputs), SpawnError> {
+        static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
+        let failed = |what| move |error| SpawnError { what, error };
+        // Before the process: a failure here leaves nothing to kill.
+        let (wake, wake_receiver) = wake_pair().map_err(failed("the monitor's wake socket"))?;
+        let Spawned {
+            process,
+            stdin,
+            stdout,
+            stderr,
+        } = graceful::reaper::own(
+            || spawn::spawn_with_signals_blocked(program, args),
+            |spawned| spawned.process.id(),
+        )
+        .map_err(failed("the worker process"))?;
+        let worker = Arc::new(Self {
+            name: format!("worker-{}", slot + 1),
+            slot,
+            pid: process.id(),
+            incarnation: NEXT_INCARNATION.fetch_add(1, SeqCst),
+            in_flight: AtomicUsize::new(0),
+            alive: AtomicBool::new(true),
+            stdin: Stdin::new(stdin, wake),
+            child: Mutex::new(Some(process)),
+            ended: Latch::new(),
+        });
+        Ok((
+            worker,
+            Outputs {
+                stdout,
+                stderr,
+                wake: wake_receiver,
+            },
+        ))
+    }
+
+    /// SIGKILL, unless it was already reaped. The monitor reaps and reports it.
+    pub fn kill(&self) {
+        if let Some(process) = lock(&self.child).as_ref() {
+            let _ = process.kill();
+        }
+    }
+
+    /// Waits for the process to end and reaps it; for the monitor thread only, after the
+    /// worker's stdout ended (so the wait is short).
+    pub fn reap(&self) -> Option<WaitStatus> {
+        // The end first, without reaping: until the reap the pid is still ours, so a kill
+        // meanwhile (a worker that closed its pipes but lives on) still reaches it.
+        let pid = lock(&self.child).as_ref()?.id();
+        let _ = spawn::wait_until_ended(pid);
+        let process = lock(&self.child).take()?;
+        let status = process.wait().ok();
+        // Reaped: the pid is no longer ours, and may come back as an orphan's.
+        graceful::reaper::forget(self.pid);
+        status
+    }
+
+    /// Records how it ended and wakes whoever waits in [`wait_ended`](Self::wait_ended).
+    pub fn set_ended(&self, how: String) {
+        self.ended.set(how);
+    }
+
+    /// Waits until the worker ended and was reported, within `deadline`; returns whether it
+    /// did.
+    pub fn wait_ended(&self, deadline: &mut Deadline) -> bool {
+        self.ended.wait_within(deadline).is_some()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Some(process) = lock(&self.child).take() {
+            tracing::warn!(
+                worker_pid = self.pid,
+                "{} was never reaped by its monitor; killing and reaping it now",
+                self.name
+            );
+            let _ = process.kill();
+            let _ = process.wait();
+            graceful::reaper::forget(self.pid);
+        }
+    }
+}
+
+/// How a process ended, in words: "exit status 0", "killed by SIGKILL".
+pub fn describe_exit(status: Option<WaitStatus>) -> String {
+    match status {
+        Some(WaitStatus::Exited(_, code)) => format!("exit status {code}"),
+        Some(WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
+        Some(other) => format!("{other:?}"),
+        None => "its end could not be observed".into(),
+    }
+}
+
+// Waking a monitor, asleep in `poll` on the worker's pipes, when a control frame waits for
+// room in the worker's stdin: a socket pair polled with the pipes, so an idle monitor costs
+// no periodic wake-up; a wake-up is one byte that never blocks (a full socket holds one).
+
+/// The waking end.
+pub struct Wake(UnixStream);
+
+/// The monitor's end.
+pub struct WakeReceiver(UnixStream);
+
+/// A new pair; fails when no descriptor is left.
+fn wake_pair() -> io::Result<(Wake, WakeReceiver)> {
+    let (wake, receiver) = UnixStream::pair()?;
+    wake.set_nonblocking(true)?;
+    receiver.set_nonblocking(true)?;
+    Ok((Wake(wake), WakeReceiver(receiver)))
+}
+
+impl Wake {
+    /// Wakes the monitor; never blocks.
+    pub fn wake(&self) {
+        let _ = (&self.0).write(&[1]);
+    }
+}
+
+impl WakeReceiver {
+    /// The descriptor to poll for reading.
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Empties the socket (wake-ups carry no data; several count as one).
+    pub fn drain(&self) {
+        let mut sink = [0u8; 64];
+        while matches!((&self.0).read(&mut sink), Ok(n) if n > 0) {}
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock_unpoisoned()
+}

@@ -1,0 +1,318 @@
+//! Starting a worker process whose shutdown signals are blocked from its first instruction,
+//! and which gets nothing of ours but its three pipes.
+//!
+//! **Problem.** std's `Command::spawn` empties the child's signal mask, so a mask set in the
+//! parent does not reach the child, and a `pre_exec` hook that blocks the signals again runs
+//! after a window in which a Ctrl+C meant for the group would run this process's handlers
+//! in the forked copy. A `pre_exec` hook also makes std fork (copying every page table of
+//! a multi-threaded parent) instead of using `posix_spawn`.
+//!
+//! **Fix.** `posix_spawn` with `POSIX_SPAWN_SETSIGMASK`: the C library gives the new
+//! process the mask we ask for before it runs any code of its own, and on Linux it spawns
+//! with `CLONE_VFORK`, which is what makes `complex`'s launch-to-ready fit its target (see
+//! the README's benchmark). The price is a small process handle of our own ([`Process`])
+//! instead of std's `Child`: a pid that is killed and reaped by whoever holds it.
+//!
+//! **Only what a worker needs.** Its stdin, stdout and stderr are pipes, and every other
+//! descriptor is closed in the child before the exec: a descriptor this process inherited
+//! without close-on-exec (a listening socket handed to it) must not live as long as the
+//! workers. It runs this very program ([`Program`]): the executable is opened once, and
+//! spawned through `/proc/self/fd/N`, so a file deleted or replaced meanwhile (a package
+//! upgrade) still starts the program that is running. Its environment is ours without the
+//! service manager's variables, which speak to the main process alone. SIGPIPE is back to
+//! its default in the child.
+
+use std::ffi::{CString, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use graceful::signals::ShutdownSignal;
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+/// The program a worker runs.
+pub struct Program {
+    /// What `exec` opens: `/proc/self/fd/N` of [`Program::this_executable`]'s descriptor.
+    path: PathBuf,
+    /// The worker's `argv[0]`.
+    name: OsString,
+    /// The executable, held open (close-on-exec): its number is in `path`.
+    open: Option<OwnedFd>,
+}
+
+impl Program {
+    /// This process's own executable, opened now: later spawns run it even if its file is
+    /// deleted or replaced. Without `/proc`, its path (and then a replaced file is what runs).
+    pub fn this_executable() -> Self {
+        let name = std::env::args_os().next().unwrap_or_default();
+        let opened = File::open("/proc/self/exe").and_then(|file| above_stdio(file.into()));
+        match opened {
+            Ok(fd) => Self {
+                path: format!("/proc/self/fd/{}", fd.as_raw_fd()).into(),
+                name,
+                open: Some(fd),
+            },
+            Err(_) => Self::at(std::env::current_exe().unwrap_or_else(|_| name.clone().into())),
+        }
+    }
+
+    /// The program at `path`.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        let path = path.into();
+        Self {
+            name: path.clone().into_os_string(),
+            path,
+            open: None,
+        }
+    }
+}
+
+/// A process we spawned, until it is reaped.
+#[derive(Debug)]
+pub struct Process {
+    pid: Pid,
+}
+
+/// A spawned process and this end of its three pipes.
+#[must_use = "the process runs until it is killed and reaped"]
+pub struct Spawned {
+    /// The process.
+    pub process: Process,
+    /// Its stdin.
+    pub stdin: std::fs::File,
+    /// Its stdout.
+    pub stdout: std::fs::File,
+    /// Its stderr.
+    pub stderr: std::fs::File,
+}
+
+impl Process {
+    /// The OS process id.
+    pub fn id(&self) -> u32 {
+        self.pid.as_raw().unsigned_abs()
+    }
+
+    /// SIGKILL. The pid is still ours (this handle exists, so it is not reaped yet).
+    pub fn kill(&self) -> nix::Result<()> {
+        kill(self.pid, Signal::SIGKILL)
+    }
+
+    /// Waits for the process to end and reaps it.
+    pub fn wait(self) -> nix::Result<WaitStatus> {
+        loop {
+            match waitpid(self.pid, None) {
+                Err(Errno::EINTR) => {}
+                waited => return waited,
+            }
+        }
+    }
+}
+
+/// Waits until process `pid` has ended, without reaping it: until its owner reaps it, the
+/// pid stays a zombie of ours, so killing it meanwhile cannot reach another process. Only
+/// for a child of this process that nobody else reaps.
+pub fn wait_until_ended(pid: u32) -> nix::Result<()> {
+    let pid = Pid::from_raw(i32::try_from(pid).map_err(|_| Errno::EINVAL)?);
+    loop {
+        match waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Err(Errno::EINTR) => {}
+            waited => return waited.map(drop),
+        }
+    }
+}
+
+/// SIGKILLs every child of this process, for the forced exit. A child stopped between its
+/// clone and its exec (SIGSTOP) holds the thread that spawns it (`CLONE_VFORK`), and has no
+/// handle yet: `posix_spawn` has not returned. The kernel lists it among the children of
+/// that thread, reliably so while it is stopped. Every child of ours is a worker (or, as
+/// PID 1, an adopted orphan that ends with us anyway), and none is reaped by anyone but
+/// its monitor, which reaps only after its end: a pid listed here is still that child's,
+/// but for the instant between the listing and the kill.
+pub fn kill_every_child() {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|pid| pid.parse().ok()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Spawns `program args` with SIGINT, SIGTERM and SIGHUP blocked in the new process from its
+/// start, its stdin, stdout and stderr piped to this process, and no other descriptor.
+/// (The manager spawns through `WorkerProcess::spawn`, which also
+/// registers the child with the PID-1 reaper.)
+pub(super) fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> io::Result<Spawned> {
+    let (stdin_child, stdin) = pipe()?;
+    let (stdout, stdout_child) = pipe()?;
+    let (stderr, stderr_child) = pipe()?;
+
+    let mut actions = PosixSpawnFileActions::init()?;
+    for (fd, onto) in [(&stdin_child, 0), (&stdout_child, 1), (&stderr_child, 2)] {
+        actions.add_dup2(fd.as_raw_fd(), onto)?;
+    }
+    close_the_rest(&mut actions, program.open.as_ref().map(AsRawFd::as_raw_fd))?;
+    let mut attributes = PosixSpawnAttr::init()?;
+    let blocked: SigSet = ShutdownSignal::ALL
+        .iter()
+        .map(|signal| Signal::try_from(signal.number()))
+        .collect::<Result<_, _>>()?;
+    attributes.set_sigmask(&blocked)?;
+    attributes.set_sigdefault(&SigSet::from(Signal::SIGPIPE))?;
+    attributes.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF)?;
+
+    // A NUL byte inside is an InvalidInput error (std's From<NulError> for io::Error).
+    let path = CString::new(program.path.as_os_str().as_bytes())?;
+    let mut argv = vec![CString::new(program.name.as_bytes())?];
+    for arg in args {
+        argv.push(CString::new(arg.as_bytes())?);
+    }
+    let environment = std::env::vars_os()
+        // The service manager's variables address the main process: a worker that read them
+        // would speak for it (and the watchdog would take its pings as the service's).
+        .filter(|(key, _)| !graceful::notify::VARIABLES.iter().any(|not| key == not))
+        .map(|(key, value)| {
+            let mut pair = key.into_encoded_bytes();
+            pair.push(b'=');
+            pair.extend(value.as_encoded_bytes());
+            Ok(CString::new(pair)?)
+        })
+        .collect::<io::Result<Vec<_>>>()?;
+    let pid = posix_spawn(path.as_c_str(), &actions, &attributes, &argv, &environment)?;
+    // The child's ends are the child's alone: ours close here, so its end of file is seen.
+    drop((stdin_child, stdout_child, stderr_child));
+    Ok(Spawned {
+        process: Process { pid },
+        stdin: stdin.into(),
+        stdout: stdout.into(),
+        stderr: stderr.into(),
+    })
+}
+
+/// Closes every descriptor from 3 in the child before its exec, except `program` (the
+/// executable `exec` opens through `/proc/self/fd`; close-on-exec, it goes with the exec).
+/// The numbers below it are closed one by one: few, and a close of one not open is ignored.
+fn close_the_rest(actions: &mut PosixSpawnFileActions, program: Option<RawFd>) -> io::Result<()> {
+    let from = match program {
+        Some(program) => {
+            for fd in 3..program {
+                actions.add_close(fd)?;
+            }
+            program + 1
+        }
+        None => 3,
+    };
+    // SAFETY: PosixSpawnFileActions is a repr(transparent) wrapper of the C object, which
+    // the call only extends with one action.
+    let added = unsafe {
+        libc::posix_spawn_file_actions_addclosefrom_np(
+            std::ptr::from_mut(actions).cast::<libc::posix_spawn_file_actions_t>(),
+            from,
+        )
+    };
+    match added {
+        0 => Ok(()),
+        error => Err(io::Error::from_raw_os_error(error)),
+    }
+}
+
+/// A close-on-exec pipe, `(read end, write end)`, neither of them descriptor 0, 1 or 2 (a
+/// parent started with a standard stream closed would hand one out, and the child's dup2
+/// onto it would then clobber another of its pipes).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    Ok((above_stdio(read)?, above_stdio(write)?))
+}
+
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        Ok(fd)
+    } else {
+        // try_clone duplicates onto the lowest free number from 3, close-on-exec.
+        fd.try_clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn run(program: &str, args: &[&str], input: &[u8]) -> String {
+        let args: Vec<String> = args.iter().map(|&a| a.into()).collect();
+        let mut spawned = spawn_with_signals_blocked(&Program::at(program), &args).expect(program);
+        spawned.stdin.write_all(input).unwrap();
+        drop(spawned.stdin);
+        let mut output = String::new();
+        spawned.stdout.read_to_string(&mut output).unwrap();
+        let status = spawned.process.wait().unwrap();
+        assert!(
+            matches!(status, WaitStatus::Exited(_, 0)),
+            "{program}: {status:?}"
+        );
+        output
+    }
+
+    #[test]
+    fn the_child_starts_with_the_shutdown_signals_blocked_and_sigpipe_default() {
+        // No shell in between: a shell may change its own mask as it starts.
+        let status = run("/bin/grep", &["-E", "^Sig(Blk|Ign)", "/proc/self/status"], b"");
+        let field = |name: &str| {
+            let line = status.lines().find(|l| l.starts_with(name)).expect(name);
+            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+        };
+        let bit = |signal: i32| 1u64 << (signal - 1);
+        let shutdown = bit(libc::SIGINT) | bit(libc::SIGTERM) | bit(libc::SIGHUP);
+        assert_eq!(field("SigBlk:") & shutdown, shutdown, "{status}");
+        assert_eq!(field("SigIgn:") & bit(libc::SIGPIPE), 0, "{status}");
+    }
+
+    #[test]
+    fn the_child_inherits_no_descriptor_but_its_pipes() {
+        // Not close-on-exec, as a descriptor handed to this process by its parent may be;
+        // numbered high, to be told from the one `ls` opens.
+        use nix::fcntl::{FcntlArg, fcntl};
+        let (read, _write) = nix::unistd::pipe().unwrap();
+        let leaked = fcntl(&read, FcntlArg::F_DUPFD(100)).unwrap();
+        // SAFETY: F_DUPFD just made it, and nothing else owns it.
+        let _owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(leaked) };
+        let listed = run("/bin/ls", &["/proc/self/fd"], b"");
+        // 0, 1, 2, and the directory `ls` is reading.
+        assert_eq!(listed.split_whitespace().count(), 4, "{listed}");
+        assert!(
+            !listed.split_whitespace().any(|fd| fd == leaked.to_string()),
+            "{listed}"
+        );
+    }
+
+    #[test]
+    fn waiting_for_the_end_leaves_the_pid_ours_to_kill_and_reap() {
+        let spawned = spawn_with_signals_blocked(&Program::at("/bin/sleep"), &["60".into()]).unwrap();
+        let pid = spawned.process.id();
+        let waiter = std::thread::spawn(move || wait_until_ended(pid));
+        spawned.process.kill().unwrap();
+        waiter.join().unwrap().unwrap();
+        // Not reaped by the wait: the owner still reads how it ended.
+        let status = spawned.process.wait().unwrap();
+        assert!(
+            matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _)),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_an_error() {
+        assert!(spawn_with_signals_blocked(&Program::at("/nonexistent/worker"), &[]).is_err());
+        // posix_spawn does not search PATH: "sleep" is not found either.
+        assert!(spawn_with_signals_blocked(&Program::at("sleep"), &["60".into()]).is_err());
+    }
+}

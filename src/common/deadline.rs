@@ -1,0 +1,178 @@
+//! Deadlines that count time spent waiting, never time the process spent stopped.
+//!
+//! **Problem.** A clock deadline (`Instant::now() + bound`) fails whoever it judges as soon
+//! as the clock passes it, whether or not anyone could act meanwhile. Ctrl+Z stops every
+//! process of the run: on `fg` every waiter wakes past its deadline and fails a party that
+//! was just as stopped as itself. A starved machine does the same more quietly. Excusing the
+//! time after a SIGCONT does not work either: anyone of the same user can send SIGCONT, and
+//! each one would stretch every deadline again.
+//!
+//! **Fix.** The bound is spent in slices ([`Deadline::slice`]): one wait of at most a slice,
+//! counted for the time it really took but never more than the slice. A waiter that wakes
+//! long after its slice ended (the process was stopped, or not scheduled) has spent one
+//! slice, however long it was away; a waiter that is awake while the party it judges is
+//! stuck spends the bound at the clock's pace and gives up in about `bound`. No signal, no
+//! thread and no global are involved, so nothing anyone sends can extend a deadline.
+//!
+//! A slice is `bound / 32`, within 10 ms and 1 s: long enough that a wake-up's lateness
+//! is a small part of it (a stuck party fails within its bound plus a few percent), short
+//! enough that a stop costs at most a thirty-second of the bound.
+//!
+//! The blocking forms wait on a condition variable ([`Deadline::wait`]), a channel
+//! ([`Deadline::recv`]) or anything that takes a timeout ([`Deadline::slice`]: `poll`, a
+//! latch); the async form awaits a future ([`Deadline::within`]) and measures with tokio's
+//! clock, so a runtime on paused time spends the bound in virtual time.
+
+use std::future::Future;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Condvar, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The shortest slice (a shorter bound is one slice).
+const MIN_SLICE: Duration = Duration::from_millis(10);
+/// The longest slice: what one stop of the whole run may cost a deadline at most.
+const MAX_SLICE: Duration = Duration::from_secs(1);
+
+/// A bound on waiting for another party, spent only while the waiter is awake to wait.
+#[derive(Clone, Debug)]
+pub struct Deadline {
+    left: Duration,
+    slice: Duration,
+}
+
+impl Deadline {
+    /// A deadline `bound` from now, as long as this process is awake to wait.
+    pub fn after(bound: Duration) -> Self {
+        Self {
+            left: bound,
+            slice: (bound / 32).clamp(MIN_SLICE, MAX_SLICE),
+        }
+    }
+
+    /// What is left of the bound.
+    pub fn left(&self) -> Duration {
+        self.left
+    }
+
+    /// Whether the bound is spent: the party judged missed it.
+    pub fn is_spent(&self) -> bool {
+        self.left.is_zero()
+    }
+
+    /// Leaves at most `at_most` of the bound (a later, shorter deadline takes over).
+    pub fn shorten(&mut self, at_most: Duration) {
+        self.left = self.left.min(at_most);
+    }
+
+    /// One wait of at most a slice: `wait` gets the slice's length and waits at most that
+    /// long. Counted for the time it took, never more than the slice. `None` once the bound
+    /// is spent (then `wait` is not called).
+    pub fn slice<R>(&mut self, wait: impl FnOnce(Duration) -> R) -> Option<R> {
+        let slice = self.next_slice()?;
+        let started = Instant::now();
+        let waited = wait(slice);
+        self.spend(started.elapsed(), slice);
+        Some(waited)
+    }
+
+    /// One slice of waiting on `condvar` (which may wake early); `None` once the bound is
+    /// spent. The caller checks its condition and calls again.
+    pub fn wait<'a, T>(&mut self, condvar: &Condvar, guard: MutexGuard<'a, T>) -> Option<MutexGuard<'a, T>> {
+        self.slice(|slice| {
+            condvar
+                .wait_timeout(guard, slice)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0
+        })
+    }
+
+    /// Receives from `channel` within the bound: `Timeout` once it is spent.
+    pub fn recv<T>(&mut self, channel: &Receiver<T>) -> Result<T, RecvTimeoutError> {
+        loop {
+            match self.slice(|slice| channel.recv_timeout(slice)) {
+                None => return Err(RecvTimeoutError::Timeout),
+                Some(Err(RecvTimeoutError::Timeout)) => {}
+                Some(received) => return received,
+            }
+        }
+    }
+
+    /// Awaits `future` within the bound: `None` once it is spent. Pass `&mut future` to
+    /// await it again later (after [`shorten`](Self::shorten), say). Dropped mid-slice, the
+    /// slice is not counted.
+    pub async fn within<F: Future + Unpin>(&mut self, mut future: F) -> Option<F::Output> {
+        loop {
+            let slice = self.next_slice()?;
+            let started = tokio::time::Instant::now();
+            match tokio::time::timeout(slice, &mut future).await {
+                Ok(output) => return Some(output),
+                Err(_) => self.spend(started.elapsed(), slice),
+            }
+        }
+    }
+
+    fn next_slice(&self) -> Option<Duration> {
+        (!self.is_spent()).then(|| self.left.min(self.slice))
+    }
+
+    fn spend(&mut self, waited: Duration, slice: Duration) {
+        self.left = self.left.saturating_sub(waited.min(slice));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_up_long_after_its_slice_costs_one_slice() {
+        let mut deadline = Deadline::after(Duration::from_millis(320));
+        // A process stopped in the middle of its wait wakes far past the slice's end.
+        let slice = deadline
+            .slice(|slice| {
+                std::thread::sleep(slice + Duration::from_millis(400));
+                slice
+            })
+            .unwrap();
+        assert_eq!(slice, Duration::from_millis(10));
+        assert_eq!(
+            deadline.left(),
+            Duration::from_millis(310),
+            "one slice spent, not 410 ms"
+        );
+    }
+
+    #[test]
+    fn a_party_that_never_answers_fails_within_the_bound_plus_a_tenth() {
+        let (_keep, channel) = std::sync::mpsc::channel::<()>();
+        let bound = Duration::from_millis(1_000);
+        let started = Instant::now();
+        let received = Deadline::after(bound).recv(&channel);
+        let waited = started.elapsed();
+        assert_eq!(received, Err(RecvTimeoutError::Timeout));
+        assert!(waited >= bound && waited <= bound + bound / 10, "{waited:?}");
+    }
+
+    #[test]
+    fn shorten_only_ever_shortens() {
+        let mut deadline = Deadline::after(Duration::from_secs(30));
+        deadline.shorten(Duration::from_secs(60));
+        assert_eq!(deadline.left(), Duration::from_secs(30));
+        deadline.shorten(Duration::from_secs(10));
+        assert_eq!(deadline.left(), Duration::from_secs(10));
+        deadline.shorten(Duration::ZERO);
+        assert!(deadline.is_spent());
+        assert_eq!(deadline.slice(|_| ()), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_async_form_spends_the_bound_on_tokio_s_clock() {
+        let mut deadline = Deadline::after(Duration::from_secs(30));
+        let never = std::future::pending::<()>();
+        tokio::pin!(never);
+        assert_eq!(deadline.within(&mut never).await, None);
+        let mut deadline = Deadline::after(Duration::from_secs(30));
+        assert_eq!(deadline.within(Box::pin(async { 7 })).await, Some(7));
+        assert_eq!(deadline.left(), Duration::from_secs(30));
+    }
+}
