@@ -16,7 +16,7 @@
 //! Ending the process waits for the writer for as long as it makes progress
 //! ([`LogQueue::finish`]): a slow but moving stderr gets the stop and the exit event; a
 //! stalled one costs the bound and never a hang. The bound counts time spent waiting, not
-//! time the process spent stopped ([`Patience`]): after Ctrl+Z and `fg` the last lines
+//! time the process spent stopped ([`Deadline`]): after Ctrl+Z and `fg` the last lines
 //! still go out.
 //!
 //! tracing-appender's `non_blocking` writer is the well-known form of this idea; it is not
@@ -28,12 +28,13 @@
 //! Each write is a batch of whole lines of at most `PIPE_BUF` bytes (4 KiB on Linux), which
 //! a pipe takes atomically: a process killed during a write leaves no half line in a pipe.
 
+use crate::deadline::Deadline;
 use crate::sync::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::io::Write;
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Lines held while stderr is stalled; past this, lines are dropped and counted. At about
 /// 300 bytes a line this is a few MiB at worst, and minutes of a busy run's debug output.
@@ -258,13 +259,14 @@ impl LogQueue {
     }
 
     /// Waits until every line queued before this call was written, or `bound` was spent
-    /// (see [`Patience`]). Returns whether the writer caught up.
+    /// (a [`Deadline`]: time this process spent stopped does not count). Returns whether
+    /// the writer caught up.
     pub(super) fn flush(&self, bound: Duration) -> bool {
-        let mut patience = Patience::new(bound);
+        let mut deadline = Deadline::after(bound);
         let mut state = self.lock();
         let target = state.queued;
         while state.written < target && !state.direct {
-            match patience.wait(&self.progress, state) {
+            match deadline.wait(&self.progress, state) {
                 Some(next) => state = next,
                 None => return false,
             }
@@ -273,34 +275,35 @@ impl LogQueue {
     }
 
     /// Waits until the writer wrote the last line (after [`push_last`](Self::push_last) or
-    /// [`seal`](Self::seal)), for as long as it makes progress: `bound` (see [`Patience`])
+    /// [`seal`](Self::seal)), for as long as it makes progress: `bound` (a [`Deadline`])
     /// is spent only while nothing is written, and starts afresh at each line written, so a
     /// slow but moving stderr gets every line left. If the writer has not caught up within
     /// [`SHED_AFTER`], what is below [`Priority::Vital`] is shed, so a slow stderr is spent on
     /// the stop and the exit event. [`FINISH_CEILING`] caps even that. Returns whether the
     /// writer finished.
     pub(super) fn finish(&self, bound: Duration) -> bool {
-        let mut ceiling = Patience::new(FINISH_CEILING);
-        let mut patience = Patience::new(bound);
+        let mut stalled = Deadline::after(bound);
+        let mut waited = Duration::ZERO;
         let mut state = self.lock();
         let mut written = state.written;
         let mut shed = false;
         while !state.finished {
-            if !shed && ceiling.left <= FINISH_CEILING.saturating_sub(SHED_AFTER) {
+            if !shed && waited >= SHED_AFTER {
                 shed = true;
                 Self::shed_at_the_end(&mut state);
             }
             if state.written != written {
                 written = state.written;
-                patience = Patience::new(bound);
+                stalled = Deadline::after(bound);
             }
-            let slice_start = patience.left;
-            match patience.wait(&self.progress, state) {
+            let left = stalled.left();
+            match stalled.wait(&self.progress, state) {
                 Some(next) => state = next,
                 None => return false,
             }
-            ceiling.left = ceiling.left.saturating_sub(slice_start - patience.left);
-            if ceiling.left.is_zero() {
+            // What the stall deadline counted, so the ceiling too ignores stopped time.
+            waited += left - stalled.left();
+            if waited >= FINISH_CEILING {
                 return false;
             }
         }
@@ -404,45 +407,10 @@ fn wait_writable() {
     let _ = poll(&mut fds, PollTimeout::from(100_u8));
 }
 
-/// How long a waiter for the writer may wait, counting only time it was awake to wait.
-///
-/// A process stopped (Ctrl+Z, SIGSTOP) while it waits for its writer wakes, on SIGCONT,
-/// long past any deadline on the clock, though its writer had no chance to write either:
-/// a clock bound would end the process then and lose lines the writer takes microseconds
-/// to write. So the bound is spent in slices of at most [`SLICE`], each counted for the time
-/// it really waited but never more than the slice: a wake-up long after the slice ended (the
-/// process was stopped, or starved) costs one slice. A stalled stderr still ends the wait
-/// in about `bound`.
-struct Patience {
-    left: Duration,
-}
-
-/// The longest piece of a wait counted at once.
-const SLICE: Duration = Duration::from_millis(10);
-
-impl Patience {
-    fn new(bound: Duration) -> Self {
-        Self { left: bound }
-    }
-
-    /// One wait on `progress` for at most a slice; `None` once the bound is spent.
-    fn wait<'a, T>(&mut self, progress: &Condvar, guard: MutexGuard<'a, T>) -> Option<MutexGuard<'a, T>> {
-        if self.left.is_zero() {
-            return None;
-        }
-        let slice = self.left.min(SLICE);
-        let started = Instant::now();
-        let (guard, _) = progress
-            .wait_timeout(guard, slice)
-            .unwrap_or_else(|p| p.into_inner());
-        self.left = self.left.saturating_sub(started.elapsed().min(slice));
-        Some(guard)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
 
     fn queue() -> LogQueue {
         LogQueue {
@@ -493,47 +461,6 @@ mod tests {
         assert_eq!(state.lines.pop_oldest(), Some(b"before\n".to_vec()));
         assert!(state.lines.is_empty());
         assert_eq!(state.last_line.as_deref(), Some(&b"exit\n"[..]));
-    }
-
-    #[test]
-    fn a_wake_up_long_after_its_slice_costs_one_slice() {
-        // A thread holding the lock keeps the waiter from waking for 300 ms, as a SIGSTOP
-        // would: the 50 ms bound must not be spent by that. (Should the holder come too late
-        // to take the lock within the waiter's first slice, the attempt says nothing and is
-        // made again.)
-        for _attempt in 0..5 {
-            let lock = Arc::new(Mutex::new(()));
-            let progress = Condvar::new();
-            let mut patience = Patience::new(Duration::from_millis(50));
-            let guard = lock.lock_unpoisoned();
-            let (ready, holder_ready) = std::sync::mpsc::channel();
-            let holder = {
-                let lock = lock.clone();
-                std::thread::spawn(move || {
-                    ready.send(()).unwrap();
-                    let _held = lock.lock_unpoisoned();
-                    std::thread::sleep(Duration::from_millis(300));
-                })
-            };
-            holder_ready.recv().unwrap();
-            let started = Instant::now();
-            // The wait hands the lock to the holder, and gets it back only 300 ms later.
-            let guard = patience
-                .wait(&progress, guard)
-                .expect("the bound is not spent yet");
-            let waited = started.elapsed();
-            drop(guard);
-            holder.join().unwrap();
-            if waited >= Duration::from_millis(300) {
-                assert_eq!(
-                    patience.left,
-                    Duration::from_millis(40),
-                    "one slice spent, not 300 ms"
-                );
-                return;
-            }
-        }
-        panic!("the holder never took the lock during the waiter's slice");
     }
 
     #[test]
