@@ -29,11 +29,12 @@
 //!   event, then the end of the process by the same signal (or 0 / 1): [`crate::exit`].
 
 use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::components::{Components, Phase};
+use crate::deadline::Deadline;
 use crate::exit::{self, ExitStatus};
 use crate::logging::{self, LogFormat};
 use crate::notify::{self, Notifier, NotifyEnv};
@@ -295,20 +296,29 @@ impl StopDeadline {
                 let Ok(timeout) = received.recv() else {
                     return;
                 };
-                let deadline = Instant::now() + timeout;
+                // Time the whole run spent stopped (Ctrl+Z) does not count against the stop.
+                let mut deadline = Deadline::after(timeout);
+                let mut extended_at: Option<Duration> = None;
                 loop {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    if remaining.is_zero() {
-                        shutdown.force(ForceReason::StopTimeout(timeout));
-                        return;
-                    }
+                    // Time until the next extension is due, by the deadline's own count.
+                    let mut until_extension = Duration::MAX;
                     if let Some(notifier) = &notifier {
-                        notifier.send(&notify::extend_message(remaining));
+                        let since = |at: Duration| at - deadline.left();
+                        if extended_at.is_none_or(|at| since(at) >= notify::EXTEND_INTERVAL) {
+                            notifier.send(&notify::extend_message(deadline.left()));
+                            extended_at = Some(deadline.left());
+                        }
+                        let since_last = extended_at.map_or(Duration::ZERO, since);
+                        until_extension = notify::EXTEND_INTERVAL.saturating_sub(since_last);
                     }
-                    match received.recv_timeout(remaining.min(notify::EXTEND_INTERVAL)) {
-                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    match deadline.slice(|slice| received.recv_timeout(slice.min(until_extension))) {
+                        None => {
+                            shutdown.force(ForceReason::StopTimeout(timeout));
+                            return;
+                        }
+                        Some(Err(mpsc::RecvTimeoutError::Timeout)) => {}
                         // Disarmed: the stop is over.
-                        _ => return,
+                        Some(_) => return,
                     }
                 }
             })?;
