@@ -4,6 +4,7 @@ use crate::sync::LockUnpoisoned;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::task::TaskTracker;
@@ -28,6 +29,15 @@ pub trait Service: Send {
 
     /// Brings the service down, stopping every task it spawned.
     fn stop<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// How long this service's own stop may take, counted from its `stopping`, inside the
+    /// whole stop's `stop_timeout`. Past it the runner drops the stop future, marks the
+    /// service `failed` (its deadline passed) and goes on with the next one, so one slow
+    /// part cannot eat the time of those stopped after it. `None` (the default): only the
+    /// whole stop's deadline applies.
+    fn stop_deadline(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What the runner lends every service: the shutdown controller, the lifecycle registry,

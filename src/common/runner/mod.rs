@@ -8,7 +8,9 @@
 //! 2. if a stop was requested meanwhile, go straight to stop; otherwise wait for a request
 //!    or for `--run-for`;
 //! 3. stop the started services in reverse order, under the shield, the whole stop bounded
-//!    by `--stop-timeout`: past it the exit is forced;
+//!    by `--stop-timeout` (past it the exit is forced), and each service's own stop by its
+//!    [`Service::stop_deadline`] if it declares one (past it that service is marked failed
+//!    and the stop goes on with the next, as an OTP supervisor's per-child shutdown);
 //! 4. cancel and report any task a service spawned and did not stop.
 //!
 //! A failed start stops what had started, in reverse, and fails the run. [`Runner::run`]
@@ -227,22 +229,9 @@ impl Lifecycle {
 /// Stops `started` in reverse order, then cancels the tasks a service left behind. Returns
 /// whether a stop failed.
 async fn stop_in_reverse(ctx: &ServiceContext, started: &mut [Box<dyn Service>]) -> bool {
-    let components = &ctx.components;
     let mut stop_failed = false;
     for service in started.iter_mut().rev() {
-        let name = service.name();
-        components.stopping(name);
-        match CatchPanic(service.stop(ctx)).await {
-            Ok(Ok(())) => components.stopped(name),
-            Ok(Err(error)) => {
-                stop_failed = true;
-                components.failed(name, &format!("{error:#}"));
-            }
-            Err(panic) => {
-                stop_failed = true;
-                components.failed(name, &format!("panicked: {panic}"));
-            }
-        }
+        stop_failed |= !stop_one(ctx, service.as_mut()).await;
     }
 
     let leftovers = ctx.tasks().abort_leftovers();
@@ -255,6 +244,40 @@ async fn stop_in_reverse(ctx: &ServiceContext, started: &mut [Box<dyn Service>])
     ctx.tasks().tracker.wait().await;
     tracing::debug!(leftovers = leftovers.len(), "every tracked task has ended");
     stop_failed
+}
+
+/// Stops one service, within its own deadline if it declares one; logs the outcome and
+/// returns whether it stopped cleanly. A stop cut at its deadline is dropped there: what it
+/// left running is the service's tracked tasks, cancelled at the end like any leftover.
+async fn stop_one(ctx: &ServiceContext, service: &mut dyn Service) -> bool {
+    let (components, name) = (&ctx.components, service.name());
+    components.stopping(name);
+    let deadline = service.stop_deadline();
+    let stop = CatchPanic(service.stop(ctx));
+    let cause = match deadline {
+        Some(deadline) => match tokio::time::timeout(deadline, stop).await {
+            Ok(outcome) => failure(outcome),
+            Err(_) => Some(format!(
+                "its stop deadline ({}) passed; the stop goes on without it",
+                humantime::format_duration(deadline)
+            )),
+        },
+        None => failure(stop.await),
+    };
+    match &cause {
+        None => components.stopped(name),
+        Some(cause) => components.failed(name, cause),
+    }
+    cause.is_none()
+}
+
+/// Why a stop failed, if it did.
+fn failure(outcome: Result<anyhow::Result<()>, String>) -> Option<String> {
+    match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(format!("{error:#}")),
+        Err(panic) => Some(format!("panicked: {panic}")),
+    }
 }
 
 async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {
