@@ -10,6 +10,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::task::TaskTracker;
 
 use crate::components::Components;
+use crate::runner::StopReport;
 use crate::shutdown::Shutdown;
 
 /// A boxed future, so services of different types can sit in one list.
@@ -51,6 +52,7 @@ pub struct ServiceContext {
     pub components: Components,
     tasks: TrackedTasks,
     force_hooks: ForceHooks,
+    stop_report: StopReport,
 }
 
 impl ServiceContext {
@@ -60,6 +62,7 @@ impl ServiceContext {
             components,
             tasks: TrackedTasks::default(),
             force_hooks: ForceHooks::default(),
+            stop_report: StopReport::default(),
         }
     }
 
@@ -87,6 +90,10 @@ impl ServiceContext {
 
     pub(crate) fn tasks(&self) -> &TrackedTasks {
         &self.tasks
+    }
+
+    pub(crate) fn stop_report(&self) -> &StopReport {
+        &self.stop_report
     }
 }
 

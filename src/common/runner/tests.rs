@@ -300,6 +300,14 @@ async fn a_stuck_stop_is_cut_at_its_own_deadline_and_the_stop_goes_on() {
             ("app", Stopped),
         ])[..]
     );
+    assert_eq!(
+        ctx.stop_report().summary(),
+        report::Summary {
+            stop_ms: 2500,
+            components: "C stopped 1000ms, B cut 500ms, A stopped 1000ms".into(),
+            timed_out: "B".into(),
+        }
+    );
 }
 
 /// A deadline that is not reached changes nothing: the stop ends when it ends.
