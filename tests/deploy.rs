@@ -194,6 +194,8 @@ fn assert_http_flags_accepted(args: &[String]) {
     }
     let mut child = Command::new(dir.join("examples").join("http"))
         .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn the http example (cargo build --examples)");
