@@ -53,6 +53,7 @@ const GIVE_UP_AFTER_CUT: Duration = Duration::from_secs(1);
 
 /// An HTTP service that drains as a load balancer needs.
 #[derive(Parser, Debug)]
+#[command(name = "http")]
 struct Cli {
     /// Address to listen on (port 0: any free port, logged with `event=listening`)
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -71,8 +72,15 @@ struct Cli {
 fn main() {
     let edge = Edge::begin();
     let cli = Cli::parse();
-    if cli.drain_min > cli.drain_max {
-        let message = "--drain-min must not exceed --drain-max";
+    // An hour bounds the sums of durations below, so no value overflows an instant.
+    let problem = if cli.drain_min > cli.drain_max {
+        Some("--drain-min must not exceed --drain-max")
+    } else if cli.drain_max > Duration::from_secs(3600) {
+        Some("--drain-max must not exceed 1h")
+    } else {
+        None
+    };
+    if let Some(message) = problem {
         Cli::command()
             .error(clap::error::ErrorKind::ArgumentConflict, message)
             .exit();

@@ -351,3 +351,28 @@ fn a_long_request_is_cut_at_drain_max_and_named() {
     }
     assert_ends_by_sigterm_with_its_report(&mut run);
 }
+
+/// A drain that cannot be kept (a floor above its ceiling, a ceiling past an hour) is a
+/// bad command line: exit 2 with clap's message, nothing started.
+#[test]
+fn an_impossible_drain_is_refused_with_exit_2() {
+    for (args, message) in [
+        (
+            ["--drain-min", "2s", "--drain-max", "1s"],
+            "--drain-min must not exceed --drain-max",
+        ),
+        (
+            ["--drain-min", "1s", "--drain-max", "2h"],
+            "--drain-max must not exceed 1h",
+        ),
+    ] {
+        let output = std::process::Command::new(example("http"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run the example");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
