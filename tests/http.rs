@@ -352,6 +352,34 @@ fn a_long_request_is_cut_at_drain_max_and_named() {
     assert_ends_by_sigterm_with_its_report(&mut run);
 }
 
+/// The server's own stop deadline: a client that never finishes sending its request holds
+/// its connection past any cut (hyper waits for the headers); at `--drain-max` + 1 s the
+/// runner gives the server up, marks it failed, and the stop report names it `cut`.
+#[test]
+fn a_connection_stuck_mid_request_is_given_up_at_the_servers_own_deadline() {
+    let (mut run, address) = http("200ms", "1s");
+    let mut stalled = connect(&address).expect("connect");
+    // Taken while running, or at the latest during --drain-min; its headers never end.
+    let partial = b"GET /work?ms=1 HTTP/1.1\r\nHost: test\r\n";
+    stalled.get_mut().write_all(partial).expect("send");
+    run.signal(Signal::Term);
+    let report = assert_ends_by_sigterm_with_its_report(&mut run);
+    let cut = report
+        .str("components")
+        .is_some_and(|c| c.starts_with("HttpServer cut "));
+    if !cut || report.str("timed_out") != Some("HttpServer") {
+        run.fail(&format!("the report must name the server cut: {}", report.raw));
+    }
+    let failed = run.all(&phase("HttpServer", "failed"));
+    if !failed
+        .iter()
+        .any(|e| e.str("cause").is_some_and(|c| c.contains("stop deadline (2s)")))
+    {
+        run.fail("the server's failure must name its stop deadline");
+    }
+    drop(stalled);
+}
+
 /// A drain that cannot be kept (a floor above its ceiling, a ceiling past an hour) is a
 /// bad command line: exit 2 with clap's message, nothing started.
 #[test]
