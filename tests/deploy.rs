@@ -108,23 +108,102 @@ fn the_container_outlasts_the_stop() {
     assert_flags_accepted("the Containerfile", args);
 }
 
+/// The pod of `deploy/kubernetes/pod.yaml` whose command is `command`.
+fn pod(command: &str) -> String {
+    let pods = read("deploy/kubernetes/pod.yaml");
+    let wanted = format!("command: [\"{command}\"]");
+    pods.split("\n---\n")
+        .find(|pod| pod.contains(&wanted))
+        .unwrap_or_else(|| panic!("no pod runs {command}"))
+        .to_owned()
+}
+
+/// A pod's `key: value`, the first one.
+fn pod_value<'a>(pod: &'a str, key: &str) -> &'a str {
+    pod.lines()
+        .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("the pod has no {key}:"))
+        .trim()
+}
+
+/// A pod's grace period and arguments.
+fn grace_and_args(pod: &str) -> (Duration, Vec<String>) {
+    let grace = pod_value(pod, "terminationGracePeriodSeconds");
+    let grace = Duration::from_secs(grace.parse().expect("a number of seconds"));
+    let args = serde_json::from_str(pod_value(pod, "args")).expect("args as a flow list");
+    (grace, args)
+}
+
 #[test]
 fn the_kubernetes_pod_outlasts_the_stop() {
-    let pod = read("deploy/kubernetes/pod.yaml");
-    let grace = pod
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("terminationGracePeriodSeconds:"))
-        .map(|n| Duration::from_secs(n.trim().parse().expect("a number of seconds")))
-        .expect("terminationGracePeriodSeconds");
-    let args_line = pod
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("args:"))
-        .expect("args:");
-    let args: Vec<String> = serde_json::from_str(args_line.trim()).expect("args as a flow list");
+    let (grace, args) = grace_and_args(&pod("/usr/local/bin/complex"));
     let stop_timeout = stop_timeout(&args);
     assert!(
         grace >= stop_timeout + FORCED_EXIT_MARGIN,
         "terminationGracePeriodSeconds {grace:?} leaves no room after --stop-timeout {stop_timeout:?}"
     );
     assert_flags_accepted("the pod", &args);
+}
+
+/// How long examples/http.rs's stop may run past `--drain-max`: its server's own stop
+/// deadline (`--drain-max` + 1 s) and a second for the rest (its `stop_timeout`).
+const HTTP_STOP_PAST_DRAIN_MAX: Duration = Duration::from_secs(2);
+
+/// The HTTP example's pod: a readiness probe on `/readyz` that notices the 503 within the
+/// drain's floor, and a grace period past the whole stop and a forced exit.
+#[test]
+fn the_http_pod_outlasts_its_drain() {
+    let pod = pod("/usr/local/bin/http");
+    let (grace, args) = grace_and_args(&pod);
+    let flag = |name: &str| {
+        let at = args
+            .iter()
+            .position(|a| a == name)
+            .unwrap_or_else(|| panic!("no {name} in {args:?}"));
+        seconds(&args[at + 1])
+    };
+    let (drain_min, drain_max) = (flag("--drain-min"), flag("--drain-max"));
+    assert!(
+        grace >= drain_max + HTTP_STOP_PAST_DRAIN_MAX + FORCED_EXIT_MARGIN,
+        "terminationGracePeriodSeconds {grace:?} leaves no room after --drain-max {drain_max:?}"
+    );
+    assert_eq!(
+        pod_value(&pod, "path"),
+        "/readyz",
+        "the first probe is the readiness probe"
+    );
+    let period = Duration::from_secs(pod_value(&pod, "periodSeconds").parse().expect("seconds"));
+    let failures: u32 = pod_value(&pod, "failureThreshold").parse().expect("a count");
+    assert!(
+        period * failures < drain_min,
+        "the probe notices the 503 after {:?}, past --drain-min {drain_min:?}",
+        period * failures
+    );
+    assert_http_flags_accepted(&args);
+}
+
+/// Starts the HTTP example with the pod's arguments (on a free local port): it must get as
+/// far as its first log line, which comes after the command line is parsed.
+fn assert_http_flags_accepted(args: &[String]) {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let mut args = args.to_vec();
+    if let Some(at) = args.iter().position(|a| a == "--listen") {
+        args[at + 1] = "127.0.0.1:0".into();
+    }
+    let mut child = Command::new(dir.join("examples").join("http"))
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the http example (cargo build --examples)");
+    let mut first = String::new();
+    let stderr = child.stderr.take().expect("piped");
+    let read = std::io::BufReader::new(stderr).read_line(&mut first);
+    let _ = child.kill();
+    let _ = child.wait();
+    read.expect("read the example's stderr");
+    assert!(first.starts_with('{'), "the pod's args were refused: {first}");
 }

@@ -9,7 +9,7 @@
 
 mod support;
 
-use support::{Event, PATIENCE, Run, Signal, phase, signal_event};
+use support::{Event, PATIENCE, Run, Signal, event, phase, signal_event};
 
 const SIMPLE: &str = env!("CARGO_BIN_EXE_simple");
 
@@ -297,8 +297,8 @@ fn stop_timeout_forces_the_exit_and_names_the_unfinished_components() {
     let mut run = simple(&["--time-scale", "1", "--stop-timeout", "100ms"]);
     run.wait_for(phase("app", "started"), PATIENCE);
     run.signal(Signal::Term);
-    let event = run.next_signal_event(Signal::Term);
-    run.assert_signal_event(&event, "shutdown", 1);
+    let received = run.next_signal_event(Signal::Term);
+    run.assert_signal_event(&received, "shutdown", 1);
     let forcing = run.wait_for(|e: &Event| e.str("unfinished").is_some(), PATIENCE);
     let unfinished = forcing.str("unfinished").unwrap_or_default();
     if !SERVICES.iter().all(|s| unfinished.contains(s)) {
@@ -333,10 +333,67 @@ fn stop_timeout_forces_the_exit_and_names_the_unfinished_components() {
             ));
         }
     }
+    // The report, written by the forced exit, says who the deadline caught.
+    assert_stop_report(
+        &run,
+        &[("AsyncService2", "forced"), ("AsyncService1", "forced")],
+        "AsyncService2, AsyncService1",
+    );
+    run.assert_order(&[phase("app", "failed"), event("stop-report"), phase("app", "exit")]);
     run.assert_every_component_finished();
     run.assert_reverse_stop_order(&SERVICES);
     run.assert_clean_output();
     run.assert_nothing_left();
+}
+
+/// The run's one stop report, checked to name each of `expected` (in stop order) with its
+/// outcome, and to list `timed_out`.
+#[track_caller]
+fn assert_stop_report(run: &Run, expected: &[(&str, &str)], timed_out: &str) -> Event {
+    let reports = run.all(&event("stop-report"));
+    let [report] = reports[..] else {
+        run.fail(&format!("expected one stop report, found {}", reports.len()))
+    };
+    let components = report.str("components").unwrap_or_default();
+    let named: Vec<(&str, &str)> = components
+        .split(", ")
+        .filter_map(|entry| {
+            let mut words = entry.split(' ');
+            Some((words.next()?, words.next()?))
+        })
+        .collect();
+    if named != expected || report.str("timed_out") != Some(timed_out) || report.int("stop_ms").is_none() {
+        run.fail(&format!(
+            "expected a stop report naming {expected:?}, timed out: {timed_out}; got {}",
+            report.raw
+        ));
+    }
+    report.clone()
+}
+
+/// The stop report: at the end of the stop, before the exit event, one line with the
+/// stop's duration and each service's stop and how it ended, so "was a timeout hit, and
+/// by whom" is one line of the log.
+#[test]
+fn the_stop_report_names_each_service_before_the_exit_event() {
+    let mut run = simple(&["--time-scale", SCALE]);
+    run.wait_for(phase("app", "started"), PATIENCE);
+    run.signal(Signal::Term);
+    run.assert_graceful_end_by(Signal::Term, &SERVICES);
+    let report = assert_stop_report(
+        &run,
+        &[("AsyncService2", "stopped"), ("AsyncService1", "stopped")],
+        "none",
+    );
+    // Two stops of 200 ms each, one after the other.
+    if report.int("stop_ms").is_none_or(|ms| ms < 400) {
+        run.fail(&format!("the stop took at least 400 ms; got {}", report.raw));
+    }
+    run.assert_order(&[
+        phase("app", "stopped"),
+        event("stop-report"),
+        phase("app", "exit"),
+    ]);
 }
 
 /// A bad command line exits 2 with clap's message (which names the culprit) and starts

@@ -35,8 +35,8 @@
 //! ```text
 //!  Ctrl+C / SIGTERM / SIGHUP ──► signals (one intake) ──► Shutdown::on_signal
 //!        escalation: delayed (shield held) │ shutdown │ counted │ forced
-//!  Runner: start in order (shielded) → wait → stop in reverse (shielded, one deadline)
-//!          → leftover tasks cancelled
+//!  Runner: start in order (shielded) → wait → stop in reverse (shielded, one deadline,
+//!          each service's own if it has one) → leftover tasks cancelled → stop report
 //!  Edge:   runtime shut down (bounded) → one exit decision → `phase=exit` event
 //!          → the process ends by the same signal (or 0 / 1)
 //! ```

@@ -4,11 +4,13 @@ use crate::sync::LockUnpoisoned;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_util::task::TaskTracker;
 
 use crate::components::Components;
+use crate::runner::StopReport;
 use crate::shutdown::Shutdown;
 
 /// A boxed future, so services of different types can sit in one list.
@@ -28,6 +30,15 @@ pub trait Service: Send {
 
     /// Brings the service down, stopping every task it spawned.
     fn stop<'a>(&'a mut self, ctx: &'a ServiceContext) -> BoxFuture<'a, anyhow::Result<()>>;
+
+    /// How long this service's own stop may take, counted from its `stopping`, inside the
+    /// whole stop's `stop_timeout`. Past it the runner drops the stop future, marks the
+    /// service `failed` (its deadline passed) and goes on with the next one, so one slow
+    /// part cannot eat the time of those stopped after it. `None` (the default): only the
+    /// whole stop's deadline applies.
+    fn stop_deadline(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// What the runner lends every service: the shutdown controller, the lifecycle registry,
@@ -41,6 +52,7 @@ pub struct ServiceContext {
     pub components: Components,
     tasks: TrackedTasks,
     force_hooks: ForceHooks,
+    stop_report: StopReport,
 }
 
 impl ServiceContext {
@@ -50,6 +62,7 @@ impl ServiceContext {
             components,
             tasks: TrackedTasks::default(),
             force_hooks: ForceHooks::default(),
+            stop_report: StopReport::default(),
         }
     }
 
@@ -77,6 +90,10 @@ impl ServiceContext {
 
     pub(crate) fn tasks(&self) -> &TrackedTasks {
         &self.tasks
+    }
+
+    pub(crate) fn stop_report(&self) -> &StopReport {
+        &self.stop_report
     }
 }
 

@@ -10,6 +10,7 @@ use crate::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::escalation::{self, SignalAction};
@@ -92,6 +93,8 @@ struct Inner {
     /// Without a handler, a forced exit is recorded here and the runner returns at once.
     forced: OnceLock<ForceReason>,
     forced_token: CancellationToken,
+    /// The signal count, for services whose stop has stages of their own.
+    signals: watch::Sender<u32>,
 }
 
 #[derive(Default)]
@@ -123,6 +126,7 @@ impl Shutdown {
                 on_force: OnceLock::new(),
                 forced: OnceLock::new(),
                 forced_token: CancellationToken::new(),
+                signals: watch::Sender::new(0),
             }),
         }
     }
@@ -155,6 +159,14 @@ impl Shutdown {
     /// Whether a stop request has been delivered (the token is cancelled).
     pub fn is_delivered(&self) -> bool {
         self.inner.token.is_cancelled()
+    }
+
+    /// How many shutdown signals have been received, as a watch that changes with each one
+    /// (counted before it is acted on). For a service whose stop has stages of its own: an
+    /// HTTP drain ends its floor early at the second signal, while the `force_after`th still
+    /// forces the exit as always.
+    pub fn signal_count(&self) -> watch::Receiver<u32> {
+        self.inner.signals.subscribe()
     }
 
     /// Whether a stop was requested, delivered or still delayed by the shield.
@@ -214,6 +226,7 @@ impl Shutdown {
                 return;
             }
             state.signal_count += 1;
+            self.inner.signals.send_replace(state.signal_count);
             state.first_signal.get_or_insert(signal);
             let action = escalation::decide(
                 state.signal_count,
@@ -386,5 +399,22 @@ mod tests {
         assert!(rx.try_recv().is_err());
         shutdown.on_signal(ShutdownSignal::Hangup);
         assert_eq!(rx.try_recv().unwrap(), "SIGHUP was shutdown signal #3");
+    }
+
+    #[test]
+    fn the_signal_count_is_watched_from_the_first_signal() {
+        let shutdown = Shutdown::new(3);
+        let mut count = shutdown.signal_count();
+        shutdown.request(StopReason::RunForElapsed);
+        assert!(!count.has_changed().unwrap(), "a request is not a signal");
+        shutdown.on_signal(ShutdownSignal::Terminate);
+        shutdown.on_signal(ShutdownSignal::Terminate);
+        assert_eq!(*count.borrow_and_update(), 2);
+        shutdown.seal();
+        shutdown.on_signal(ShutdownSignal::Terminate);
+        assert!(
+            !count.has_changed().unwrap(),
+            "a signal after the seal is not counted"
+        );
     }
 }

@@ -9,8 +9,12 @@
 //! 2. if a stop was requested meanwhile, go straight to stop; otherwise wait for a request
 //!    or for `--run-for`;
 //! 3. stop the started services in reverse order, under the shield, the whole stop bounded
-//!    by `--stop-timeout`: past it the exit is forced;
-//! 4. cancel and report any task a service spawned and did not stop.
+//!    by `--stop-timeout` (past it the exit is forced), and each service's own stop by its
+//!    [`Service::stop_deadline`] if it declares one (past it that service is marked failed
+//!    and the stop goes on with the next, as an OTP supervisor's per-child shutdown);
+//! 4. cancel and report any task a service spawned and did not stop;
+//! 5. write the stop report (`event=stop-report`): the stop's duration and each service's,
+//!    with how it ended; a forced exit writes it too ([`force_end`]), before the exit event.
 //!
 //! A failed start stops what had started, in reverse, and fails the run. [`Runner::run`]
 //! returns the [`ExitStatus`]; it never ends the process, so it can be tested in-process on
@@ -28,8 +32,12 @@ use crate::panics::CatchPanic;
 use crate::service::{Service, ServiceContext};
 use crate::shutdown::{ForceReason, Shutdown, StopReason};
 
+mod report;
 #[cfg(test)]
 mod tests;
+
+use report::StopOutcome;
+pub(crate) use report::StopReport;
 
 /// What a run is told: how long to run, how long the stop may take, when to force.
 #[derive(Clone, Debug)]
@@ -117,18 +125,22 @@ impl Runner {
                 outcome.failed
             }
         };
+        ctx.stop_report().write();
         let failed = failed || ctx.shutdown.fatal().is_some();
         ExitStatus::decide(ctx.shutdown.first_signal(), failed)
     }
 }
 
 /// The forced exit's account, wherever it is carried out: what had not finished, the
-/// force hooks (kill child processes), and `failed` for every unfinished component.
+/// force hooks (kill child processes), `failed` for every unfinished component, and the
+/// stop report naming them `forced`.
 pub(crate) fn force_end(ctx: &ServiceContext, reason: &ForceReason) {
     let unfinished = ctx.components.unfinished().join(", ");
     tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
     ctx.force_hooks().run_all();
-    ctx.components.fail_unfinished(&format!("exit forced ({reason})"));
+    let mut failed = ctx.components.fail_unfinished(&format!("exit forced ({reason})"));
+    failed.retain(|name| name != "app");
+    ctx.stop_report().write_forced(&failed);
 }
 
 struct Lifecycle {
@@ -199,6 +211,7 @@ impl Lifecycle {
         }
 
         let _stop_shield = shutdown.shield("stop");
+        ctx.stop_report().begin();
         if let Some(on_stop) = self.on_stop {
             on_stop(self.stop_timeout);
         }
@@ -228,22 +241,9 @@ impl Lifecycle {
 /// Stops `started` in reverse order, then cancels the tasks a service left behind. Returns
 /// whether a stop failed.
 async fn stop_in_reverse(ctx: &ServiceContext, started: &mut [Box<dyn Service>]) -> bool {
-    let components = &ctx.components;
     let mut stop_failed = false;
     for service in started.iter_mut().rev() {
-        let name = service.name();
-        components.stopping(name);
-        match CatchPanic(service.stop(ctx)).await {
-            Ok(Ok(())) => components.stopped(name),
-            Ok(Err(error)) => {
-                stop_failed = true;
-                components.failed(name, &format!("{error:#}"));
-            }
-            Err(panic) => {
-                stop_failed = true;
-                components.failed(name, &format!("panicked: {panic}"));
-            }
-        }
+        stop_failed |= stop_one(ctx, service.as_mut()).await != StopOutcome::Stopped;
     }
 
     let leftovers = ctx.tasks().abort_leftovers();
@@ -256,6 +256,45 @@ async fn stop_in_reverse(ctx: &ServiceContext, started: &mut [Box<dyn Service>])
     ctx.tasks().tracker.wait().await;
     tracing::debug!(leftovers = leftovers.len(), "every tracked task has ended");
     stop_failed
+}
+
+/// Stops one service, within its own deadline if it declares one; logs and records the
+/// outcome. A stop cut at its deadline is dropped there: what it left running is the
+/// service's tracked tasks, cancelled at the end like any leftover.
+async fn stop_one(ctx: &ServiceContext, service: &mut dyn Service) -> StopOutcome {
+    let (components, name) = (&ctx.components, service.name());
+    components.stopping(name);
+    ctx.stop_report().stopping(name);
+    let deadline = service.stop_deadline();
+    let stop = CatchPanic(service.stop(ctx));
+    let (outcome, cause) = match deadline {
+        Some(deadline) => match tokio::time::timeout(deadline, stop).await {
+            Ok(result) => failure(result),
+            Err(_) => (
+                StopOutcome::Cut,
+                Some(format!(
+                    "its stop deadline ({}) passed; the stop goes on without it",
+                    humantime::format_duration(deadline)
+                )),
+            ),
+        },
+        None => failure(stop.await),
+    };
+    match &cause {
+        None => components.stopped(name),
+        Some(cause) => components.failed(name, cause),
+    }
+    ctx.stop_report().ended(name, outcome);
+    outcome
+}
+
+/// How a stop that returned ended, and why it failed if it did.
+fn failure(result: Result<anyhow::Result<()>, String>) -> (StopOutcome, Option<String>) {
+    match result {
+        Ok(Ok(())) => (StopOutcome::Stopped, None),
+        Ok(Err(error)) => (StopOutcome::Failed, Some(format!("{error:#}"))),
+        Err(panic) => (StopOutcome::Failed, Some(format!("panicked: {panic}"))),
+    }
 }
 
 async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {

@@ -21,6 +21,7 @@ struct Probe {
     fail: bool,
     stuck_stop: bool,
     leak_task: Option<tokio::sync::oneshot::Sender<()>>,
+    stop_deadline: Option<Duration>,
 }
 
 fn probe(name: &'static str) -> Probe {
@@ -31,6 +32,7 @@ fn probe(name: &'static str) -> Probe {
         fail: false,
         stuck_stop: false,
         leak_task: None,
+        stop_deadline: None,
     }
 }
 
@@ -69,6 +71,10 @@ impl Service for Probe {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Ok(())
         })
+    }
+
+    fn stop_deadline(&self) -> Option<Duration> {
+        self.stop_deadline
     }
 }
 
@@ -258,4 +264,79 @@ async fn a_panicking_stop_fails_that_service_only() {
     let history = steps(&ctx);
     assert!(history.contains(&("B".into(), Failed)), "{history:?}");
     assert!(history.contains(&("A".into(), Stopped)), "{history:?}");
+}
+
+/// A service's own stop deadline: a stuck stop is cut at exactly its deadline, marked
+/// failed, and the stop goes on with the next service, well inside `--stop-timeout`.
+#[tokio::test(start_paused = true)]
+async fn a_stuck_stop_is_cut_at_its_own_deadline_and_the_stop_goes_on() {
+    let mut stuck = probe("B");
+    stuck.stuck_stop = true;
+    stuck.stop_deadline = Some(Duration::from_millis(500));
+    let started = tokio::time::Instant::now();
+    let (status, ctx) = run(
+        settings(Some(Duration::from_secs(1))),
+        vec![probe("A"), stuck, probe("C")],
+    )
+    .await;
+    // 3 s of start, 1 s of running, then C's 1 s, B's 0.5 s deadline, A's 1 s.
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(3000 + 1000 + 1000 + 500 + 1000)
+    );
+    assert_eq!(status, ExitStatus::Failed, "a cut stop is a failed stop");
+    assert!(ctx.shutdown.forced_reason().is_none(), "the exit was forced");
+    let history = steps(&ctx);
+    assert_eq!(
+        history[history.len() - 8..],
+        expect(&[
+            ("app", Stopping),
+            ("C", Stopping),
+            ("C", Stopped),
+            ("B", Stopping),
+            ("B", Failed),
+            ("A", Stopping),
+            ("A", Stopped),
+            ("app", Stopped),
+        ])[..]
+    );
+    assert_eq!(
+        ctx.stop_report().summary(),
+        report::Summary {
+            stop_ms: 2500,
+            components: "C stopped 1000ms, B cut 500ms, A stopped 1000ms".into(),
+            timed_out: "B".into(),
+        }
+    );
+}
+
+/// A deadline that is not reached changes nothing: the stop ends when it ends.
+#[tokio::test(start_paused = true)]
+async fn a_stop_within_its_deadline_is_a_clean_stop() {
+    let mut bounded = probe("A");
+    bounded.stop_deadline = Some(Duration::from_secs(5));
+    let started = tokio::time::Instant::now();
+    let (status, ctx) = run(settings(Some(Duration::from_secs(1))), vec![bounded]).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1 + 1 + 1));
+    assert_eq!(status, ExitStatus::Clean);
+    assert!(steps(&ctx).contains(&("A".into(), Stopped)));
+}
+
+/// The whole stop's deadline still rules: a service deadline longer than what is left of
+/// `--stop-timeout` does not extend it.
+#[tokio::test(start_paused = true)]
+async fn the_global_deadline_still_bounds_a_longer_service_deadline() {
+    let mut stuck = probe("A");
+    stuck.stuck_stop = true;
+    stuck.stop_deadline = Some(Duration::from_secs(60));
+    let mut settings = settings(Some(Duration::from_secs(1)));
+    settings.stop_timeout = Duration::from_secs(10);
+    let started = tokio::time::Instant::now();
+    let (status, ctx) = run(settings, vec![stuck]).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1 + 1 + 10));
+    assert_eq!(status, ExitStatus::Failed);
+    assert!(
+        ctx.shutdown.forced_reason().is_some(),
+        "not forced at --stop-timeout"
+    );
 }

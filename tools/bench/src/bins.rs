@@ -72,6 +72,10 @@ pub struct Bins {
     pub floor_children: PathBuf,
     /// The floor of `complex`'s calls.
     pub floor_pipes: PathBuf,
+    /// examples/http.rs.
+    pub http: PathBuf,
+    /// The floor of the HTTP example: a bare axum hello-world.
+    pub floor_axum: PathBuf,
 }
 
 impl Bins {
@@ -94,6 +98,8 @@ impl Bins {
             floor_ctrlc: copy(&found.floor_ctrlc)?,
             floor_children: copy(&found.floor_children)?,
             floor_pipes: copy(&found.floor_pipes)?,
+            http: copy(&found.http)?,
+            floor_axum: copy(&found.floor_axum)?,
         };
         Ok(Snapshot { bins })
     }
@@ -111,8 +117,8 @@ impl Bins {
             let path = dir.join(name);
             anyhow::ensure!(
                 path.is_file(),
-                "{} is missing: build with `cargo build --release --bins -p graceful-shutdown -p bench` \
-                 (scripts/bench does)",
+                "{} is missing: build with `cargo build --release --bins --examples -p graceful-shutdown` \
+                 and `cargo build --release -p bench` (scripts/bench does)",
                 path.display()
             );
             Ok(path)
@@ -123,6 +129,8 @@ impl Bins {
             floor_ctrlc: bin("floor-ctrlc")?,
             floor_children: bin("floor-children")?,
             floor_pipes: bin("floor-pipes")?,
+            http: bin("examples/http")?,
+            floor_axum: bin("floor-axum")?,
         })
     }
 

@@ -12,12 +12,15 @@
 //! - [`latency`]: launch to ready, signal to exit, peak memory; interleaved runs.
 //! - [`throughput`]: `complex`'s calls per second, and the bare-pipes floor.
 //! - [`shield_cost`]: the shield's enter+leave, uncontended and from 4 threads.
+//! - [`http`]: answers per second of examples/http.rs against a bare axum, and the
+//!   requests that fail through its stop under that load.
 //! - [`stats`]: median and nearest-rank percentiles.
 //! - [`tables`]: which figure is compared to which floor and held to which target.
 //! - [`report`]: the markdown rendering, the machine, the README splice.
 //! - [`plot`]: the latency distributions as an SVG picture (`--plots`).
 
 mod bins;
+mod http;
 mod latency;
 mod plot;
 mod report;
@@ -73,7 +76,7 @@ struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "latency,throughput,shield,scale"
+        default_value = "latency,throughput,shield,scale,http"
     )]
     only: Vec<Section>,
     /// Also put the report between `<!-- bench:start -->` and `<!-- bench:end -->` in this
@@ -100,6 +103,8 @@ enum Section {
     Shield,
     /// Launch to ready and signal to exit as the workers and the busy tasks grow.
     Scale,
+    /// Answers per second of examples/http.rs against a bare axum; failures through a stop.
+    Http,
 }
 
 fn main() -> ExitCode {
@@ -263,6 +268,23 @@ fn run(args: &Args) -> anyhow::Result<()> {
              AsyncService2 starts and stops in 100 ms, an update lasts 500 ms.",
             args.scale_runs
         ));
+    }
+
+    if wants(Section::Http) {
+        eprintln!(
+            "bench: http: {} rounds of {} under {} clients",
+            args.throughput_runs,
+            humantime::format_duration(args.hold),
+            http::CLIENTS
+        );
+        let (suite, floor) = http::measure(
+            &bins.http,
+            &bins.floor_axum,
+            args.throughput_runs,
+            args.hold,
+            |round| eprintln!("bench:   round {round}/{}", args.throughput_runs),
+        );
+        sections.push(tables::http_table(&suite, &floor, &mut notes));
     }
 
     let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {

@@ -3,9 +3,9 @@
 
 use crate::latency::{Samples, Scenario};
 use crate::report::{Row, Table, Target, Unit};
-use crate::shield_cost;
 use crate::stats::Summary;
 use crate::throughput::{Load, Rates};
+use crate::{http, shield_cost};
 
 // The scenarios' indices in `latency_scenarios`.
 const SIMPLE: usize = 0;
@@ -255,6 +255,43 @@ pub fn throughput_table(
         rows,
     };
     (table, best)
+}
+
+/// The HTTP example against a bare axum; the stop's failures go to the notes.
+pub fn http_table(suite: &http::Rates, floor: &http::Rates, notes: &mut Vec<String>) -> Table {
+    let floor_median = Summary::of(&floor.per_second).map(|s| s.median);
+    note_failures(notes, "examples/http", &suite.failures);
+    note_failures(notes, "floor-axum", &floor.failures);
+    let met = if suite.failed == 0 { "met" } else { "**not met**" };
+    notes.push(format!(
+        "HTTP: {} keep-alive clients looping `GET /healthz` (std `TcpStream`), answers counted \
+         over the hold; both servers on a current-thread runtime. Through the example's stop \
+         (SIGINT under the same load, `{}`): {} request(s) the server took failed over all \
+         runs (target 0: {met}); {} request(s) went out on keep-alive connections the server \
+         was closing as idle and were never taken (a client retries those).",
+        http::CLIENTS,
+        http::EXAMPLE_ARGS[2..6].join(" "),
+        suite.failed,
+        suite.not_taken
+    ));
+    Table {
+        title: "HTTP: answers per second".into(),
+        unit: Unit::PerSecond,
+        rows: vec![
+            Row {
+                what: "`examples/http` (the edge, the drain's middleware)".into(),
+                summary: Summary::of(&suite.per_second),
+                floor: floor_median,
+                target: None,
+            },
+            Row {
+                what: "floor: `floor-axum` (bare axum hello-world)".into(),
+                summary: Summary::of(&floor.per_second),
+                floor: None,
+                target: None,
+            },
+        ],
+    }
 }
 
 /// The shield against a bare atomic pair.
