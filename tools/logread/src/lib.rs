@@ -13,6 +13,7 @@
 //! A message may then be reworded without breaking a test.
 
 pub mod contract;
+pub mod matching;
 mod signal;
 
 use std::time::{Duration, SystemTime};
@@ -168,6 +169,22 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// `lines` numbered from 1, one a line, for a failure message: a run at full speed logs
+/// hundreds of thousands, so past `head + tail` lines only the two ends are shown.
+pub fn excerpt(lines: &[Event], head: usize, tail: usize) -> String {
+    let total = lines.len();
+    let mut text = String::new();
+    for (index, event) in lines.iter().enumerate() {
+        if total > head + tail && index == head {
+            text += &format!("     ... {} lines left out ...\n", total - head - tail);
+        }
+        if total <= head + tail || index < head || index >= total - tail {
+            text += &format!("{:>4} {}\n", index + 1, event.raw);
+        }
+    }
+    text
 }
 
 /// Whether `text` says `pid N` for this `pid` (and not `pid N0`, another process): for the

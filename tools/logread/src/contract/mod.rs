@@ -162,7 +162,7 @@ pub struct Facts {
     /// When the main process was held stopped (SIGSTOP, then SIGCONT): a signal sent
     /// meanwhile reaches it only at the SIGCONT.
     pub held_stopped: Option<(Duration, Duration)>,
-    /// `--stop-timeout`, and how much longer the run was kept stopped on purpose.
+    /// `--stop-timeout`.
     pub stop_timeout: Duration,
     /// Time the run was held stopped on purpose, which a stop may take on top.
     pub extra_time: Duration,
