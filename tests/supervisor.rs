@@ -611,24 +611,31 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
         .status()
         .expect("nsenter");
     assert!(orphans.success());
-    // Zero zombies shortly after (the orphans sleep 0.1 s).
-    let zombies = || -> usize {
-        children_of(init)
-            .iter()
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
-            })
-            .count()
+    // Their subshells have exited, so the 100 orphans are init's children now; each ends
+    // 0.1 s later and must then be reaped. Wait for that, not for a guessed while: until
+    // none is left, alive or zombie (a zombie keeps its name). Nothing notifies a reaping,
+    // so /proc is read; the bound only catches a failure.
+    let orphans_left = || {
+        let named_sleep = |pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        };
+        children_of(init).iter().filter(|pid| named_sleep(pid)).count()
     };
     let settle = Instant::now();
-    while zombies() > 0 || settle.elapsed() < Duration::from_millis(300) {
+    while orphans_left() > 0 {
         assert!(
             settle.elapsed() < Duration::from_secs(5),
-            "{} zombies left",
-            zombies()
+            "{} orphans left unreaped",
+            orphans_left()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    let zombie =
+        |pid: &u32| std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"));
+    assert!(
+        !children_of(init).iter().any(zombie),
+        "a zombie is left under init"
+    );
     // A worker killed from outside: its parent still reads its status.
     let workers: Vec<u32> = children_of(init)
         .into_iter()
