@@ -6,17 +6,11 @@
 //! SIGKILL cannot speak for itself: then its parent's `component=worker-N phase=failed`,
 //! whose cause names the worker's pid, is the answer.
 
-use std::collections::BTreeMap;
-
 use super::{Invariant, Violation};
 use crate::{Event, mentions_pid};
 
 fn is_worker(component: &str) -> bool {
     component.starts_with("worker-")
-}
-
-fn is_open(phase: &str) -> bool {
-    matches!(phase, "starting" | "started" | "stopping")
 }
 
 /// The lifecycle events of `lines`: (index, component, phase), `exit` left out.
@@ -50,6 +44,18 @@ fn reported_by_parent(event: &Event, report: &Event) -> bool {
             .any(|text| mentions_pid(text, pid))
 }
 
+/// Where the lifecycle event at `index` is answered: the first later line of the same
+/// component with one of `phases`, from the same incarnation or its parent's report.
+fn answer(lines: &[Event], index: usize, phases: &[&str]) -> Option<usize> {
+    let event = &lines[index];
+    let offset = lines[index + 1..].iter().position(|later| {
+        later.component() == event.component()
+            && later.phase().is_some_and(|p| phases.contains(&p))
+            && (same_incarnation(event, later) || reported_by_parent(event, later))
+    })?;
+    Some(index + 1 + offset)
+}
+
 /// Every `starting` is answered by `started` or `failed`, every `started` by `stopped` or
 /// `failed`, later and by the same incarnation (or its parent's report of its death).
 pub fn pairs(lines: &[Event]) -> Vec<Violation> {
@@ -61,12 +67,7 @@ pub fn pairs(lines: &[Event]) -> Vec<Violation> {
             _ => continue,
         };
         let event = &lines[index];
-        let answer = lines[index + 1..].iter().position(|later| {
-            later.component() == Some(component)
-                && later.phase().is_some_and(|p| needed.contains(&p))
-                && (same_incarnation(event, later) || reported_by_parent(event, later))
-        });
-        if answer.is_none() {
+        if answer(lines, index, needed).is_none() {
             violations.push(Violation::new(
                 Invariant::Lifecycle,
                 format!(
@@ -142,43 +143,39 @@ pub fn stop_order(lines: &[Event], services: &[&str]) -> Vec<Violation> {
     violations
 }
 
-/// Every worker's end comes before the manager reports itself stopped, and none starts after.
+/// Every worker process's end (its own `stopped` or `failed`, or its parent's report of its
+/// death) comes before the manager reports itself stopped, and no worker starts after.
 fn workers_before_manager(lines: &[Event]) -> Vec<Violation> {
     let Some(mpm_stopped) = first(lines, "MPM", &["stopped"], 0) else {
         return Vec::new();
     };
     let mut violations = Vec::new();
-    let mut open: BTreeMap<&str, usize> = BTreeMap::new();
-    for (index, component, phase) in events(lines).filter(|(_, c, _)| is_worker(c)) {
+    let starts = events(lines).filter(|&(_, c, p)| is_worker(c) && p == "starting");
+    for (index, worker, _) in starts {
         if index > mpm_stopped {
-            if phase == "starting" {
-                violations.push(Violation::new(
-                    Invariant::StopOrder,
-                    format!(
-                        "{component} started after MPM reported stopped (line {})",
-                        mpm_stopped + 1
-                    ),
-                    vec![mpm_stopped, index],
-                ));
-            }
+            violations.push(Violation::new(
+                Invariant::StopOrder,
+                format!(
+                    "{worker} started after MPM reported stopped (line {})",
+                    mpm_stopped + 1
+                ),
+                vec![mpm_stopped, index],
+            ));
             continue;
         }
-        if is_open(phase) {
-            open.entry(component).or_insert(index);
-        } else {
-            open.remove(component);
+        let end = answer(lines, index, &["stopped", "failed"]);
+        if end.is_none_or(|end| end > mpm_stopped) {
+            violations.push(Violation::new(
+                Invariant::StopOrder,
+                format!(
+                    "MPM reported stopped (line {}) while {worker} (pid {}, line {}) had not stopped or failed",
+                    mpm_stopped + 1,
+                    lines[index].pid().unwrap_or(-1),
+                    index + 1
+                ),
+                vec![index, mpm_stopped],
+            ));
         }
-    }
-    for (worker, since) in open {
-        violations.push(Violation::new(
-            Invariant::StopOrder,
-            format!(
-                "MPM reported stopped (line {}) while {worker} (line {}) had not stopped or failed",
-                mpm_stopped + 1,
-                since + 1
-            ),
-            vec![since, mpm_stopped],
-        ));
     }
     violations
 }

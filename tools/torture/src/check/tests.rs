@@ -361,7 +361,8 @@ fn a_restarted_worker_pairs_up() {
         Ended::Signal(SIGINT),
     );
     assert_eq!(invariants(&observation), vec![]);
-    // Without the manager's `failed`, the first incarnation is never accounted for.
+    // Without the manager's `failed`, the first incarnation is never accounted for: not at
+    // all, and not before MPM reported stopped.
     lines.remove(8);
     let observation = observed(
         Binary::Complex,
@@ -370,7 +371,10 @@ fn a_restarted_worker_pairs_up() {
         &killed,
         Ended::Signal(SIGINT),
     );
-    assert_eq!(invariants(&observation), vec![Invariant::Lifecycle]);
+    assert_eq!(
+        invariants(&observation),
+        vec![Invariant::Lifecycle, Invariant::StopOrder]
+    );
 }
 
 #[test]
