@@ -11,6 +11,8 @@
 mod exit;
 mod lifecycle;
 mod output;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::time::Duration;
