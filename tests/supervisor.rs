@@ -34,6 +34,16 @@ struct Datagram {
 /// A log line, read through the suite's one log reader.
 type Line = logread::Event;
 
+/// Asserts the contract's end of `log` with the suite's one judge (`logread::contract`): the
+/// exit event once, last, and saying `status` and `signal` when given.
+#[track_caller]
+fn assert_exit_last(log: &[Line], said: Option<(i64, &str)>) {
+    let (status, signal) = said.unzip();
+    if let Err(why) = logread::contract::exit_as(log, status, signal) {
+        panic!("{why}\n{}", logread::excerpt(log, 50, 50));
+    }
+}
+
 /// When `line` was written; a line without a valid timestamp fails the test.
 fn timestamp(line: &Line) -> SystemTime {
     line.timestamp()
@@ -355,10 +365,7 @@ fn the_echo_example_tells_the_manager_it_is_ready_and_stopping() {
         log.iter().any(|l| l.is("app", "started")),
         "app: started not logged"
     );
-    assert!(
-        log.last().is_some_and(Line::is_exit),
-        "the exit event is not last"
-    );
+    assert_exit_last(&log, None);
     let _ = std::fs::remove_file(&path);
 }
 
@@ -667,9 +674,7 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
         Some(143),
         "as PID 1 it exits 128+15 itself: {status}"
     );
-    let last = log.last().expect("a log");
-    assert!(last.is_exit(), "the exit event is not last");
-    assert_eq!(last.int("status"), Some(143));
+    assert_exit_last(&log, Some((143, "SIGTERM")));
 }
 
 /// The echo example as PID 1 of a fresh PID namespace: it gets the reaper with the edge, so
@@ -748,8 +753,5 @@ fn the_echo_example_as_pid_1_reaps_orphans() {
         Some(143),
         "as PID 1 it exits 128+15 itself: {status}"
     );
-    assert!(
-        log.last().is_some_and(Line::is_exit),
-        "the exit event is not last"
-    );
+    assert_exit_last(&log, None);
 }

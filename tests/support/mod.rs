@@ -392,13 +392,9 @@ impl Run {
     /// that it is logged exactly once.
     #[track_caller]
     pub fn assert_last_line_is_exit(&self, status: i64, signal: Option<Signal>) {
-        let mut violations = contract::exit_last(&self.log);
-        violations.extend(contract::exit_event_says(
-            &self.log,
-            status,
-            signal.map(Signal::name),
-        ));
-        self.judge(violations);
+        if let Err(why) = contract::exit_as(&self.log, Some(status), signal.map(Signal::name)) {
+            self.fail(&why);
+        }
     }
 
     /// Asserts no process of the run outlives it: the process group is empty and every pid
@@ -445,9 +441,8 @@ impl Run {
     /// Fails the test with every violation, if there is one, and the whole log.
     #[track_caller]
     fn judge(&self, violations: Vec<Violation>) {
-        if !violations.is_empty() {
-            let lines: Vec<String> = violations.iter().map(Violation::to_string).collect();
-            self.fail(&lines.join("\n"));
+        if let Err(why) = contract::verdict(violations) {
+            self.fail(&why);
         }
     }
 

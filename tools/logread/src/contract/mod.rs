@@ -17,7 +17,7 @@ mod tests;
 use std::fmt;
 use std::time::Duration;
 
-use crate::Signal;
+use crate::{Event, Signal};
 
 pub use exit::{exit_event_says, exit_last, exit_status, stop_time};
 pub use lifecycle::{no_stop_before_start_completed, pairs, stop_order};
@@ -119,6 +119,24 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.invariant, self.detail)
     }
+}
+
+/// The verdict on a run: `Ok` without violations, else every one in words, a line each,
+/// for a caller that fails on any.
+pub fn verdict(violations: impl IntoIterator<Item = Violation>) -> Result<(), String> {
+    let lines: Vec<String> = violations.into_iter().map(|v| v.to_string()).collect();
+    if lines.is_empty() {
+        Ok(())
+    } else {
+        Err(lines.join("\n"))
+    }
+}
+
+/// The end of a log as the contract wants it: the main process's exit event logged once, as
+/// the very last line, saying `status` and `signal` when the caller knows them.
+pub fn exit_as(lines: &[Event], status: Option<i64>, signal: Option<&str>) -> Result<(), String> {
+    let said = status.map(|status| exit_event_says(lines, status, signal));
+    verdict(exit_last(lines).into_iter().chain(said.into_iter().flatten()))
 }
 
 /// How the main process ended.
