@@ -166,14 +166,9 @@ fn run_and_stop(label: &str, kill_a_worker: bool) {
         "the exit code podman saw"
     );
     let lines = logs(&name);
-    let last = lines.last().expect("a log");
-    assert!(
-        last.is_exit(),
-        "the exit event is not the last line: {}",
-        last.raw
-    );
-    assert_eq!(last.int("status"), Some(143));
-    assert_eq!(last.str("signal"), Some("SIGTERM"));
+    if let Err(why) = logread::contract::exit_as(&lines, Some(143), Some("SIGTERM")) {
+        panic!("{why}\n{}", logread::excerpt(&lines, 50, 50));
+    }
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -1,10 +1,6 @@
 //! The echo example, which embeds the library's edge, through its real binary: a drain
 //! that cannot finish is still ended by the third signal, as in every program of the suite.
 
-#[allow(
-    dead_code,
-    reason = "the harness serves every test crate; this one uses a part"
-)]
 mod support;
 
 use std::io::Write;

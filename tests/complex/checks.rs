@@ -343,18 +343,9 @@ pub(crate) fn assert_async_service1_stop_order(run: &Run, busy_tasks: usize) {
             )),
         }
     }
-    let mpm_stopped = run.position(&phase("MPM", "stopped"), 0).unwrap_or_default();
-    for worker in workers(run) {
-        match end_of(run, &worker) {
-            Some(end) if end < mpm_stopped => {}
-            _ => run.fail(&format!(
-                "{} (pid {}) must have stopped or failed before `MPM: stopped` (line {})",
-                worker.name,
-                worker.pid,
-                mpm_stopped + 1
-            )),
-        }
-    }
+    // Every worker's end before MPM's `stopped`: a rule of the contract, checked where the
+    // torture tool checks it too.
+    run.assert_reverse_stop_order(&SERVICES);
     run.assert_sequence(&[
         &phase("MPM", "stopping"),
         &phase("MPM", "stopped"),

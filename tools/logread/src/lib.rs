@@ -1,5 +1,6 @@
-//! The one reader of a run's JSON log, shared by the integration tests (`tests/support`)
-//! and the torture tool (`tools/torture`), so both read the contract's fields the same way.
+//! The one reader of a run's JSON log, and the one judge of it ([`contract`]), shared by the
+//! integration tests (`tests/support`) and the torture tool (`tools/torture`), so both read
+//! the contract's fields the same way and hold a run to the same promises.
 //!
 //! Every process of a run writes one JSON object per line to stderr (docs/contract.md).
 //! [`parse`] turns a line into an [`Event`]; a line that is not a JSON object (clap's
@@ -11,9 +12,15 @@
 //! (`update-started`, `spawned`, `handshake` with its `step`, `replaced`, `summary`, ...).
 //! A message may then be reworded without breaking a test.
 
-use std::time::SystemTime;
+pub mod contract;
+pub mod matching;
+mod signal;
+
+use std::time::{Duration, SystemTime};
 
 use serde_json::{Map, Value};
+
+pub use signal::Signal;
 
 /// The keys every JSON log line carries (docs/contract.md).
 pub const REQUIRED_KEYS: [&str; 7] = [
@@ -31,18 +38,26 @@ pub const REQUIRED_KEYS: [&str; 7] = [
 pub struct Event {
     /// The line as written, without its newline.
     pub raw: String,
+    /// When the driver received it, since the spawn (zero when not recorded).
+    pub at: Duration,
     fields: Option<Map<String, Value>>,
 }
 
 /// Parses one line (without its newline). A line that is not one JSON object is kept as
 /// raw text: [`Event::is_json`] is then false and every field reads as absent.
 pub fn parse(line: impl Into<String>) -> Event {
+    parse_at(line, Duration::ZERO)
+}
+
+/// [`parse`] a line received `at` this long after the spawn: the checks of time (how long a
+/// stop took, how long a signal went unanswered) read it.
+pub fn parse_at(line: impl Into<String>, at: Duration) -> Event {
     let raw = line.into();
     let fields = match serde_json::from_str::<Value>(&raw) {
         Ok(Value::Object(map)) => Some(map),
         _ => None,
     };
-    Event { raw, fields }
+    Event { raw, at, fields }
 }
 
 impl Event {
@@ -154,6 +169,22 @@ impl Event {
             _ => None,
         }
     }
+}
+
+/// `lines` numbered from 1, one a line, for a failure message: a run at full speed logs
+/// hundreds of thousands, so past `head + tail` lines only the two ends are shown.
+pub fn excerpt(lines: &[Event], head: usize, tail: usize) -> String {
+    let total = lines.len();
+    let mut text = String::new();
+    for (index, event) in lines.iter().enumerate() {
+        if total > head + tail && index == head {
+            text += &format!("     ... {} lines left out ...\n", total - head - tail);
+        }
+        if total <= head + tail || index < head || index >= total - tail {
+            text += &format!("{:>4} {}\n", index + 1, event.raw);
+        }
+    }
+    text
 }
 
 /// Whether `text` says `pid N` for this `pid` (and not `pid N0`, another process): for the

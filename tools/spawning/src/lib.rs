@@ -8,6 +8,15 @@
 //!   the caller asks for: the environment a test chooses, not the one it ran in.
 //! - [`Gate`]: a reader thread passes it before each read of a child's stderr; closing it
 //!   stalls the reader, which is how a full pipe nobody reads is made on purpose.
+//! - [`Stderr`]: that reader thread, on a pipe or a growing file, and how full the pipe is.
+//! - [`wait_exited`], [`is_alive`], [`wait_signal_taken`]: what a run's processes are
+//!   doing, seen from outside.
+
+mod reader;
+mod watch;
+
+pub use reader::Stderr;
+pub use watch::{is_alive, wait_exited, wait_signal_taken};
 
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;

@@ -6,7 +6,7 @@
 //! binary, a [`scenario`], random parameters and a random moment in the run's life. The
 //! [`trial`] spawns the binary in its own process group ([`run`]), acts at the moment,
 //! waits for the end on events, and hunts leftovers in the process table ([`procs`]). The
-//! [`check`]s read what was observed (the JSON [`logs`], the exit, the leftovers) against
+//! [`check`]s read what was observed (the JSON lines, the exit, the leftovers) against
 //! the contract (docs/contract.md), and the [`report`] prints the summary and keeps the failures.
 //!
 //! # Layout
@@ -19,8 +19,8 @@
 //! - [`run`]: a spawned run as a stream of events; signals that cannot hit a reused pid.
 //! - [`procs`]: `/proc`, pidfds, the subreaper: who is left, and killing only them.
 //! - [`trial`]: one trial, start to clean-up.
-//! - [`logs`], [`phase`]: reading the lines; where in the life a signal landed.
-//! - [`check`]: the invariants.
+//! - [`phase`]: where in the life a signal landed.
+//! - [`check`]: which of the contract's checks (`logread::contract`) a trial is judged on.
 //! - [`report`], [`runner`]: the round; [`plot`]: its latencies as a picture (`--plots`).
 //! - [`stall`]: whether the machine starved the tool during a trial.
 
@@ -28,7 +28,6 @@ mod bins;
 mod check;
 mod cli;
 mod env;
-mod logs;
 mod phase;
 mod plan;
 mod plot;

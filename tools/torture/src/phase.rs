@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::logs::Line;
+use logread::Event as Line;
 
 /// A stretch of the run's life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,12 +119,10 @@ impl PhaseTracker {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn main_line(fields: &str) -> Line {
-        Line::new(Duration::ZERO, format!(r#"{{"process":"main",{fields}}}"#))
+        logread::parse(format!(r#"{{"process":"main",{fields}}}"#))
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::io;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::scenario::Sig;
+use crate::scenario::Signal;
 
 /// A process as `/proc/<pid>/stat` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub fn group_is_gone(pgid: i32) -> bool {
 
 /// Sends `sig` to the process group `pgid`. The caller guarantees the group is the run's
 /// (its leader is not yet reaped).
-pub fn signal_group(pgid: i32, sig: Sig) -> io::Result<()> {
+pub fn signal_group(pgid: i32, sig: Signal) -> io::Result<()> {
     // SAFETY: kill(2) with a negative pid signals a group; no memory is involved.
     if unsafe { libc::kill(-pgid, sig.number()) } == 0 {
         Ok(())
@@ -115,7 +115,7 @@ pub fn signal_group(pgid: i32, sig: Sig) -> io::Result<()> {
 }
 
 /// Sends `sig` to the process `pid`. The caller guarantees `pid` is not reaped yet.
-pub fn signal_pid(pid: i32, sig: Sig) -> io::Result<()> {
+pub fn signal_pid(pid: i32, sig: Signal) -> io::Result<()> {
     // SAFETY: kill(2) on one pid; no memory is involved.
     if unsafe { libc::kill(pid, sig.number()) } == 0 {
         Ok(())
@@ -145,7 +145,7 @@ impl Pidfd {
     }
 
     /// Sends `sig` to exactly this process.
-    pub fn send(&self, sig: Sig) -> io::Result<()> {
+    pub fn send(&self, sig: Signal) -> io::Result<()> {
         // SAFETY: pidfd_send_signal(2) with a valid pidfd, a signal number, no siginfo
         // (null) and no flags.
         let result = unsafe {
@@ -225,7 +225,7 @@ pub fn kill_group_members(pgid: i32, bound: Duration) -> Vec<Stat> {
         .collect();
     for (fd, _) in &handles {
         // It may have ended meanwhile (ESRCH): then there is nothing to kill.
-        let _ = fd.send(Sig::Kill);
+        let _ = fd.send(Signal::Kill);
     }
     handles
         .into_iter()

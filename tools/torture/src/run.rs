@@ -25,26 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::procs::{self, Pidfd};
-use crate::scenario::Sig;
+use crate::scenario::Signal;
 
-/// How the main process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Ended {
-    /// `exit(code)`.
-    Code(i32),
-    /// Killed by this signal (its default action, or SIGKILL).
-    Signal(i32),
-}
-
-impl Ended {
-    /// As a shell reports it: the code, or 128 + the signal.
-    pub fn shell_status(self) -> i32 {
-        match self {
-            Self::Code(code) => code,
-            Self::Signal(signal) => 128 + signal,
-        }
-    }
-}
+pub use logread::contract::Ended;
 
 /// Something that happened to the run.
 #[derive(Debug)]
@@ -162,12 +145,12 @@ impl Run {
 
     /// Sends `sig` to the whole group, unless the main process has ended. Returns when it
     /// was sent, or `None` if it was not.
-    pub fn signal_group(&self, sig: Sig) -> Option<Instant> {
+    pub fn signal_group(&self, sig: Signal) -> Option<Instant> {
         self.while_running(|| procs::signal_group(self.pid, sig))
     }
 
     /// Sends `sig` to the main process alone, unless it has ended.
-    pub fn signal_main(&self, sig: Sig) -> Option<Instant> {
+    pub fn signal_main(&self, sig: Signal) -> Option<Instant> {
         self.while_running(|| procs::signal_pid(self.pid, sig))
     }
 
@@ -176,7 +159,7 @@ impl Run {
     pub fn kill_member(&self, pid: i32) -> Option<Instant> {
         let fd = Pidfd::open(pid)?;
         fd.stat_in_group(self.pid).filter(procs::Stat::is_alive)?;
-        self.while_running(|| fd.send(Sig::Kill))
+        self.while_running(|| fd.send(Signal::Kill))
     }
 
     fn while_running(&self, send: impl FnOnce() -> std::io::Result<()>) -> Option<Instant> {
@@ -207,7 +190,7 @@ impl Controls {
 
     /// Sends `sig` to the whole group or the main process, unless the main process has
     /// ended (the same guard as [`Run::signal_group`]). Returns when it was sent.
-    pub fn signal(&self, sig: Sig, group: bool) -> Option<Instant> {
+    pub fn signal(&self, sig: Signal, group: bool) -> Option<Instant> {
         let ended = self.ended.lock().unwrap_or_else(|p| p.into_inner());
         if *ended {
             return None;

@@ -14,13 +14,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::env::Environment;
-use crate::logs::Line;
 use crate::phase::{Phase, PhaseTracker};
 use crate::plan::TrialPlan;
 use crate::procs;
 use crate::run::{Controls, Ended, Event, Run};
-use crate::scenario::{Scenario, Sig};
+use crate::scenario::{Scenario, Signal};
 use crate::stall;
+use logread::Event as Line;
 
 /// The longest a start may take before the run is considered hung: the manager's own
 /// bootstrap timeout (5 s) with room to spare.
@@ -51,7 +51,7 @@ pub struct Sent {
     /// Since the spawn.
     pub at: Duration,
     /// Which.
-    pub sig: Sig,
+    pub sig: Signal,
     /// To whom.
     pub target: Target,
 }
@@ -105,20 +105,11 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// When a signal sent to the main process at `sent` (since the spawn) could first act:
-    /// then, or at the SIGCONT if the environment held the process stopped meanwhile.
-    pub fn deliverable_at(&self, sent: Duration) -> Duration {
-        match self.held_stopped {
-            Some((stopped, continued)) if stopped <= sent && sent < continued => continued,
-            _ => sent,
-        }
-    }
-
     /// The SIGKILL that the `kill-main` scenario sent, if it went out before the end.
     pub fn main_killed(&self) -> bool {
         self.sent
             .iter()
-            .any(|s| s.sig == Sig::Kill && s.target == Target::Main)
+            .any(|s| s.sig == Signal::Kill && s.target == Target::Main)
     }
 
     /// From the decisive signal (the one the stop answers) to the main process's reaping;
@@ -182,7 +173,7 @@ pub fn run(plan: TrialPlan, bin_dir: &Path) -> Observation {
             trial.await_end();
             if trial.obs.ended.is_none() {
                 // The waiter failed: nothing else will end this run.
-                trial.send(Sig::Kill, Target::Group);
+                trial.send(Signal::Kill, Target::Group);
             }
             trial.clean_up();
             procs::unregister_group(trial.run.pid);
@@ -290,7 +281,7 @@ impl Driver {
                     }
                     Environment::Stop { group, .. } => {
                         let whom = if group { "the group" } else { "the main process" };
-                        let Some(stopped) = controls.signal(Sig::Stop, group) else {
+                        let Some(stopped) = controls.signal(Signal::Stop, group) else {
                             notes.push((
                                 since(Instant::now()),
                                 format!("environment: SIGSTOP to {whom} not sent: the run had ended"),
@@ -299,7 +290,7 @@ impl Driver {
                         };
                         notes.push((since(stopped), format!("environment: SIGSTOP to {whom}")));
                         wait(stopped + length);
-                        match controls.signal(Sig::Cont, group) {
+                        match controls.signal(Signal::Cont, group) {
                             Some(at) => {
                                 held = Some((since(stopped), since(at)));
                                 notes.push((since(at), format!("environment: SIGCONT to {whom}")));
@@ -348,11 +339,11 @@ impl Trial {
         let since = |at: Instant| at.saturating_duration_since(self.run.spawned);
         match event {
             Event::Stderr(at, text) => {
-                let line = Line::new(since(at), text);
+                let line = logread::parse_at(text, since(at));
                 self.tracker.observe(&line);
                 self.obs.lines.push(line);
             }
-            Event::Stdout(at, text) => self.obs.stdout.push(Line::new(since(at), text)),
+            Event::Stdout(at, text) => self.obs.stdout.push(logread::parse_at(text, since(at))),
             Event::StderrEnd(at) => {
                 self.stderr_ended = true;
                 self.obs.stderr_end = Some(since(at));
@@ -390,7 +381,7 @@ impl Trial {
         self.pump_until(Instant::now() + delay, Self::exited);
     }
 
-    fn send(&mut self, sig: Sig, target: Target) {
+    fn send(&mut self, sig: Signal, target: Target) {
         let at = match &target {
             Target::Group => self.run.signal_group(sig),
             Target::Main => self.run.signal_main(sig),
@@ -423,9 +414,9 @@ impl Trial {
         }
         self.obs.phase = Some(self.tracker.current());
         match plan.scenario {
-            Scenario::SigintGroup => self.send(Sig::Int, Target::Group),
-            Scenario::SigtermMain => self.send(Sig::Term, Target::Main),
-            Scenario::SighupMain => self.send(Sig::Hup, Target::Main),
+            Scenario::SigintGroup => self.send(Signal::Int, Target::Group),
+            Scenario::SigtermMain => self.send(Signal::Term, Target::Main),
+            Scenario::SighupMain => self.send(Signal::Hup, Target::Main),
             Scenario::SigintTwice | Scenario::SigintThrice => {
                 let count = if plan.scenario == Scenario::SigintTwice {
                     2
@@ -436,15 +427,15 @@ impl Trial {
                     if n > 0 {
                         self.pause(plan.signal_gap);
                     }
-                    self.send(Sig::Int, Target::Group);
+                    self.send(Signal::Int, Target::Group);
                 }
             }
             Scenario::KillWorker => {
                 self.kill_a_worker(plan.victim_pick);
                 self.pause(plan.follow_up);
-                self.send(Sig::Int, Target::Group);
+                self.send(Signal::Int, Target::Group);
             }
-            Scenario::KillMain => self.send(Sig::Kill, Target::Main),
+            Scenario::KillMain => self.send(Signal::Kill, Target::Main),
             Scenario::RunFor => {}
         }
     }
@@ -464,7 +455,7 @@ impl Trial {
             return;
         }
         let (name, pid) = live[(pick % live.len() as u64) as usize].clone();
-        self.send(Sig::Kill, Target::Worker(name, pid));
+        self.send(Signal::Kill, Target::Worker(name, pid));
     }
 
     fn await_end(&mut self) {
@@ -482,7 +473,7 @@ impl Trial {
         self.note(format!(
             "still running {bound:?} after the moment: killing the group"
         ));
-        self.send(Sig::Kill, Target::Group);
+        self.send(Signal::Kill, Target::Group);
         if !self.pump_until(Instant::now() + CLEANUP_BOUND, Self::exited) {
             self.obs.tool_error = Some("the main process survived SIGKILL".into());
         }
@@ -512,7 +503,7 @@ impl Trial {
             let survivors = procs::kill_group_members(self.run.pid, CLEANUP_BOUND);
             for leftover in &self.obs.leftovers {
                 if let Some(fd) = procs::Pidfd::open(leftover.pid) {
-                    let _ = fd.send(Sig::Kill);
+                    let _ = fd.send(Signal::Kill);
                 }
             }
             if !survivors.is_empty() {
@@ -611,7 +602,7 @@ mod tests {
     use super::*;
 
     fn line(json: &str) -> Line {
-        Line::new(Duration::ZERO, json.to_owned())
+        logread::parse(json)
     }
 
     /// The victim of `kill-worker` comes from the workers' own `started` lines; a worker the

@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use super::{Invariant, check};
 use crate::env::{EnvKind, Environment};
-use crate::logs::Line;
 use crate::plan::{PlanSettings, TrialPlan};
 use crate::run::Ended;
-use crate::scenario::{Binary, Scenario, Sig};
+use crate::scenario::{Binary, Scenario, Signal};
 use crate::trial::{Leftover, Observation, Sent, Target};
 
 const SIGINT: i32 = 2;
@@ -76,7 +75,7 @@ fn observed(
     binary: Binary,
     scenario: Scenario,
     lines: &[String],
-    signals: &[(Sig, Target)],
+    signals: &[(Signal, Target)],
     ended: Ended,
 ) -> Observation {
     let count = lines.len() as u64;
@@ -86,7 +85,7 @@ fn observed(
         lines: lines
             .iter()
             .enumerate()
-            .map(|(i, raw)| Line::new(Duration::from_millis(i as u64 + 2), raw.clone()))
+            .map(|(i, raw)| logread::parse_at(raw.clone(), Duration::from_millis(i as u64 + 2)))
             .collect(),
         stdout: Vec::new(),
         sent: signals
@@ -137,8 +136,8 @@ fn invariants(observation: &Observation) -> Vec<Invariant> {
     found
 }
 
-fn sigint_group() -> [(Sig, Target); 1] {
-    [(Sig::Int, Target::Group)]
+fn sigint_group() -> [(Signal, Target); 1] {
+    [(Signal::Int, Target::Group)]
 }
 
 #[test]
@@ -327,23 +326,32 @@ fn a_worker_stopping_after_the_manager_is_caught() {
     assert_eq!(invariants(&bad), vec![Invariant::StopOrder]);
 }
 
-/// A killed worker is reported failed by the manager, then replaced under the same name.
+/// A killed worker is reported failed by the manager (naming its pid), then replaced under
+/// the same name; the replacement (a new pid) stops in its place.
 #[test]
 fn a_restarted_worker_pairs_up() {
-    let mut lines = complex_stop(false);
+    let replacement_ends = |l: String| {
+        let end = l.contains(r#""phase":"stopping""#) || l.contains(r#""phase":"stopped""#);
+        if end && l.contains(r#""pid":200"#) {
+            l.replace(r#""pid":200"#, r#""pid":201"#)
+        } else {
+            l
+        }
+    };
+    let mut lines: Vec<String> = complex_stop(false).into_iter().map(replacement_ends).collect();
     let restart = [
         line(
             "main",
             100,
-            r#""component":"worker-1","phase":"failed","cause":"killed by SIGKILL""#,
+            r#""component":"worker-1","phase":"failed","cause":"worker-1 (pid 200) killed by SIGKILL""#,
         ),
         worker_event(1, 201, "starting"),
         worker_event(1, 201, "started"),
     ];
     lines.splice(8..8, restart);
     let killed = [
-        (Sig::Kill, Target::Worker("worker-1".into(), 200)),
-        (Sig::Int, Target::Group),
+        (Signal::Kill, Target::Worker("worker-1".into(), 200)),
+        (Signal::Int, Target::Group),
     ];
     let observation = observed(
         Binary::Complex,
@@ -353,7 +361,8 @@ fn a_restarted_worker_pairs_up() {
         Ended::Signal(SIGINT),
     );
     assert_eq!(invariants(&observation), vec![]);
-    // Without the manager's `failed`, the first incarnation is never accounted for.
+    // Without the manager's `failed`, the first incarnation is never accounted for: not at
+    // all, and not before MPM reported stopped.
     lines.remove(8);
     let observation = observed(
         Binary::Complex,
@@ -362,7 +371,10 @@ fn a_restarted_worker_pairs_up() {
         &killed,
         Ended::Signal(SIGINT),
     );
-    assert_eq!(invariants(&observation), vec![Invariant::Lifecycle]);
+    assert_eq!(
+        invariants(&observation),
+        vec![Invariant::Lifecycle, Invariant::StopOrder]
+    );
 }
 
 #[test]
@@ -381,7 +393,7 @@ fn only_the_force_after_th_signal_may_force_the_exit() {
             main_event("app", "failed"),
             exit_by_sigint(),
         ]);
-        let signals = vec![(Sig::Int, Target::Group); sent];
+        let signals = vec![(Signal::Int, Target::Group); sent];
         invariants(&observed(
             Binary::Simple,
             Scenario::SigintThrice,
@@ -424,7 +436,7 @@ fn junk_on_the_output_is_caught() {
 fn leftovers_and_a_killed_main_are_judged_apart() {
     let mut lines = complex_stop(false)[..9].to_vec();
     lines.truncate(8);
-    let killed = [(Sig::Kill, Target::Main)];
+    let killed = [(Signal::Kill, Target::Main)];
     let mut observation = observed(
         Binary::Complex,
         Scenario::KillMain,
@@ -466,7 +478,7 @@ fn dropped_lines_relax_the_lifecycle_but_not_the_exit_event() {
         Binary::Simple,
         Scenario::SigintGroup,
         &lines,
-        &[(Sig::Int, Target::Group)],
+        &[(Signal::Int, Target::Group)],
         Ended::Signal(SIGINT),
     );
     assert_eq!(invariants(&observation), Vec::<Invariant>::new());
@@ -478,7 +490,7 @@ fn dropped_lines_relax_the_lifecycle_but_not_the_exit_event() {
         Binary::Simple,
         Scenario::SigintGroup,
         &late,
-        &[(Sig::Int, Target::Group)],
+        &[(Signal::Int, Target::Group)],
         Ended::Signal(SIGINT),
     );
     assert_eq!(invariants(&observation), vec![Invariant::ExitLast]);
@@ -493,7 +505,7 @@ fn a_stall_past_the_exit_relaxes_the_end_of_the_log_but_not_the_status() {
         Binary::Simple,
         Scenario::SigintGroup,
         &lines,
-        &[(Sig::Int, Target::Group)],
+        &[(Signal::Int, Target::Group)],
         Ended::Signal(SIGINT),
     );
     observation.plan.environment = Environment::StallReader {

@@ -10,10 +10,8 @@
 
 use std::time::Duration;
 
-use super::{Invariant, Violation};
-use crate::run::Ended;
-use crate::scenario::Sig;
-use crate::trial::{Observation, Target};
+use super::{Ended, Facts, Invariant, Violation};
+use crate::{Event, Signal};
 
 /// A signal sent this long before the exit event, yet never logged, was lost: the handler
 /// logs within microseconds, so even a loaded machine does not explain a quarter second.
@@ -26,53 +24,34 @@ const STOP_SLACK: Duration = Duration::from_millis(2500);
 fn describe(ended: Ended) -> String {
     match ended {
         Ended::Code(code) => format!("exited with status {code}"),
-        Ended::Signal(signal) => format!("ended by {} (status {})", Sig::name_of(signal), 128 + signal),
+        Ended::Signal(signal) => format!("ended by {} (status {})", Signal::name_of(signal), 128 + signal),
     }
 }
 
-/// `lossy`: lines may be missing (dropped by a stalled sink, or cut by the tool's own
+/// The process ended as contracted: by the first shutdown signal it logged receiving; by
+/// the first one sent if it died before saying anything (the default action, before signal
+/// intake); 1 after a fatal error or a failed start; 0 otherwise. And its exit event, if
+/// any, says how it ended.
+///
+/// `lossy`: lines may be missing (dropped by a stalled sink, or cut by the driver's own
 /// stall), so a signal never logged may have been logged and lost: then only the end's
 /// consistency is judged (the exit event's truth, and an end by a signal that was sent, or
 /// by a status the contract allows).
-pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
-    let Some((ended_at, ended)) = observation.ended else {
+pub fn exit_status(lines: &[Event], facts: &Facts, lossy: bool) -> Vec<Violation> {
+    let Some((ended_at, ended)) = facts.ended else {
         return Vec::new();
     };
-    let lines = &observation.lines;
-    let exit_index = lines.iter().rposition(|l| l.is_exit());
-    let mut violations = Vec::new();
+    let exit_index = lines.iter().rposition(Event::is_exit);
+    let signal = match ended {
+        Ended::Signal(number) => Some(Signal::name_of(number)),
+        Ended::Code(_) => None,
+    };
+    let mut violations = exit_event_says(lines, i64::from(ended.shell_status()), signal.as_deref());
     let mut fail = |detail: String, at: Vec<usize>| {
         violations.push(Violation::new(Invariant::ExitStatus, detail, at));
     };
 
-    // The exit event, if any, must tell the truth about the end.
-    if let Some(index) = exit_index {
-        let event = &lines[index];
-        let said = event.int("status");
-        if said != Some(i64::from(ended.shell_status())) {
-            fail(
-                format!(
-                    "the exit event says status {said:?} but the process {}",
-                    describe(ended)
-                ),
-                vec![index],
-            );
-        }
-        if let Ended::Signal(signal) = ended {
-            if event.str("signal") != Some(Sig::name_of(signal).as_str()) {
-                fail(
-                    format!(
-                        "the exit event names signal {:?} but the process {}",
-                        event.str("signal"),
-                        describe(ended)
-                    ),
-                    vec![index],
-                );
-            }
-        }
-    }
-
-    if observation.main_killed() {
+    if facts.main_killed {
         // SIGKILL cannot be handled; unless the process had already finished by itself
         // (its exit event then matches its status, checked above), it dies by it.
         if exit_index.is_none() && ended != Ended::Signal(libc::SIGKILL) {
@@ -81,11 +60,7 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
         return violations;
     }
 
-    let signals_to_main: Vec<_> = observation
-        .sent
-        .iter()
-        .filter(|s| matches!(s.target, Target::Group | Target::Main))
-        .collect();
+    let signals_to_main = &facts.sent;
     let first_logged = lines
         .iter()
         .enumerate()
@@ -94,7 +69,7 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
     if lossy && first_logged.is_none() {
         let allowed = match ended {
             Ended::Code(code) => matches!(code, 0 | 1),
-            Ended::Signal(signal) => signals_to_main.iter().any(|s| s.sig.number() == signal),
+            Ended::Signal(signal) => signals_to_main.iter().any(|s| s.signal.number() == signal),
         };
         if !allowed {
             fail(
@@ -109,7 +84,7 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
     }
 
     let (expected, why, at) = if let Some((index, name)) = first_logged {
-        let Some(sig) = Sig::from_name(name) else {
+        let Some(signal) = Signal::from_name(name) else {
             fail(
                 format!("the main process logged an unknown signal {name:?}"),
                 vec![index],
@@ -117,15 +92,15 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
             return violations;
         };
         (
-            Ended::Signal(sig.number()),
+            Ended::Signal(signal.number()),
             format!("the first signal it logged, {name}"),
             vec![index],
         )
     } else if let (false, Some(first)) = (main_spoke, signals_to_main.first()) {
         // Before intake: the default action, silently. Contracted.
         (
-            Ended::Signal(first.sig.number()),
-            format!("{} arrived before any line (default action)", first.sig.name()),
+            Ended::Signal(first.signal.number()),
+            format!("{} arrived before any line (default action)", first.signal.name()),
             Vec::new(),
         )
     } else {
@@ -134,11 +109,11 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
             .position(|l| l.is_main() && (l.str("reason") == Some("fatal") || l.is("app", "failed")));
         if let (Some(exit), Some(lost)) = (exit_index, signals_to_main.first()) {
             // A process held stopped (SIGSTOP by the environment) takes it only at the SIGCONT.
-            if lines[exit].at > observation.deliverable_at(lost.at) + LOST_SIGNAL_SLACK {
+            if lines[exit].at > facts.deliverable_at(lost.at) + LOST_SIGNAL_SLACK {
                 fail(
                     format!(
                         "{} sent at {:?} was never logged, and the exit event came {:?} later",
-                        lost.sig.name(),
+                        lost.signal.name(),
                         lost.at,
                         lines[exit].at - lost.at
                     ),
@@ -172,14 +147,42 @@ pub fn check_status(observation: &Observation, lossy: bool) -> Vec<Violation> {
     violations
 }
 
-pub fn check_last(observation: &Observation) -> Vec<Violation> {
-    let lines = &observation.lines;
-    let silent_death = !lines.iter().any(|l| l.is_main())
-        && matches!(observation.ended, Some((_, Ended::Signal(_))))
-        && !observation.sent.is_empty();
-    if observation.main_killed() || silent_death || observation.ended.is_none() {
+/// The exit event tells how the run ended: the last `component=app phase=exit` says
+/// `status` and names `signal` (and no signal when `None`). A log without one is
+/// [`exit_last`]'s to judge.
+pub fn exit_event_says(lines: &[Event], status: i64, signal: Option<&str>) -> Vec<Violation> {
+    let Some(index) = lines.iter().rposition(Event::is_exit) else {
         return Vec::new();
+    };
+    let event = &lines[index];
+    let mut violations = Vec::new();
+    if event.int("status") != Some(status) {
+        violations.push(Violation::new(
+            Invariant::ExitStatus,
+            format!(
+                "the exit event says status {:?} but the process ended with {status}",
+                event.int("status")
+            ),
+            vec![index],
+        ));
     }
+    if event.signal() != signal {
+        violations.push(Violation::new(
+            Invariant::ExitStatus,
+            format!(
+                "the exit event names signal {:?} but the process ended by {signal:?}",
+                event.signal()
+            ),
+            vec![index],
+        ));
+    }
+    violations
+}
+
+/// The main process's exit event is logged exactly once, as the very last line of the run,
+/// from any process. (A run SIGKILLed, or killed by a signal before it said anything, has
+/// none: whether one is due is the driver's call.)
+pub fn exit_last(lines: &[Event]) -> Vec<Violation> {
     let exits: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].is_exit()).collect();
     let detail = match exits.as_slice() {
         [] => "the main process wrote no exit event".to_owned(),
@@ -205,36 +208,24 @@ pub fn check_last(observation: &Observation) -> Vec<Violation> {
     vec![Violation::new(Invariant::ExitLast, detail, shown)]
 }
 
-pub fn check_stop_time(observation: &Observation) -> Vec<Violation> {
-    let plan = &observation.plan;
-    let lines = &observation.lines;
+/// Only the `--force-after`th signal forces the exit, and otherwise the stop ends within
+/// `--stop-timeout` (plus slack, plus the time the run was held stopped on purpose).
+pub fn stop_time(lines: &[Event], facts: &Facts) -> Vec<Violation> {
     let mut violations = Vec::new();
-    if observation.hung {
-        violations.push(Violation::new(
-            Invariant::StopTimeout,
-            "the main process never ended: the tool killed it".to_owned(),
-            Vec::new(),
-        ));
-        return violations;
-    }
     // Contracted: the `--force-after`th signal, logged `action=forced` with its count, comes
     // first; the forced-exit event (`cause`) follows. Judged on fields, not on the wording.
-    let signals_sent = observation
-        .sent
-        .iter()
-        .filter(|s| matches!(s.target, Target::Group | Target::Main))
-        .count();
+    let signals_sent = facts.sent.len();
     let forcing_signal = lines
         .iter()
-        .position(|l| l.is_main() && l.str("action") == Some("forced"));
+        .position(|l| l.is_main() && l.action() == Some("forced"));
     if let Some(index) = forcing_signal {
         let count = lines[index].int("count");
-        if count != Some(i64::from(plan.force_after)) || signals_sent < plan.force_after as usize {
+        if count != Some(i64::from(facts.force_after)) || signals_sent < facts.force_after as usize {
             violations.push(Violation::new(
                 Invariant::StopTimeout,
                 format!(
                     "the exit was forced at signal count {count:?} with --force-after {} and {signals_sent} signal(s) sent",
-                    plan.force_after
+                    facts.force_after
                 ),
                 vec![index],
             ));
@@ -251,16 +242,14 @@ pub fn check_stop_time(observation: &Observation) -> Vec<Violation> {
         }
     }
     let stop_began = lines.iter().position(|l| l.is_main() && l.is("app", "stopping"));
-    if let (Some(index), Some((ended_at, _))) = (stop_began, observation.ended) {
+    if let (Some(index), Some((ended_at, _))) = (stop_began, facts.ended) {
         let took = ended_at.saturating_sub(lines[index].at);
-        // A run kept stopped (SIGSTOP) by the environment is that much later.
-        let extra = plan.environment.extra_time();
-        if took > plan.stop_timeout + STOP_SLACK + extra {
+        if took > facts.stop_timeout + STOP_SLACK + facts.extra_time {
             violations.push(Violation::new(
                 Invariant::StopTimeout,
                 format!(
                     "the stop took {took:?}, past --stop-timeout {:?} (and {STOP_SLACK:?} of slack)",
-                    plan.stop_timeout
+                    facts.stop_timeout
                 ),
                 vec![index],
             ));
