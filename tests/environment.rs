@@ -951,6 +951,20 @@ fn the_whole_group_stopped_and_continued_goes_on_as_before() {
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
 }
 
+/// Ctrl+Z as MPM's stop begins, `fg` after longer than the whole `--stop-timeout`: the
+/// time every process spent stopped is not held against the stop, which completes
+/// unforced, by the Ctrl+C that began it.
+#[test]
+fn the_whole_group_stopped_past_the_stop_timeout_forces_nothing() {
+    let mut run = complex(&["--time-scale", FAST, "--stop-timeout", "3s"]);
+    run.wait_for(phase("app", "started"), PATIENCE);
+    run.signal_group(Signal::Int);
+    run.wait_for(phase("MPM", "stopping"), PATIENCE);
+    stop_and_continue(&run, true, Duration::from_secs(4));
+    assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &[]);
+    assert_not_forced(&run);
+}
+
 /// The worker's stop deadline (`mpm/parent/mod.rs`), and how far past it a stuck worker may
 /// be killed: a tenth, plus the moments before the stop reaches the manager.
 const WORKER_STOP_DEADLINE: Duration = Duration::from_secs(10);

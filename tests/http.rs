@@ -6,10 +6,6 @@
 //! all. The tests synchronise on the example's log events and on its answers; every
 //! timeout only bounds a failure.
 
-#[allow(
-    dead_code,
-    reason = "the harness serves every test crate; this one uses a part"
-)]
 mod support;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

@@ -45,7 +45,9 @@ impl Deadline {
     pub fn after(bound: Duration) -> Self {
         Self {
             left: bound,
-            slice: (bound / 32).clamp(MIN_SLICE, MAX_SLICE),
+            // Whole milliseconds: timers round a deadline up to the next millisecond, and a
+            // fraction lost per slice would add up past the bound.
+            slice: Duration::from_millis((bound / 32).as_millis() as u64).clamp(MIN_SLICE, MAX_SLICE),
         }
     }
 

@@ -27,6 +27,7 @@
 use std::time::Duration;
 
 use crate::components::Components;
+use crate::deadline::Deadline;
 use crate::exit::ExitStatus;
 use crate::panics::CatchPanic;
 use crate::service::{Service, ServiceContext};
@@ -218,10 +219,11 @@ impl Lifecycle {
         if start_error.is_none() {
             components.stopping("app");
         }
-        let stop = stop_in_reverse(ctx, &mut started);
-        let stop_failed = match tokio::time::timeout(self.stop_timeout, stop).await {
-            Ok(stop_failed) => stop_failed,
-            Err(_) => {
+        let stop = Box::pin(stop_in_reverse(ctx, &mut started));
+        // Time the whole run spent stopped (Ctrl+Z) is not held against the stop.
+        let stop_failed = match Deadline::after(self.stop_timeout).within(stop).await {
+            Some(stop_failed) => stop_failed,
+            None => {
                 shutdown.force(ForceReason::StopTimeout(self.stop_timeout));
                 // Forced: the runner's select returns (or the process edge ends it).
                 std::future::pending().await
@@ -268,9 +270,9 @@ async fn stop_one(ctx: &ServiceContext, service: &mut dyn Service) -> StopOutcom
     let deadline = service.stop_deadline();
     let stop = CatchPanic(service.stop(ctx));
     let (outcome, cause) = match deadline {
-        Some(deadline) => match tokio::time::timeout(deadline, stop).await {
-            Ok(result) => failure(result),
-            Err(_) => (
+        Some(deadline) => match Deadline::after(deadline).within(stop).await {
+            Some(result) => failure(result),
+            None => (
                 StopOutcome::Cut,
                 Some(format!(
                     "its stop deadline ({}) passed; the stop goes on without it",
