@@ -7,18 +7,24 @@
 //!
 //! Exit status: 0 when drawn; 1 on bad input (not JSON, empty, unreadable); 2 on a bad
 //! command line; 3 when the log was cut (no exit event): the output is still written whole.
+//! Lines it had to skip are counted and said on stderr; they do not change the status.
 
+mod build;
 mod model;
 mod picture;
+mod read;
 mod trace;
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+
+use crate::build::Builder;
+use crate::read::Skipped;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {
@@ -45,28 +51,47 @@ struct Args {
     title: Option<String>,
 }
 
-fn run(args: &Args) -> Result<bool> {
-    let name = args.log.display().to_string();
-    let run = if name == "-" {
-        model::read(io::stdin().lock(), "stdin")?
-    } else {
-        let file = File::open(&args.log).with_context(|| format!("cannot open {name}"))?;
-        model::read(BufReader::new(file), &name)?
-    };
+/// Reads the log once, line by line, into the run (and, for the trace, the lines' events).
+fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(String, bool)> {
+    let mut skipped = Skipped::default();
+    let mut builder = Builder::default();
+    let mut lines = trace::Lines::default();
+    let keep_lines = matches!(args.format, Format::Trace);
+    let read = read::read(input, name, &mut skipped, |line, skipped| {
+        builder.line(&line, skipped);
+        if keep_lines {
+            lines.line(&line);
+        }
+    })?;
+    let run = builder.finish(&read);
+    if let Some(report) = skipped.report() {
+        eprintln!("timeline: {name}: {report}");
+    }
     let out = match args.format {
-        Format::Svg => picture::draw(&run, args.width, args.title.as_deref()),
+        Format::Svg => picture::draw(&run, args.width, args.title.as_deref(), skipped.total()),
         Format::Trace => {
-            let mut s = serde_json::to_string(&trace::build(&run))?;
+            let mut s = serde_json::to_string(&trace::build(&run, lines, read.first))?;
             s.push('\n');
             s
         }
+    };
+    Ok((out, !run.cut()))
+}
+
+fn run(args: &Args) -> Result<bool> {
+    let name = args.log.display().to_string();
+    let (out, whole) = if name == "-" {
+        read_run(args, io::stdin().lock(), "stdin")?
+    } else {
+        let file = File::open(&args.log).with_context(|| format!("cannot open {name}"))?;
+        read_run(args, BufReader::new(file), &name)?
     };
     let mut stdout = io::stdout().lock();
     stdout
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to standard output")?;
-    Ok(!run.cut())
+    Ok(whole)
 }
 
 fn main() -> ExitCode {
