@@ -224,7 +224,7 @@ pub fn lane(c: &Component, axis: &Axis, y: f64, placer: &mut Placer) -> Group {
             .set("data-t", format!("{:.3}", s.t))
             .add(Title::new(format!("{} · {}", fmt_time(s.t, 1.0), s.message)))
             .add(triangle(x, y + 0.5, 8.0, colour));
-        let right = Label::new(x + 6.0, y + 7.6, 9.0, signal_label(s));
+        let right = Label::new(x + 6.0, y + 6.8, 9.0, signal_label(s));
         let left = right.clone().anchor(Anchor::End);
         let left = Label { x: x - 6.0, ..left };
         if let Some(l) = placer.place([right, left]) {

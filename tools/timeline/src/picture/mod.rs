@@ -15,13 +15,15 @@ mod stop;
 use std::fmt::Write as _;
 
 use svg::Document;
+use svg::node::Blob;
+use svg::node::element::path::Data;
 use svg::node::element::{Definitions, Group, Marker, Path, Rectangle, Title};
 
 use strips::style::{FONT, GREY, INK, TEXT};
 
 use self::axis::{Axis, axis_row};
 use self::labels::{Anchor, Label, Placer, fmt_px};
-use self::shapes::{FAILED, action_colour, fmt_duration, line};
+use self::shapes::{FAILED, STOP_INK, action_colour, fmt_duration, line};
 use crate::model::Run;
 
 /// The left column, for the lanes' names.
@@ -135,6 +137,9 @@ pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) ->
     // The exit first: its label is the one that must not give way to another.
     let exit = exit_mark(run, &axis, bottom, &mut placer);
     let mut signals_layout = Some(layout);
+    // Lanes are turned into markup as they are drawn: a tree of every lane's elements would
+    // take several times the memory of the text it prints.
+    let mut lanes = String::new();
     for (row, &ry) in rows.iter().zip(&row_y) {
         match row {
             Row::Header(label) => {
@@ -146,10 +151,13 @@ pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) ->
                     doc = doc.add(signals::signals_row(run, &axis, ry, layout, &mut placer));
                 }
             }
-            Row::Lane(i) => doc = doc.add(lane::lane(&run.components[*i], &axis, ry, &mut placer)),
+            Row::Lane(i) => {
+                let lane = lane::lane(&run.components[*i], &axis, ry, &mut placer);
+                let _ = write!(lanes, "{lane}");
+            }
         }
     }
-    doc = doc.add(exit);
+    doc = doc.add(Blob::new(lanes)).add(exit);
 
     // Break marks over the bars: two slanted strokes at each side of the cut.
     let mut cuts = Group::new();
@@ -166,6 +174,34 @@ pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) ->
 
     let (axis_group, mut y) = axis_row(&axis, bottom + 4.0, LEFT, &mut placer);
     doc = doc.add(axis_group);
+    // A bracket under the stop's stretch of the axis points to the panel that spreads it out.
+    if let Some(begin) = run.stop_begins() {
+        let end = run.exit.as_ref().map_or(run.end, |e| e.t);
+        let (a, b) = (axis.x(begin), axis.x(end));
+        let data = Data::new()
+            .move_to((a, y - 4.0))
+            .line_to((a, y))
+            .line_to((b, y))
+            .line_to((b, y - 4.0));
+        doc = doc.add(
+            Path::new()
+                .set("class", "stop-bracket")
+                .set("d", data)
+                .set("fill", "none")
+                .set("stroke", STOP_INK)
+                .set("stroke-width", 1.5),
+        );
+        let say = |x: f64, anchor| Label::new(x, y + 12.0, 10.0, "the stop, step by step ↓").anchor(anchor);
+        let candidates = [
+            say((a + b) / 2.0, Anchor::Middle),
+            say(b, Anchor::End),
+            say(a, Anchor::Start),
+        ];
+        if let Some(l) = placer.place(candidates) {
+            doc = doc.add(l.to_text().set("fill", STOP_INK));
+        }
+        y += 14.0;
+    }
     if let Some((panel, panel_bottom)) = stop::panel(run, y + 6.0, LEFT, width - RIGHT, &mut placer) {
         doc = doc.add(panel);
         y = panel_bottom;

@@ -13,6 +13,8 @@ use crate::model::{Phase, Signal};
 pub const STARTING: &str = "#9ecae1";
 pub const RUNNING: &str = "#c7e9c0";
 pub const STOPPING: &str = "#fdbe85";
+/// The stop's ink, for what points to it: a darker shade of its bars.
+pub const STOP_INK: &str = "#d94801";
 pub const FAILED: &str = "#d62728";
 pub const RESTART: &str = "#1f77b4";
 pub const UPDATE: &str = "#31a354";
