@@ -16,7 +16,7 @@ mod read;
 mod trace;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -52,7 +52,12 @@ struct Args {
 }
 
 /// Reads the log once, line by line, into the run (and, for the trace, the lines' events).
-fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(String, bool)> {
+enum Output {
+    Svg(svg::Document),
+    Trace(serde_json::Value),
+}
+
+fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(Output, bool)> {
     let mut skipped = Skipped::default();
     let mut builder = Builder::default();
     let mut lines = trace::Lines::default();
@@ -68,12 +73,13 @@ fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(String, boo
         eprintln!("timeline: {name}: {report}");
     }
     let out = match args.format {
-        Format::Svg => picture::draw(&run, args.width, args.title.as_deref(), skipped.total()),
-        Format::Trace => {
-            let mut s = serde_json::to_string(&trace::build(&run, lines, read.first))?;
-            s.push('\n');
-            s
-        }
+        Format::Svg => Output::Svg(picture::draw(
+            &run,
+            args.width,
+            args.title.as_deref(),
+            skipped.total(),
+        )),
+        Format::Trace => Output::Trace(trace::build(&run, lines, read.first)),
     };
     Ok((out, !run.cut()))
 }
@@ -86,11 +92,15 @@ fn run(args: &Args) -> Result<bool> {
         let file = File::open(&args.log).with_context(|| format!("cannot open {name}"))?;
         read_run(args, BufReader::new(file), &name)?
     };
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
+    let mut stdout = BufWriter::new(io::stdout().lock());
+    match &out {
+        Output::Svg(document) => writeln!(stdout, "{document}"),
+        Output::Trace(trace) => serde_json::to_writer(&mut stdout, trace)
+            .map_err(io::Error::from)
+            .and_then(|()| writeln!(stdout)),
+    }
+    .and_then(|()| stdout.flush())
+    .context("cannot write to standard output")?;
     Ok(whole)
 }
 

@@ -77,8 +77,9 @@ fn rows(run: &Run) -> Vec<Row> {
 }
 
 /// Draws the run. `width` is the picture's width in pixels; `skipped` the lines the reader
-/// could not place, said at the bottom.
-pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) -> String {
+/// could not place, said at the bottom. The document is printed by the caller, straight to
+/// its output: the picture is not held twice, once as a tree and once as text.
+pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) -> Document {
     let width = width.max(500.0);
     let mut placer = Placer::new(width);
     let axis = Axis::new(run, LEFT, width - RIGHT);
@@ -242,7 +243,7 @@ pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) ->
             ),
     );
     let height = y + 8.0;
-    let document = Document::new()
+    Document::new()
         .set("width", width)
         .set("height", fmt_px(height))
         .set("viewBox", format!("0 0 {width} {}", fmt_px(height)))
@@ -253,10 +254,7 @@ pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) ->
                 .set("height", "100%")
                 .set("fill", "white"),
         )
-        .add(doc);
-    let mut out = String::new();
-    let _ = writeln!(out, "{document}");
-    out
+        .add(doc)
 }
 
 /// The exit (or where the log stops) as a line across every lane, its label above them.

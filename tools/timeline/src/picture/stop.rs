@@ -9,6 +9,9 @@
 //! its two columns. The nesting of the bars is the stop order; the times are written under
 //! the columns. With more lines than the width can hold, neighbours share a column.
 
+use std::fmt::Write as _;
+
+use svg::node::Blob;
 use svg::node::element::{Group, Rectangle, Title};
 
 use strips::style::{GREY, INK};
@@ -82,15 +85,15 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
         return None;
     }
     // Rows in the order their stop began, so that reading down is reading the stop.
-    let first_step = |row: usize| {
-        let b = bars.iter().find(|b| b.row == row).expect("a row has a bar");
+    // Bars come row by row, so a row's first bar is the first seen with its number.
+    let mut first_step = vec![(f64::INFINITY, usize::MAX); rows.len()];
+    for b in bars.iter().rev() {
         let s = &steps[b.from.unwrap_or(b.to)];
-        (s.t, s.n)
-    };
+        first_step[b.row] = (s.t, s.n);
+    }
     let mut by_stop: Vec<usize> = (0..rows.len()).collect();
     by_stop.sort_by(|&a, &b| {
-        let (ta, na) = first_step(a);
-        let (tb, nb) = first_step(b);
+        let ((ta, na), (tb, nb)) = (first_step[a], first_step[b]);
         ta.total_cmp(&tb).then(na.cmp(&nb))
     });
     let mut place = vec![0; rows.len()];
@@ -170,7 +173,8 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
             y1: bottom,
         });
     }
-    let mut labels = Group::new();
+    // Bars and their labels go straight to markup: a row per lane, and lanes can be many.
+    let mut markup = String::new();
     for b in &bars {
         let mid = top + ROW * b.row as f64 + ROW / 2.0;
         let x1 = x(b.to);
@@ -201,18 +205,18 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
         } else {
             rect.set("stroke", "#888").set("stroke-width", 0.5)
         };
-        g = g.add(rect);
+        let _ = write!(markup, "{rect}");
         if b.failed {
-            g = g.add(cross(x1, mid, 4.0));
+            let _ = write!(markup, "{}", cross(x1, mid, 4.0));
         }
         if b.from.is_some() {
             let took = Label::new(x1 + 6.0, mid + 3.5, 9.5, fmt_duration(b.t1 - b.t0));
             if let Some(l) = placer.place([took]) {
-                labels = labels.add(l.to_text().set("fill", GREY));
+                let _ = write!(markup, "{}", l.to_text().set("fill", GREY));
             }
         }
     }
-    g = g.add(labels);
+    g = g.add(Blob::new(markup));
     if let Some(step) = exit {
         let ex = x(step);
         g = g.add(
@@ -232,11 +236,12 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
             g = g.add(l.to_text());
         }
     }
-    // The columns' times, since the stop began; a repeated time is written once.
+    // The columns' times (of each column's first line), since the stop began; a repeated
+    // time is written once.
     let axis_y = bottom + 4.0;
     g = g.add(line(left, axis_y, right, axis_y, INK));
     let mut last = String::new();
-    for &step in &order {
+    for &step in order.iter().step_by(per) {
         let cx = x(step);
         g = g.add(line(cx, axis_y, cx, axis_y + 4.0, INK));
         let text = format!("+{}", fmt_duration(steps[step].t - begin));
