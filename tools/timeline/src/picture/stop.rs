@@ -174,7 +174,10 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
         });
     }
     // Bars and their labels go straight to markup: a row per lane, and lanes can be many.
+    // The bars are taken first, so that no duration is written over a bar (stops of a
+    // replaced worker, or of a log of several runs, share a row).
     let mut markup = String::new();
+    let mut took = Vec::new();
     for b in &bars {
         let mid = top + ROW * b.row as f64 + ROW / 2.0;
         let x1 = x(b.to);
@@ -209,11 +212,19 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
         if b.failed {
             let _ = write!(markup, "{}", cross(x1, mid, 4.0));
         }
+        placer.take(Rect {
+            x0,
+            y0: mid - BAR / 2.0,
+            x1,
+            y1: mid + BAR / 2.0,
+        });
         if b.from.is_some() {
-            let took = Label::new(x1 + 6.0, mid + 3.5, 9.5, fmt_duration(b.t1 - b.t0));
-            if let Some(l) = placer.place([took]) {
-                let _ = write!(markup, "{}", l.to_text().set("fill", GREY));
-            }
+            took.push(Label::new(x1 + 6.0, mid + 3.5, 9.5, fmt_duration(b.t1 - b.t0)));
+        }
+    }
+    for label in took {
+        if let Some(l) = placer.place([label]) {
+            let _ = write!(markup, "{}", l.to_text().set("fill", GREY));
         }
     }
     g = g.add(Blob::new(markup));
