@@ -19,11 +19,13 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 
 use crate::build::Builder;
+use crate::model::Run;
 use crate::read::Skipped;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -54,7 +56,7 @@ struct Args {
 /// Reads the log once, line by line, into the run (and, for the trace, the lines' events).
 enum Output {
     Svg(svg::Document),
-    Trace(serde_json::Value),
+    Trace(Run, trace::Lines, SystemTime),
 }
 
 fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(Output, bool)> {
@@ -72,6 +74,7 @@ fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(Output, boo
     if let Some(report) = skipped.report() {
         eprintln!("timeline: {name}: {report}");
     }
+    let whole = !run.cut();
     let out = match args.format {
         Format::Svg => Output::Svg(picture::draw(
             &run,
@@ -79,9 +82,9 @@ fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(Output, boo
             args.title.as_deref(),
             skipped.total(),
         )),
-        Format::Trace => Output::Trace(trace::build(&run, lines, read.first)),
+        Format::Trace => Output::Trace(run, lines, read.first),
     };
-    Ok((out, !run.cut()))
+    Ok((out, whole))
 }
 
 fn run(args: &Args) -> Result<bool> {
@@ -93,11 +96,9 @@ fn run(args: &Args) -> Result<bool> {
         read_run(args, BufReader::new(file), &name)?
     };
     let mut stdout = BufWriter::new(io::stdout().lock());
-    match &out {
+    match out {
         Output::Svg(document) => writeln!(stdout, "{document}"),
-        Output::Trace(trace) => serde_json::to_writer(&mut stdout, trace)
-            .map_err(io::Error::from)
-            .and_then(|()| writeln!(stdout)),
+        Output::Trace(run, lines, first) => trace::write(&run, lines, first, &mut stdout),
     }
     .and_then(|()| stdout.flush())
     .context("cannot write to standard output")?;

@@ -9,9 +9,10 @@
 //! message; signals and the exit are instant events too, named for what they were.
 //!
 //! The trace holds every line by design, so its memory follows the log (as its output
-//! does); lines are kept as the events they become, and the picture keeps none of them.
+//! does); lines are kept as the text of the events they become, and the picture keeps none.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -37,9 +38,11 @@ pub struct Lines {
     /// Real threads: one id per (pid, thread name), in order of appearance.
     threads: BTreeMap<(i64, String), i64>,
     next: BTreeMap<i64, i64>,
-    /// Thread metadata, then instant events with their time (ms since the first line).
+    /// Thread metadata, then instant events with their time (ms since the first line),
+    /// already printed without their `ts` (known only once the earliest line is): as text
+    /// they take a fraction of the memory of a JSON tree.
     meta: Vec<Value>,
-    events: Vec<(f64, Value)>,
+    events: Vec<(f64, String)>,
 }
 
 impl Lines {
@@ -71,29 +74,25 @@ impl Lines {
             _ => None,
         };
         if let (Some(signal), Some(action)) = (signal, action) {
-            self.events.push((
-                l.t,
-                json!({"ph": "i", "s": "p", "name": format!("{signal} {action}"),
-                    "cat": "signal", "pid": l.pid, "tid": tid,
-                    "args": {"message": l.message, "count": l.int("count")}}),
-            ));
+            let event = json!({"ph": "i", "s": "p", "name": format!("{signal} {action}"),
+                "cat": "signal", "pid": l.pid, "tid": tid,
+                "args": {"message": l.message, "count": l.int("count")}});
+            self.events.push((l.t, event.to_string()));
         }
         // Every line, so that the trace holds the whole log.
         let mut args = serde_json::Map::new();
         args.insert("level".into(), Value::from(l.level.clone()));
         args.insert("line".into(), Value::from(l.number));
         args.extend(l.fields.clone());
-        self.events.push((
-            l.t,
-            json!({"ph": "i", "s": "t", "name": l.message, "cat": "log",
-                "pid": l.pid, "tid": tid, "args": args}),
-        ));
+        let event = json!({"ph": "i", "s": "t", "name": l.message, "cat": "log",
+            "pid": l.pid, "tid": tid, "args": args});
+        self.events.push((l.t, event.to_string()));
     }
 }
 
-/// Builds the trace; `Value` so that tests and the writer share it. `first` is the time of
-/// the log's first line, which the lines' times count from.
-pub fn build(run: &Run, lines: Lines, first: SystemTime) -> Value {
+/// Writes the trace to `out`. `first` is the time of the log's first line, which the
+/// lines' times count from.
+pub fn write(run: &Run, lines: Lines, first: SystemTime, out: &mut impl Write) -> io::Result<()> {
     let mut events: Vec<Value> = Vec::new();
     // Process names and order: main first, then workers; a worker incarnation is named with
     // its pid so that the replaced and the replacement stand apart.
@@ -155,34 +154,35 @@ pub fn build(run: &Run, lines: Lines, first: SystemTime) -> Value {
             }
         }
     }
-    let shift = first.duration_since(run.start).unwrap_or_default().as_secs_f64() * 1000.0;
-    for (t, mut event) in lines.events {
-        event["ts"] = json!(us(t + shift));
-        events.push(event);
-    }
-    let status = match &run.exit {
-        Some(exit) => {
-            events.push(
-                json!({"ph": "i", "s": "g", "name": format!("exit status {}", exit.status),
-                "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(exit.t),
-                "args": {"status": exit.status, "signal": exit.signal, "message": exit.message}}),
-            );
-            json!(exit.status)
-        }
-        None => {
-            events.push(json!({"ph": "i", "s": "g", "name": "log cut: no exit event",
-                "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(run.end), "args": {}}));
-            Value::Null
-        }
+    let exit = match &run.exit {
+        Some(exit) => json!({"ph": "i", "s": "g", "name": format!("exit status {}", exit.status),
+            "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(exit.t),
+            "args": {"status": exit.status, "signal": exit.signal, "message": exit.message}}),
+        None => json!({"ph": "i", "s": "g", "name": "log cut: no exit event",
+            "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(run.end), "args": {}}),
     };
-    json!({
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "start": humantime::format_rfc3339_millis(run.start).to_string(),
-            "start_epoch_ms": epoch_ms(run.start),
-            "exit_status": status,
-            "cut": run.cut(),
+    let other = json!({
+        "start": humantime::format_rfc3339_millis(run.start).to_string(),
+        "start_epoch_ms": epoch_ms(run.start),
+        "exit_status": run.exit.as_ref().map(|e| e.status),
+        "cut": run.cut(),
+    });
+    out.write_all(b"{\"traceEvents\":[")?;
+    for (n, event) in events.iter().enumerate() {
+        if n > 0 {
+            out.write_all(b",")?;
         }
-    })
+        serde_json::to_writer(&mut *out, event)?;
+    }
+    // Each line's event was printed as `{...}` without its time: the time goes in front.
+    let shift = first.duration_since(run.start).unwrap_or_default().as_secs_f64() * 1000.0;
+    for (t, event) in &lines.events {
+        let rest = event.strip_prefix('{').unwrap_or(event);
+        write!(out, ",{{\"ts\":{},{rest}", us(t + shift))?;
+    }
+    out.write_all(b",")?;
+    serde_json::to_writer(&mut *out, &exit)?;
+    out.write_all(b"],\"displayTimeUnit\":\"ms\",\"otherData\":")?;
+    serde_json::to_writer(&mut *out, &other)?;
+    out.write_all(b"}\n")
 }
