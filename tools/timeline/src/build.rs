@@ -10,6 +10,7 @@ use crate::model::{
     Activity, Component, Exit, Incarnation, Mark, MarkKind, PER_LANE, Phase, Run, Segment, Signal,
 };
 use crate::read::{Line, Read, Skipped};
+use serde_json::Value;
 
 /// How many signals the main process's row keeps; more cannot be told apart on it anyway.
 const MAIN_SIGNALS: usize = 500;
@@ -66,19 +67,15 @@ impl Builder {
         if pids.len() < PIDS && !pids.contains(&l.pid) {
             pids.push(l.pid);
         }
-        let (Ok(component), Ok(phase), Ok(event), Ok(signal), Ok(action)) = (
-            l.text("component"),
-            l.text("phase"),
-            l.text("event"),
-            l.text("signal"),
-            l.text("action"),
-        ) else {
-            skipped.add(
-                "with a component, phase, event, signal or action that is not a string",
-                l.number,
-            );
-            return;
-        };
+        // The fields that place a line must be strings; the reason names the culprit.
+        for key in ["component", "phase", "event", "signal", "action", "worker"] {
+            if let Some(kind) = l.fields.get(key).and_then(not_a_string) {
+                skipped.add(&format!("with a \"{key}\" that is {kind}"), l.number);
+                return;
+            }
+        }
+        let (component, phase, event) = (l.str("component"), l.str("phase"), l.str("event"));
+        let (signal, action) = (l.str("signal"), l.str("action"));
         if let (Some(signal), Some(action)) = (signal, action) {
             self.forced |= action == "forced";
             self.signal(l, signal, action);
@@ -142,11 +139,7 @@ impl Builder {
     fn event(&mut self, l: &Line, event: &str, component: Option<&str>, skipped: &mut Skipped) {
         match event {
             "spawned" | "restarting" | "truncated" => {
-                let Ok(worker) = l.text("worker") else {
-                    skipped.add("with a worker that is not a string", l.number);
-                    return;
-                };
-                let Some(worker) = worker.or(component) else {
+                let Some(worker) = l.str("worker").or(component) else {
                     skipped.add(
                         "with a spawned, restarting or truncated event naming no worker",
                         l.number,
@@ -277,6 +270,18 @@ impl Builder {
             end: last + shift,
             not_drawn,
         }
+    }
+}
+
+/// What a value is, when it is not a string.
+fn not_a_string(value: &Value) -> Option<&'static str> {
+    match value {
+        Value::String(_) => None,
+        Value::Null => Some("null"),
+        Value::Bool(_) => Some("a boolean"),
+        Value::Number(_) => Some("a number"),
+        Value::Array(_) => Some("an array"),
+        Value::Object(_) => Some("an object"),
     }
 }
 

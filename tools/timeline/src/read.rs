@@ -36,15 +36,6 @@ impl Line {
     pub fn int(&self, key: &str) -> Option<i64> {
         self.fields.get(key).and_then(Value::as_i64)
     }
-
-    /// A field that must be a string when it is there: Err when it is something else.
-    pub fn text(&self, key: &str) -> Result<Option<&str>, ()> {
-        match self.fields.get(key) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(()),
-        }
-    }
 }
 
 /// Lines left out of the output, by reason, with the first line of each reason.
