@@ -219,7 +219,9 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
             y1: mid + BAR / 2.0,
         });
         if b.from.is_some() {
-            took.push(Label::new(x1 + 6.0, mid + 3.5, 9.5, fmt_duration(b.t1 - b.t0)));
+            // Clear of the cross that ends a failed stop.
+            let gap = if b.failed { 9.0 } else { 6.0 };
+            took.push(Label::new(x1 + gap, mid + 3.5, 9.5, fmt_duration(b.t1 - b.t0)));
         }
     }
     for label in took {
