@@ -9,7 +9,7 @@
 //! command line; 3 when the log was cut (no exit event): the output is still written whole.
 //! Lines it had to skip are counted and said on stderr; they do not change the status.
 
-mod build;
+mod builder;
 mod model;
 mod picture;
 mod read;
@@ -24,7 +24,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 
-use crate::build::Builder;
+use crate::builder::Builder;
 use crate::model::Run;
 use crate::read::Skipped;
 
