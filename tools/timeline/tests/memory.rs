@@ -1,5 +1,6 @@
 //! The picture's memory follows what it draws, not the log's length: a log ten times as
-//! long, with the same lanes, must not take much more memory to draw. Alone in its test
+//! long, with the same lanes, must not take much more memory to draw, nor much more than
+//! ten times as long. Alone in its test
 //! binary, because the peak it reads (getrusage of the children) covers every child this
 //! process waited for.
 
@@ -7,6 +8,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Writes to `path` a run of app and MPM in which MPM updates `updates` times, with
 /// chatter in between. Line by line: the log is never in this process's memory, whose
@@ -41,17 +43,19 @@ fn log(updates: u64, path: &Path) {
 }
 
 /// Draws a log of `updates` updates; returns the largest peak memory (KB) of any child
-/// waited for so far.
-fn draw(updates: u64) -> i64 {
+/// waited for so far, and how long the drawing took.
+fn draw(updates: u64) -> (i64, Duration) {
     let name = format!("timeline-memory-{}-{updates}.jsonl", std::process::id());
     let path = std::env::temp_dir().join(name);
     log(updates, &path);
+    let start = Instant::now();
     let status = Command::new(env!("CARGO_BIN_EXE_timeline"))
         .arg(&path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .expect("run the timeline");
+    let took = start.elapsed();
     let _ = std::fs::remove_file(&path);
     assert!(status.success());
     // SAFETY: getrusage writes only into the struct it is given, which lives here.
@@ -60,15 +64,22 @@ fn draw(updates: u64) -> i64 {
         libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
         usage
     };
-    usage.ru_maxrss
+    (usage.ru_maxrss, took)
 }
 
 #[test]
 fn memory_stays_flat_as_the_log_grows() {
-    let small = draw(3_000);
-    let large = draw(30_000);
+    let (small, t_small) = draw(3_000);
+    let (large, t_large) = draw(30_000);
     assert!(
         large <= small + small / 2 + 4_096,
         "ten times the log took {large} KB at its peak, against {small} KB"
+    );
+    // Linear in lines: ten times the lines in at most twice ten times the time (a ratio, so
+    // that a loaded machine slows both alike).
+    let ratio = t_large.as_secs_f64() / t_small.as_secs_f64();
+    assert!(
+        ratio < 20.0,
+        "ten times the log took {ratio:.1} times as long ({t_small:?} then {t_large:?})"
     );
 }
