@@ -7,18 +7,26 @@
 //!
 //! Exit status: 0 when drawn; 1 on bad input (not JSON, empty, unreadable); 2 on a bad
 //! command line; 3 when the log was cut (no exit event): the output is still written whole.
+//! Lines it had to skip are counted and said on stderr; they do not change the status.
 
+mod builder;
 mod model;
 mod picture;
+mod read;
 mod trace;
 
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
+
+use crate::builder::Builder;
+use crate::model::Run;
+use crate::read::Skipped;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Format {
@@ -45,28 +53,56 @@ struct Args {
     title: Option<String>,
 }
 
+/// Reads the log once, line by line, into the run (and, for the trace, the lines' events).
+enum Output {
+    Svg(svg::Document),
+    Trace(Run, trace::Lines, SystemTime),
+}
+
+fn read_run(args: &Args, input: impl BufRead, name: &str) -> Result<(Output, bool)> {
+    let mut skipped = Skipped::default();
+    let mut builder = Builder::default();
+    let mut lines = trace::Lines::default();
+    let keep_lines = matches!(args.format, Format::Trace);
+    let read = read::read(input, name, &mut skipped, |line, skipped| {
+        builder.line(&line, skipped);
+        if keep_lines {
+            lines.line(&line);
+        }
+    })?;
+    let run = builder.finish(&read);
+    if let Some(report) = skipped.report() {
+        eprintln!("timeline: {name}: {report}");
+    }
+    let whole = !run.cut();
+    let out = match args.format {
+        Format::Svg => Output::Svg(picture::draw(
+            &run,
+            args.width,
+            args.title.as_deref(),
+            skipped.total(),
+        )),
+        Format::Trace => Output::Trace(run, lines, read.first),
+    };
+    Ok((out, whole))
+}
+
 fn run(args: &Args) -> Result<bool> {
     let name = args.log.display().to_string();
-    let run = if name == "-" {
-        model::read(io::stdin().lock(), "stdin")?
+    let (out, whole) = if name == "-" {
+        read_run(args, io::stdin().lock(), "stdin")?
     } else {
         let file = File::open(&args.log).with_context(|| format!("cannot open {name}"))?;
-        model::read(BufReader::new(file), &name)?
+        read_run(args, BufReader::new(file), &name)?
     };
-    let out = match args.format {
-        Format::Svg => picture::draw(&run, args.width, args.title.as_deref()),
-        Format::Trace => {
-            let mut s = serde_json::to_string(&trace::build(&run))?;
-            s.push('\n');
-            s
-        }
-    };
-    let mut stdout = io::stdout().lock();
-    stdout
-        .write_all(out.as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("cannot write to standard output")?;
-    Ok(!run.cut())
+    let mut stdout = BufWriter::new(io::stdout().lock());
+    match out {
+        Output::Svg(document) => writeln!(stdout, "{document}"),
+        Output::Trace(run, lines, first) => trace::write(&run, lines, first, &mut stdout),
+    }
+    .and_then(|()| stdout.flush())
+    .context("cannot write to standard output")?;
+    Ok(whole)
 }
 
 fn main() -> ExitCode {

@@ -1,37 +1,15 @@
-//! A run read from its JSON log: the components' phases as intervals, the signals, the
-//! workers' deaths and restarts, and the exit. Both outputs (SVG and trace) draw this.
+//! A run as both outputs draw it: the components' phases as intervals, the signals, the
+//! workers' deaths and restarts, and the exit. It holds only what is drawn, never the log's
+//! lines, so that its size follows the picture (lanes and marks) and not the log's length:
+//! every list that a long log could grow without end is capped, and what the cap leaves out
+//! is counted in `not_drawn`.
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use anyhow::{Context, Result, anyhow, bail};
-use serde_json::{Map, Value};
-
-/// One line of the log, with its time in milliseconds since the first line.
-#[derive(Clone, Debug)]
-pub struct Line {
-    /// Milliseconds since the earliest line of the run.
-    pub t: f64,
-    /// 1-based line number in the input, for messages.
-    pub number: usize,
-    pub process: String,
-    pub pid: i64,
-    pub thread: String,
-    pub level: String,
-    pub message: String,
-    pub fields: Map<String, Value>,
-}
-
-impl Line {
-    pub fn str(&self, key: &str) -> Option<&str> {
-        self.fields.get(key).and_then(Value::as_str)
-    }
-
-    pub fn int(&self, key: &str) -> Option<i64> {
-        self.fields.get(key).and_then(Value::as_i64)
-    }
-}
+/// The most a lane keeps of each kind of thing (incarnations, marks, activities, signals);
+/// the picture cannot show more than this many in one lane anyway.
+pub const PER_LANE: usize = 200;
 
 /// What a bar stands for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +35,9 @@ pub struct Segment {
     pub phase: Phase,
     pub t0: f64,
     pub t1: f64,
+    /// The log's line numbers of both ends: they order lines written in the same millisecond.
+    pub n0: usize,
+    pub n1: usize,
     /// The component logged `failed` at `t1`.
     pub failed: bool,
     /// The log ended before this phase did.
@@ -110,6 +91,8 @@ pub struct Component {
     pub process: String,
     pub incarnations: Vec<Incarnation>,
     pub marks: Vec<Mark>,
+    /// Signals the component's own process received (a worker's), drawn on its lane.
+    pub signals: Vec<Signal>,
 }
 
 /// A signal event (`signal` and `action`), or the delivery of a delayed one.
@@ -117,8 +100,6 @@ pub struct Component {
 pub struct Signal {
     pub t: f64,
     pub process: String,
-    pub pid: i64,
-    pub thread: String,
     pub signal: String,
     /// `delayed`, `shutdown`, `counted`, `forced`, `ignored`; `delivered` for the line that
     /// acts on a delayed signal.
@@ -138,19 +119,23 @@ pub struct Exit {
 /// A whole run.
 #[derive(Clone, Debug)]
 pub struct Run {
-    /// The wall-clock time of t = 0.
+    /// The wall-clock time of t = 0 (the earliest line).
     pub start: SystemTime,
-    pub lines: Vec<Line>,
-    /// In order of first appearance, main's components first, then workers by number.
+    /// How many lines the log had (blank lines aside).
+    pub lines: usize,
+    /// Main's components in order of first appearance, then workers by number.
     pub components: Vec<Component>,
     /// Process name to the pids it had, in order.
     pub processes: BTreeMap<String, Vec<i64>>,
+    /// Signals of the main process (and of processes without a lane of their own).
     pub signals: Vec<Signal>,
     pub exit: Option<Exit>,
     /// A signal asked for a forced exit.
     pub forced: bool,
     /// Time of the last line.
     pub end: f64,
+    /// Things the caps left out of the picture (they are still counted here).
+    pub not_drawn: usize,
 }
 
 impl Run {
@@ -175,6 +160,7 @@ impl Run {
                 }
             }
             times.extend(c.marks.iter().map(|m| m.t));
+            times.extend(c.signals.iter().map(|s| s.t));
             for a in &c.activities {
                 times.push(a.t0);
                 times.push(a.t1);
@@ -187,344 +173,50 @@ impl Run {
         times
     }
 
-    /// Whether some component is starting, stopping or updating somewhere in (a, b): such
-    /// a stretch is never cut out of the axis.
-    pub fn busy_between(&self, a: f64, b: f64) -> bool {
-        self.components.iter().any(|c| {
-            c.activities.iter().any(|x| x.t0 < b && x.t1 > a)
-                || c.incarnations.iter().any(|i| {
-                    i.segments
-                        .iter()
-                        .any(|s| s.phase != Phase::Running && s.t0 < b && s.t1 > a)
-                })
-        })
-    }
-}
-
-/// Reads a log: one JSON object per line. Blank lines are skipped; anything else that is
-/// not a JSON object is an error naming the line.
-pub fn read(input: impl BufRead, name: &str) -> Result<Run> {
-    let mut raw = Vec::new();
-    for (index, line) in input.lines().enumerate() {
-        let number = index + 1;
-        let line = line.with_context(|| format!("{name}: cannot read line {number}"))?;
-        if line.trim().is_empty() {
-            continue;
+    /// The stretches in which some component is starting, stopping or updating, merged and
+    /// sorted: such a stretch is never cut out of the axis. Merged once, so that a gap is
+    /// checked by a binary search and not against every lane.
+    pub fn busy(&self) -> Vec<(f64, f64)> {
+        let mut spans: Vec<(f64, f64)> = Vec::new();
+        for c in &self.components {
+            spans.extend(c.activities.iter().map(|a| (a.t0, a.t1)));
+            for i in &c.incarnations {
+                let busy = i.segments.iter().filter(|s| s.phase != Phase::Running);
+                spans.extend(busy.map(|s| (s.t0, s.t1)));
+            }
         }
-        let value: Value = serde_json::from_str(&line).map_err(|error| {
-            anyhow!(
-                "{name}:{number}: not JSON ({error}): {}\n\
-                 the timeline reads logs written with --log-format json",
-                shorten(&line, 80)
-            )
-        })?;
-        let Value::Object(fields) = value else {
-            bail!("{name}:{number}: not a JSON object: {}", shorten(&line, 80));
+        spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut merged: Vec<(f64, f64)> = Vec::new();
+        for (a, b) in spans {
+            match merged.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        merged
+    }
+
+    /// Where the stop begins: app's first `stopping` (or, without app, the first
+    /// component's), or None when nothing stopped.
+    pub fn stop_begins(&self) -> Option<f64> {
+        let first_stop = |c: &Component| {
+            c.incarnations
+                .iter()
+                .flat_map(|i| &i.segments)
+                .find(|s| s.phase == Phase::Stopping)
+                .map(|s| s.t0)
         };
-        let timestamp = fields
-            .get("timestamp")
-            .and_then(Value::as_str)
-            .with_context(|| format!("{name}:{number}: no \"timestamp\""))?;
-        let at = humantime::parse_rfc3339_weak(timestamp)
-            .with_context(|| format!("{name}:{number}: bad timestamp {timestamp:?}"))?;
-        raw.push((at, number, fields));
-    }
-    let Some(start) = raw.iter().map(|(at, _, _)| *at).min() else {
-        bail!("{name}: empty: no log lines to draw");
-    };
-    let lines = raw
-        .into_iter()
-        .map(|(at, number, mut fields)| {
-            let t = at.duration_since(start).unwrap_or_default().as_secs_f64() * 1000.0;
-            let mut take = |key: &str| match fields.remove(key) {
-                Some(Value::String(s)) => s,
-                Some(other) => other.to_string(),
-                None => String::new(),
-            };
-            let process = take("process");
-            let thread = take("thread");
-            let level = take("level");
-            let message = take("message");
-            let pid = fields.remove("pid").and_then(|v| v.as_i64()).unwrap_or(0);
-            fields.remove("timestamp");
-            Line {
-                t,
-                number,
-                process: if process.is_empty() {
-                    "main".into()
-                } else {
-                    process
-                },
-                pid,
-                thread,
-                level,
-                message,
-                fields,
-            }
+        let app = self.components.iter().find(|c| c.name == "app");
+        app.and_then(first_stop).or_else(|| {
+            let main = self.components.iter().filter(|c| c.process == "main");
+            main.filter_map(first_stop).min_by(f64::total_cmp)
         })
-        .collect();
-    Ok(build(start, lines))
-}
-
-fn shorten(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_string()
-    } else {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}…")
     }
 }
 
-fn build(start: SystemTime, lines: Vec<Line>) -> Run {
-    let end = lines.iter().map(|l| l.t).fold(0.0, f64::max);
-    let mut processes: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-    for l in &lines {
-        let pids = processes.entry(l.process.clone()).or_default();
-        if !pids.contains(&l.pid) {
-            pids.push(l.pid);
-        }
-    }
-    // Lifecycle and machinery lines, in time order (stable: lines of one millisecond keep
-    // the order they were written in).
-    let mut order: Vec<&Line> = lines.iter().collect();
-    order.sort_by(|a, b| a.t.total_cmp(&b.t));
-
-    let mut components: Vec<Component> = Vec::new();
-    let mut signals = Vec::new();
-    let mut exit = None;
-    let mut forced = false;
-    let index = |components: &mut Vec<Component>, name: &str| -> usize {
-        if let Some(i) = components.iter().position(|c| c.name == name) {
-            return i;
-        }
-        let process = if name.starts_with("worker-") { name } else { "main" };
-        components.push(Component {
-            name: name.to_string(),
-            activities: Vec::new(),
-            process: process.to_string(),
-            incarnations: Vec::new(),
-            marks: Vec::new(),
-        });
-        components.len() - 1
-    };
-    for l in order {
-        let phase = l.str("phase");
-        let event = l.str("event");
-        if let (Some(signal), Some(action)) = (l.str("signal"), l.str("action")) {
-            forced |= action == "forced";
-            signals.push(Signal {
-                t: l.t,
-                process: l.process.clone(),
-                pid: l.pid,
-                thread: l.thread.clone(),
-                signal: signal.to_string(),
-                action: action.to_string(),
-                count: l.int("count"),
-                message: l.message.clone(),
-            });
-            continue;
-        }
-        if let Some(signal) = l.str("signal")
-            && phase.is_none()
-            && event.is_none()
-            && l.message.starts_with("delivering the delayed")
-        {
-            signals.push(Signal {
-                t: l.t,
-                process: l.process.clone(),
-                pid: l.pid,
-                thread: l.thread.clone(),
-                signal: signal.to_string(),
-                action: "delivered".into(),
-                count: None,
-                message: l.message.clone(),
-            });
-            continue;
-        }
-        if phase == Some("exit") {
-            exit = Some(Exit {
-                t: l.t,
-                status: l.int("status").unwrap_or(-1),
-                signal: l.str("signal").map(str::to_string),
-                message: l.message.clone(),
-            });
-            continue;
-        }
-        if let (Some(name), Some(phase)) = (l.str("component"), phase) {
-            let c = index(&mut components, name);
-            lifecycle(&mut components[c], l, phase);
-            continue;
-        }
-        let Some(event) = event else { continue };
-        match event {
-            "spawned" | "restarting" | "truncated" => {
-                let Some(worker) = l.str("worker").or_else(|| l.str("component")) else {
-                    continue;
-                };
-                let c = index(&mut components, worker);
-                let component = &mut components[c];
-                match event {
-                    "spawned" => {
-                        let pid = l.int("worker_pid");
-                        // The worker's first line may have been written before this one.
-                        match component.incarnations.iter_mut().find(|i| i.pid == pid) {
-                            Some(known) => known.spawned = Some(l.t),
-                            None => component.incarnations.push(Incarnation {
-                                pid,
-                                spawned: Some(l.t),
-                                segments: Vec::new(),
-                            }),
-                        }
-                    }
-                    "restarting" => component.marks.push(Mark {
-                        t: l.t,
-                        kind: MarkKind::Restarting(l.int("restart").unwrap_or(0)),
-                        message: l.message.clone(),
-                    }),
-                    _ => component.marks.push(Mark {
-                        t: l.t,
-                        kind: MarkKind::Truncated,
-                        message: l.message.clone(),
-                    }),
-                }
-            }
-            "update-started" | "update-finished" | "update-failed" => {
-                let c = index(&mut components, "MPM");
-                let activities = &mut components[c].activities;
-                if event == "update-started" {
-                    activities.push(Activity {
-                        name: "update".into(),
-                        t0: l.t,
-                        t1: l.t,
-                        failed: false,
-                        open: true,
-                    });
-                } else if let Some(a) = activities.last_mut().filter(|a| a.open) {
-                    a.t1 = l.t;
-                    a.open = false;
-                    a.failed = event == "update-failed";
-                }
-            }
-            "log-dropped" => {
-                let name = if l.process == "main" { "app" } else { &l.process };
-                let c = index(&mut components, name);
-                components[c].marks.push(Mark {
-                    t: l.t,
-                    kind: MarkKind::Dropped(l.int("dropped").unwrap_or(0)),
-                    message: l.message.clone(),
-                });
-            }
-            _ => {}
-        }
-    }
-    let last = exit.as_ref().map_or(end, |e| e.t.max(end));
-    for c in &mut components {
-        for a in c.activities.iter_mut().filter(|a| a.open) {
-            a.t1 = last;
-        }
-        for i in &mut c.incarnations {
-            if let Some(s) = i.segments.last_mut()
-                && s.open
-            {
-                s.t1 = last;
-            }
-        }
-        c.incarnations
-            .retain(|i| !i.segments.is_empty() || i.spawned.is_some());
-    }
-    // Main's components in order of appearance, then the workers by number.
-    components.sort_by_key(|c| match c.name.strip_prefix("worker-") {
-        Some(n) => (1, n.parse::<u64>().unwrap_or(u64::MAX)),
-        None => (0, 0),
-    });
-    Run {
-        start,
-        lines,
-        components,
-        processes,
-        signals,
-        exit,
-        forced,
-        end: last,
-    }
-}
-
-/// Applies one lifecycle line to its component's current incarnation.
-fn lifecycle(component: &mut Component, l: &Line, phase: &str) {
-    // A line from the worker's own process names its incarnation by pid; a line about it
-    // from the manager (its death, seen from outside) belongs to the current one.
-    let own = l.process == component.name;
-    let main_side = component.process == "main";
-    let pid = if own || main_side { Some(l.pid) } else { None };
-    let current = component.incarnations.last();
-    let new = match (current, pid) {
-        (None, _) => true,
-        (Some(i), Some(pid)) => i.pid.is_some_and(|p| p != pid),
-        (Some(_), None) => false,
-    };
-    if new {
-        component.incarnations.push(Incarnation {
-            pid,
-            spawned: None,
-            segments: Vec::new(),
-        });
-    }
-    let incarnation = component.incarnations.last_mut().expect("pushed above");
-    if incarnation.pid.is_none() {
-        incarnation.pid = pid;
-    }
-    let close = |segments: &mut Vec<Segment>, failed: bool| {
-        if let Some(s) = segments.last_mut()
-            && s.open
-        {
-            s.t1 = l.t;
-            s.open = false;
-            s.failed = failed;
-        }
-    };
-    let open = |segments: &mut Vec<Segment>, phase: Phase| {
-        segments.push(Segment {
-            phase,
-            t0: l.t,
-            t1: l.t,
-            failed: false,
-            open: true,
-        })
-    };
-    let segments = &mut incarnation.segments;
-    match phase {
-        "starting" => {
-            close(segments, false);
-            open(segments, Phase::Starting);
-        }
-        "started" => {
-            close(segments, false);
-            open(segments, Phase::Running);
-        }
-        "stopping" => {
-            close(segments, false);
-            open(segments, Phase::Stopping);
-        }
-        "stopped" => close(segments, false),
-        "failed" => {
-            if !segments.last().is_some_and(|s| s.open) {
-                // Failed without a phase to end (a start that failed before it was logged):
-                // a zero-length starting phase carries the failure.
-                open(segments, Phase::Starting);
-            }
-            close(segments, true);
-            let cause = l.str("cause").unwrap_or(&l.message).to_string();
-            component.marks.push(Mark {
-                t: l.t,
-                kind: MarkKind::Failed(cause),
-                message: l.message.clone(),
-            });
-        }
-        _ => {}
-    }
-}
-
-/// Milliseconds since the Unix epoch of t = 0, for the trace's metadata.
-pub fn epoch_ms(start: SystemTime) -> f64 {
-    start.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0
+/// Whether the merged, sorted `busy` spans meet the open stretch (a, b).
+pub fn busy_between(busy: &[(f64, f64)], a: f64, b: f64) -> bool {
+    // The first span that ends after a; it meets (a, b) if it starts before b.
+    let i = busy.partition_point(|s| s.1 <= a);
+    busy.get(i).is_some_and(|s| s.0 < b)
 }

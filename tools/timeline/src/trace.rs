@@ -7,12 +7,18 @@
 //! events: they nest by construction, because a component's phases follow one another.
 //! Every log line is an instant event on the thread that wrote it, so a click shows its
 //! message; signals and the exit are instant events too, named for what they were.
+//!
+//! The trace holds every line by design, so its memory follows the log (as its output
+//! does); lines are kept as the text of the events they become, and the picture keeps none.
 
 use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::model::{Run, epoch_ms};
+use crate::model::Run;
+use crate::read::Line;
 
 /// Component tracks get thread ids from here on, away from the real threads' ids.
 const COMPONENT_TID: i64 = 1000;
@@ -21,8 +27,72 @@ fn us(ms: f64) -> i64 {
     (ms * 1000.0).round() as i64
 }
 
-/// Builds the trace; `Value` so that tests and the writer share it.
-pub fn build(run: &Run) -> Value {
+/// Milliseconds since the Unix epoch of t = 0, for the trace's metadata.
+fn epoch_ms(start: SystemTime) -> f64 {
+    start.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0
+}
+
+/// The events of the lines, gathered as the log is read; times relative to its first line.
+#[derive(Default)]
+pub struct Lines {
+    /// Real threads: one id per (pid, thread name), in order of appearance.
+    threads: BTreeMap<(i64, String), i64>,
+    next: BTreeMap<i64, i64>,
+    /// Thread metadata, then instant events with their time (ms since the first line),
+    /// already printed without their `ts` (known only once the earliest line is): as text
+    /// they take a fraction of the memory of a JSON tree.
+    meta: Vec<Value>,
+    events: Vec<(f64, String)>,
+}
+
+impl Lines {
+    pub fn line(&mut self, l: &Line) {
+        let key = (l.pid, l.thread.clone());
+        let tid = match self.threads.get(&key) {
+            Some(&tid) => tid,
+            None => {
+                let n = self.next.entry(l.pid).or_insert(1);
+                let tid = if l.thread == "main" { 1 } else { *n + 1 };
+                if l.thread != "main" {
+                    *n += 1;
+                }
+                self.threads.insert(key, tid);
+                self.meta
+                    .push(json!({"ph": "M", "name": "thread_name", "pid": l.pid,
+                    "tid": tid, "args": {"name": l.thread}}));
+                self.meta
+                    .push(json!({"ph": "M", "name": "thread_sort_index", "pid": l.pid,
+                    "tid": tid, "args": {"sort_index": COMPONENT_TID + tid}}));
+                tid
+            }
+        };
+        // Signals, on the thread that logged them.
+        let signal = l.str("signal");
+        let action = match (signal, l.str("action")) {
+            (Some(_), Some(action)) => Some(action),
+            (Some(_), None) if l.message.starts_with("delivering the delayed") => Some("delivered"),
+            _ => None,
+        };
+        if let (Some(signal), Some(action)) = (signal, action) {
+            let event = json!({"ph": "i", "s": "p", "name": format!("{signal} {action}"),
+                "cat": "signal", "pid": l.pid, "tid": tid,
+                "args": {"message": l.message, "count": l.int("count")}});
+            self.events.push((l.t, event.to_string()));
+        }
+        // Every line, so that the trace holds the whole log.
+        let mut args = serde_json::Map::new();
+        args.insert("level".into(), Value::from(l.level.clone()));
+        args.insert("line".into(), Value::from(l.number));
+        args.extend(l.fields.clone());
+        let event = json!({"ph": "i", "s": "t", "name": l.message, "cat": "log",
+            "pid": l.pid, "tid": tid, "args": args});
+        self.events.push((l.t, event.to_string()));
+    }
+}
+
+/// Writes the trace to `out`. `first` is the time of the log's first line, which the
+/// lines' times count from.
+pub fn write(run: &Run, lines: Lines, first: SystemTime, out: &mut impl Write) -> io::Result<()> {
     let mut events: Vec<Value> = Vec::new();
     // Process names and order: main first, then workers; a worker incarnation is named with
     // its pid so that the replaced and the replacement stand apart.
@@ -44,27 +114,7 @@ pub fn build(run: &Run) -> Value {
             );
         }
     }
-    // Real threads: one id per (pid, thread name), in order of appearance.
-    let mut threads: BTreeMap<(i64, String), i64> = BTreeMap::new();
-    let mut next: BTreeMap<i64, i64> = BTreeMap::new();
-    for l in &run.lines {
-        let key = (l.pid, l.thread.clone());
-        if threads.contains_key(&key) {
-            continue;
-        }
-        let n = next.entry(l.pid).or_insert(1);
-        let tid = if l.thread == "main" { 1 } else { *n + 1 };
-        if l.thread != "main" {
-            *n += 1;
-        }
-        threads.insert(key, tid);
-        events.push(json!({"ph": "M", "name": "thread_name", "pid": l.pid, "tid": tid,
-            "args": {"name": l.thread}}));
-        events.push(
-            json!({"ph": "M", "name": "thread_sort_index", "pid": l.pid, "tid": tid,
-            "args": {"sort_index": COMPONENT_TID + tid}}),
-        );
-    }
+    events.extend(lines.meta);
     let main_pid = run.main_pid().unwrap_or(0);
     // Component tracks.
     for (n, c) in run.components.iter().enumerate() {
@@ -104,48 +154,35 @@ pub fn build(run: &Run) -> Value {
             }
         }
     }
-    // Signals, on the thread that logged them.
-    for s in &run.signals {
-        let tid = threads.get(&(s.pid, s.thread.clone())).copied().unwrap_or(1);
-        events.push(
-            json!({"ph": "i", "s": "p", "name": format!("{} {}", s.signal, s.action),
-            "cat": "signal", "pid": s.pid, "tid": tid, "ts": us(s.t),
-            "args": {"message": s.message, "count": s.count}}),
-        );
-    }
-    // Every line, so that the trace holds the whole log.
-    for l in &run.lines {
-        let tid = threads[&(l.pid, l.thread.clone())];
-        let mut args = serde_json::Map::new();
-        args.insert("level".into(), Value::from(l.level.clone()));
-        args.insert("line".into(), Value::from(l.number));
-        args.extend(l.fields.clone());
-        events.push(json!({"ph": "i", "s": "t", "name": l.message, "cat": "log",
-            "pid": l.pid, "tid": tid, "ts": us(l.t), "args": args}));
-    }
-    let status = match &run.exit {
-        Some(exit) => {
-            events.push(
-                json!({"ph": "i", "s": "g", "name": format!("exit status {}", exit.status),
-                "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(exit.t),
-                "args": {"status": exit.status, "signal": exit.signal, "message": exit.message}}),
-            );
-            json!(exit.status)
-        }
-        None => {
-            events.push(json!({"ph": "i", "s": "g", "name": "log cut: no exit event",
-                "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(run.end), "args": {}}));
-            Value::Null
-        }
+    let exit = match &run.exit {
+        Some(exit) => json!({"ph": "i", "s": "g", "name": format!("exit status {}", exit.status),
+            "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(exit.t),
+            "args": {"status": exit.status, "signal": exit.signal, "message": exit.message}}),
+        None => json!({"ph": "i", "s": "g", "name": "log cut: no exit event",
+            "cat": "exit", "pid": main_pid, "tid": 1, "ts": us(run.end), "args": {}}),
     };
-    json!({
-        "traceEvents": events,
-        "displayTimeUnit": "ms",
-        "otherData": {
-            "start": humantime::format_rfc3339_millis(run.start).to_string(),
-            "start_epoch_ms": epoch_ms(run.start),
-            "exit_status": status,
-            "cut": run.cut(),
+    let other = json!({
+        "start": humantime::format_rfc3339_millis(run.start).to_string(),
+        "start_epoch_ms": epoch_ms(run.start),
+        "exit_status": run.exit.as_ref().map(|e| e.status),
+        "cut": run.cut(),
+    });
+    out.write_all(b"{\"traceEvents\":[")?;
+    for (n, event) in events.iter().enumerate() {
+        if n > 0 {
+            out.write_all(b",")?;
         }
-    })
+        serde_json::to_writer(&mut *out, event)?;
+    }
+    // Each line's event was printed as `{...}` without its time: the time goes in front.
+    let shift = first.duration_since(run.start).unwrap_or_default().as_secs_f64() * 1000.0;
+    for (t, event) in &lines.events {
+        let rest = event.strip_prefix('{').unwrap_or(event);
+        write!(out, ",{{\"ts\":{},{rest}", us(t + shift))?;
+    }
+    out.write_all(b",")?;
+    serde_json::to_writer(&mut *out, &exit)?;
+    out.write_all(b"],\"displayTimeUnit\":\"ms\",\"otherData\":")?;
+    serde_json::to_writer(&mut *out, &other)?;
+    out.write_all(b"}\n")
 }

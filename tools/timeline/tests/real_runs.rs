@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod picture_check;
+
 /// Where cargo put this workspace's binaries: the test runs from `<target>/debug/deps`.
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
@@ -211,6 +213,7 @@ type Bar = (f64, f64, String);
 fn check_svg(log: &str, expected_status: i32) -> String {
     let (svg, stderr, code) = convert(log, &[]);
     assert_eq!(code, 0, "the timeline failed: {stderr}");
+    picture_check::assert_labels_apart(&svg);
     let doc = roxmltree::Document::parse(&svg).expect("the SVG is well-formed XML");
     let events = parse_log(log);
 
@@ -314,6 +317,54 @@ fn check_svg(log: &str, expected_status: i32) -> String {
         "the exit's text does not show status {expected_status}: {shown:?}"
     );
     svg
+}
+
+/// Checks the stop panel: each component's stop is a bar, and the stops end in the reverse
+/// of the order the components began to start, each end a few pixels from the next.
+fn check_stop_panel(log: &str, svg: &str) {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let panel = doc
+        .descendants()
+        .find(|n| has_class(n, "stop"))
+        .expect("the picture has a stop panel");
+    let mut ends: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for bar in panel.descendants().filter(|n| has_class(n, "stop-bar")) {
+        let name = bar.attribute("data-component").unwrap().to_string();
+        let step: usize = bar.attribute("data-step1").unwrap().parse().unwrap();
+        ends.insert(name, (step, attr_f64(bar, "x") + attr_f64(bar, "width")));
+    }
+    let mut started: Vec<String> = Vec::new();
+    for e in parse_log(log) {
+        if e["phase"] == "starting"
+            && let Some(c) = e["component"].as_str()
+            && !c.starts_with("worker-")
+            && !started.iter().any(|s| s == c)
+        {
+            started.push(c.to_string());
+        }
+    }
+    let mut stopped: Vec<&String> = started.iter().filter(|c| ends.contains_key(*c)).collect();
+    assert!(stopped.len() >= 4, "too few stops in the panel: {ends:?}");
+    let reverse: Vec<&String> = stopped.iter().rev().copied().collect();
+    stopped.sort_by_key(|c| ends[*c].0);
+    assert_eq!(
+        stopped, reverse,
+        "the stops do not end in the reverse start order: {ends:?}"
+    );
+    for pair in stopped.windows(2) {
+        let (a, b) = (ends[pair[0]].1, ends[pair[1]].1);
+        assert!(
+            b - a >= 4.0,
+            "{} and {} end too close to tell apart: {a} {b}",
+            pair[0],
+            pair[1]
+        );
+    }
+    // The workers stop inside MPM's stop.
+    let mpm = ends["MPM"].0;
+    for (name, (step, _)) in ends.iter().filter(|(n, _)| n.starts_with("worker-")) {
+        assert!(*step < mpm, "{name} ends its stop after MPM: {ends:?}");
+    }
 }
 
 /// Checks the trace: it parses, names every process, nests on every thread.
@@ -468,10 +519,24 @@ fn a_crashed_worker_is_replaced_and_both_pids_are_drawn() {
         doc.descendants().any(|n| has_class(&n, "restart")),
         "the restart is not drawn"
     );
-    assert!(
-        doc.descendants().any(|n| has_class(&n, "failure")),
-        "the death is not drawn"
-    );
+    let death = doc
+        .descendants()
+        .find(|n| has_class(n, "failure"))
+        .expect("the death is drawn");
+    // The restart's dot beside the death's cross (half-width 5), not under it (radius 4.5).
+    let cross_x = attr_f64(death, "data-x");
+    for restart in doc.descendants().filter(|n| has_class(n, "restart")) {
+        let circle = restart
+            .descendants()
+            .find(|n| n.has_tag_name("circle"))
+            .expect("a restart is a dot");
+        let cx = attr_f64(circle, "cx");
+        assert!(
+            (cx - cross_x).abs() >= 9.5,
+            "the restart's dot at x {cx} hides under the cross at x {cross_x}"
+        );
+    }
+    check_stop_panel(&log, &svg);
     let trace = check_trace(&log);
     let names: Vec<&str> = trace["traceEvents"]
         .as_array()
