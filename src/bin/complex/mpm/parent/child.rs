@@ -1,18 +1,11 @@
 //! One worker process as the manager holds it: its pipes, its pid, and its end.
 //!
-//! Rules that keep "nothing left running, nothing unreaped" true:
-//! - only the monitor thread reaps (after the worker's stdout and stderr ended), so a pid is
-//!   never signalled after it was reaped and possibly reused: [`WorkerProcess::kill`] goes
-//!   through the same lock and does nothing once the child is reaped. The monitor waits
-//!   for the end without reaping first, so a kill during that wait still reaches a worker
-//!   that closed its pipes but lives on;
-//! - `Drop` kills, reaps and reports a child still unreaped, should a handle ever be dropped
-//!   before its monitor reaped it. At the end of the process the real last line of defence
-//!   is the worker's own: its stdin reaches end-of-file and it exits;
-//! - as PID 1 this process reaps adopted orphans: a worker is spawned through the reaper's
-//!   registry, which leaves its status to its monitor.
-//!
-//! Its stdin, the way every command reaches it, is `stdin.rs`.
+//! "Nothing left running, nothing unreaped": only its monitor reaps, after both its pipes
+//! ended, and [`WorkerProcess::kill`] takes the same lock, so a pid is never signalled once
+//! reaped (and maybe reused); the monitor waits for the end before reaping, so a kill still
+//! reaches a worker that closed its pipes but lives on. `Drop` kills and reaps a child still
+//! unreaped. As PID 1 this process reaps adopted orphans: a worker is spawned through the
+//! reaper's registry, which leaves its status to its monitor. Its commands: `stdin.rs`.
 
 use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;

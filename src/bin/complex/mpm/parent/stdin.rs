@@ -1,21 +1,16 @@
 //! The worker's stdin as its parent holds it: calls, updates and the control frames.
 //!
-//! **Control frames never wait.** The stop path must not block behind a full pipe: a worker
-//! busy with an item drains its stdin only between items, and a caller blocked writing a
-//! call holds the pipe meanwhile. So the withdraw and stop commands are *requested*
-//! ([`Stdin::withdraw`], [`Stdin::close`]): a flag, then one non-blocking
-//! attempt to write them. What cannot go out now goes out later, written by whoever frees the
-//! pipe: the caller that held it (right after its own frame), or the worker's monitor, which
-//! polls the pipe for room. Both lines are a few bytes, so a write either fits whole or not
-//! at all.
+//! **Control frames never wait.** A worker busy with an item drains its stdin only between
+//! items, and a blocked caller may hold the pipe: the stop must not wait behind either. So
+//! the withdraw and stop commands are *requested* ([`Stdin::withdraw`], [`Stdin::close`]):
+//! a flag and one non-blocking attempt; what cannot go out now is written by whoever frees
+//! the pipe (the caller that held it, or the monitor, which polls it for room).
 //!
-//! **A call that cannot block is written where it is made.** [`Stdin::try_send`]
-//! writes a call frame only when that cannot wait: nobody else holds the pipe and the kernel
-//! takes the whole frame at once (a pipe write of at most `PIPE_BUF` bytes is all or
-//! nothing). An async caller can then send from the runtime itself, and hands the write to
-//! the blocking pool only when the pipe is full. That saves two thread wake-ups per call,
-//! which is what lets the whole stack reach its throughput target (see the README's
-//! benchmark).
+//! **A call that cannot block is written where it is made.** [`Stdin::try_send`] writes only
+//! when nobody holds the pipe and the kernel takes the whole frame at once (at most
+//! `PIPE_BUF` bytes: all or nothing), so an async caller sends from the runtime and only a
+//! full pipe goes to the blocking pool: two thread wake-ups saved per call, which is what
+//! the throughput target needs.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
