@@ -46,7 +46,7 @@ pub enum Subcommands {
 #[derive(Args, Debug, Clone)]
 pub struct ComplexArgs {
     /// Worker processes (the MultiProcessManager's)
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: u16,
 
     /// Threads of the blocking pool (the ThreadPoolExecutor's)

@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use super::child::Wake;
+use super::pump::Wake;
 use crate::mpm::shared::protocol::{Command, Frame};
+use std::sync::Arc;
 
 const WITHDRAW: u8 = 1;
 const STOP: u8 = 2;
@@ -39,7 +40,7 @@ pub struct Stdin {
     /// [`Stdin::close`] ran: an exit after it is expected.
     stop_sent: AtomicBool,
     /// Wakes the monitor, which writes what waits once the pipe has room.
-    wake: Wake,
+    wake: Arc<Wake>,
 }
 
 /// The write end of the pipe, while it is open.
@@ -104,7 +105,7 @@ pub enum TrySend {
 
 impl Stdin {
     /// The write end of a worker's stdin; `wake` wakes its monitor.
-    pub fn new(pipe: File, wake: Wake) -> Self {
+    pub fn new(pipe: File, wake: Arc<Wake>) -> Self {
         Self {
             fd: pipe.as_raw_fd(),
             pipe: Mutex::new(Pipe {
@@ -294,6 +295,7 @@ fn set_nonblocking(pipe: &File, on: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::super::child::WorkerProcess;
+    use super::super::pump::Pump;
     use super::super::spawn::Program;
     use super::*;
     use crate::mpm::shared::protocol::Method;
@@ -309,7 +311,8 @@ mod tests {
     #[test]
     fn try_send_never_waits_for_a_full_pipe() {
         // A "worker" that never reads its stdin.
-        let (worker, _outputs) = WorkerProcess::spawn(&Program::at("/bin/sleep"), &["60".into()], 0).unwrap();
+        let (worker, _outputs) =
+            WorkerProcess::spawn(&Program::at("/bin/sleep"), &["60".into()], 0, Pump::new().waker()).unwrap();
         let mut sent = 0u64;
         let outcome = loop {
             match worker.stdin.try_send(&call(sent, "x".repeat(100))) {
@@ -332,7 +335,8 @@ mod tests {
 
     #[test]
     fn try_send_writes_whole_frames_and_leaves_long_ones_to_a_blocking_send() {
-        let (worker, outputs) = WorkerProcess::spawn(&Program::at("/bin/cat"), &[], 0).unwrap();
+        let (worker, outputs) =
+            WorkerProcess::spawn(&Program::at("/bin/cat"), &[], 0, Pump::new().waker()).unwrap();
         let long = call(2, "y".repeat(libc::PIPE_BUF));
         assert!(
             matches!(worker.stdin.try_send(&long), TrySend::WouldBlock),
