@@ -1,26 +1,20 @@
 //! `MPM`, the MultiProcessManager: a blocking API over N worker processes.
 //!
-//! - `start` spawns every worker and runs the reference's two-step handshake; any failure
-//!   kills and reaps every spawned worker and fails the start.
-//! - Calls go to the least-loaded live worker; `update` to every worker, one round at a time.
-//! - One loop (a thread, whatever `--workers`) reads what every worker sends and notices
-//!   a worker's end at once. An
-//!   unexpected end fails the calls in flight on it, naming it, and a replacement starts
-//!   (with the handshake) within the restart budget (OTP's restart intensity: N restarts
-//!   within T; past it, the application is asked to stop). Once a stop is requested (even
-//!   while the shield still delays it), nothing is replaced.
-//! - The stop: withdraw every call no worker has begun, so it waits for calls in hand and
-//!   never for a queue; the stop command to every worker; a deadline; the late ones killed.
-//! - Every deadline is a `graceful::deadline::Deadline`: time the whole run spent stopped
-//!   is not counted, and no signal extends it. Once the stop has begun, a caller waits no
-//!   longer than the worker's own stop deadline (see `answers.rs`).
+//! `start` spawns every worker and runs the two-step handshake (any failure kills and reaps
+//! every spawned worker); calls go to the least-loaded live worker, `update` to every worker,
+//! one round at a time. One loop watches every worker; an unexpected end fails the calls in
+//! flight on it, naming it, and a replacement starts within the restart budget (OTP's
+//! restart intensity; past it the application is asked to stop), never once a stop was
+//! requested. The stop withdraws every call no worker has begun (it waits for calls in hand,
+//! never for a queue), sends the stop command, and kills the late at a deadline. Every
+//! deadline is a `graceful::deadline::Deadline`: a stopped run is not counted, no signal
+//! extends it, and once the stop has begun a caller waits no longer than the worker's own
+//! stop deadline (`answers.rs`).
 //!
-//! Files: this one holds the manager's state, its start and its stop; [`calls`] the
-//! calls and their waiting callers, [`answers`] how long they wait; [`update`] the update
-//! round; [`supervision`] a worker's reports, end and replacement, [`pump`] the
-//! monitors' loop over every worker's pipes; [`handshake`] the parent's half of lesson 7. One worker process:
-//! [`child`] (pid, end), [`stdin`] (commands), [`spawn`] (how it starts),
-//! [`worker_logs`]; [`latch`] a value set once.
+//! Files: this one holds the state, the start and the stop; [`calls`] and [`answers`] the
+//! callers; [`update`]; [`supervision`] (reports, ends, replacements) and [`pump`] (the
+//! monitors' loop); [`handshake`] the parent's half of lesson 7; one worker process in
+//! [`child`], [`stdin`], [`spawn`], [`worker_logs`]; [`latch`] a value set once.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
@@ -316,7 +310,7 @@ impl Shared {
         let args = (self.config.worker_command)(&self.config.worker(slot));
         // No lock is held across the spawn: a child stopped before its exec holds the
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
-        let (worker, outputs) = WorkerProcess::spawn(&self.program, &args, slot, self.pump.waker())
+        let (worker, outputs) = WorkerProcess::spawn(&self.program, &args, slot, self.pump.wake.clone())
             .map_err(|e| failed(e.to_string()))?;
         tracing::debug!(
             event = "spawned",

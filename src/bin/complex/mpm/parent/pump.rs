@@ -1,20 +1,11 @@
-//! The monitors' loop: one thread takes in everything every worker sends, and is the only
-//! reader of it. Workers cost processes, not threads: the main process's thread count does
-//! not grow with `--workers`.
-//!
-//! It polls, for every worker, and never blocks anywhere else:
-//! - the worker's **stdout**: report lines, handled as soon as each is whole;
-//! - the worker's **stderr**: log lines, each forwarded whole to this process's log writer
-//!   (see `worker_logs.rs`); a line the worker did not finish is dropped and reported;
-//! - the worker's **stdin**, for room, only while a control frame waits for it;
-//!
-//! and its own **wake socket**: a new worker to watch, a control frame waiting, the stop.
-//!
-//! A worker leaves the loop once both its pipes ended (so its last log lines are forwarded
-//! before its end is reported); what follows (its reap, the report of its end, a
-//! replacement and its handshake) may wait, so it runs on a thread of its own, which lives
-//! only that long (`supervision.rs`). The loop is a thread of its own, never the runtime's:
-//! a stuck runtime does not keep a worker's end from being noticed.
+//! The monitors' loop: one thread polls every worker's stdout (reports, handled as each line
+//! is whole), stderr (log lines, forwarded whole: `worker_logs.rs`) and, while a control frame
+//! waits for room, stdin; and its own wake socket (a new worker, a control frame, the stop).
+//! Workers cost processes, not threads: the main process's thread count does not grow with
+//! `--workers`. A worker leaves the loop once both its pipes ended (its last log lines are
+//! out before its end is reported); the rest of its end may wait (its reap, a replacement's
+//! handshake), so it runs on a thread of its own that lives only that long (`supervision.rs`).
+//! The loop is never the runtime's: a stuck runtime does not hide a worker's end.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -40,7 +31,8 @@ const CHUNK: usize = 64 * 1024;
 /// The loop's state shared with the threads that hand it workers.
 pub(super) struct Pump {
     incoming: Mutex<Vec<Watched>>,
-    wake: Arc<Wake>,
+    /// What wakes the loop: a worker's stdin holds it, for its control frames.
+    pub(super) wake: Arc<Wake>,
     /// The loop's end of the wake socket, until the loop starts.
     receiver: Mutex<Option<WakeReceiver>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -77,23 +69,16 @@ impl Pump {
         let pair = UnixStream::pair().and_then(|(wake, receiver)| {
             wake.set_nonblocking(true)?;
             receiver.set_nonblocking(true)?;
-            Ok((wake, receiver))
+            Ok((wake, WakeReceiver(receiver)))
         });
-        let (wake, receiver) = pair.map_or((None, None), |(wake, receiver)| {
-            (Some(wake), Some(WakeReceiver(receiver)))
-        });
+        let (wake, receiver) = pair.ok().unzip();
         Self {
-            incoming: Mutex::new(Vec::new()),
+            incoming: Mutex::default(),
             wake: Arc::new(Wake(wake)),
             receiver: Mutex::new(receiver),
-            thread: Mutex::new(None),
-            closing: AtomicBool::new(false),
+            thread: Mutex::default(),
+            closing: AtomicBool::default(),
         }
-    }
-
-    /// What wakes the loop: a worker's stdin holds it, for its control frames.
-    pub(super) fn waker(&self) -> Arc<Wake> {
-        self.wake.clone()
     }
 }
 

@@ -121,13 +121,10 @@ pub fn wait_until_ended(pid: u32) -> nix::Result<()> {
     }
 }
 
-/// SIGKILLs every child of this process, for the forced exit. A child stopped between its
-/// clone and its exec (SIGSTOP) holds the thread that spawns it (`CLONE_VFORK`), and has no
-/// handle yet: `posix_spawn` has not returned. The kernel lists it among the children of
-/// that thread, reliably so while it is stopped. Every child of ours is a worker (or, as
-/// PID 1, an adopted orphan that ends with us anyway), and none is reaped by anyone but
-/// its monitor, which reaps only after its end: a pid listed here is still that child's,
-/// but for the instant between the listing and the kill.
+/// SIGKILLs every child of this process, for the forced exit: a child stopped before its
+/// exec holds its spawning thread (`CLONE_VFORK`) and has no handle yet, but the kernel
+/// lists it (reliably, while it is stopped). Every child of ours is a worker (or, as PID 1,
+/// an orphan that ends with us anyway), reaped only by its monitor after its end.
 pub fn kill_every_child() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return;

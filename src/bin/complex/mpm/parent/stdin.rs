@@ -311,8 +311,13 @@ mod tests {
     #[test]
     fn try_send_never_waits_for_a_full_pipe() {
         // A "worker" that never reads its stdin.
-        let (worker, _outputs) =
-            WorkerProcess::spawn(&Program::at("/bin/sleep"), &["60".into()], 0, Pump::new().waker()).unwrap();
+        let (worker, _outputs) = WorkerProcess::spawn(
+            &Program::at("/bin/sleep"),
+            &["60".into()],
+            0,
+            Pump::new().wake.clone(),
+        )
+        .unwrap();
         let mut sent = 0u64;
         let outcome = loop {
             match worker.stdin.try_send(&call(sent, "x".repeat(100))) {
@@ -336,7 +341,7 @@ mod tests {
     #[test]
     fn try_send_writes_whole_frames_and_leaves_long_ones_to_a_blocking_send() {
         let (worker, outputs) =
-            WorkerProcess::spawn(&Program::at("/bin/cat"), &[], 0, Pump::new().waker()).unwrap();
+            WorkerProcess::spawn(&Program::at("/bin/cat"), &[], 0, Pump::new().wake.clone()).unwrap();
         let long = call(2, "y".repeat(libc::PIPE_BUF));
         assert!(
             matches!(worker.stdin.try_send(&long), TrySend::WouldBlock),
