@@ -8,8 +8,7 @@
 //! named, and the stop goes on, unforced. An async caller hears of the stop at once, a
 //! blocked one at the end of its slice of the deadline (a thirty-second of it at most).
 
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{atomic::Ordering::SeqCst, mpsc::Receiver, mpsc::RecvTimeoutError};
 use std::time::Duration;
 
 use tokio::sync::oneshot;

@@ -9,9 +9,8 @@
 //! command and is run or withdrawn there; none is registered after it.
 
 use graceful::sync::LockUnpoisoned;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, atomic::Ordering::SeqCst};
 use std::time::Duration;
 
 use tokio::sync::oneshot;

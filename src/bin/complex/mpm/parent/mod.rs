@@ -19,8 +19,7 @@
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc::sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 

@@ -15,15 +15,13 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::AtomicU8, atomic::Ordering::SeqCst};
 
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
 use super::pump::Wake;
 use crate::mpm::shared::protocol::{Command, Frame};
-use std::sync::Arc;
 
 const WITHDRAW: u8 = 1;
 const STOP: u8 = 2;

@@ -3,9 +3,7 @@
 //! application is asked to stop rather than crash-loop).
 
 use graceful::sync::LockUnpoisoned;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, atomic::Ordering::SeqCst, mpsc::SyncSender};
 use std::time::{Duration, Instant};
 
 use graceful::deadline::Deadline;
