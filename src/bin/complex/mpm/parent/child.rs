@@ -16,9 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use super::latch::Latch;
-use super::pump::Wake;
 use super::spawn::{self, Process, Program, Spawned};
-use super::stdin::Stdin;
+use super::stdin::{Stdin, WakeMonitor};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -64,7 +63,7 @@ impl WorkerProcess {
         program: &Program,
         args: &[String],
         slot: usize,
-        wake: Arc<Wake>,
+        wake: WakeMonitor,
     ) -> Result<(Arc<Self>, Outputs), SpawnError> {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
         let failed = |what| move |error| SpawnError { what, error };

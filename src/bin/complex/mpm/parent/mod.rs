@@ -309,8 +309,10 @@ impl Shared {
         let args = (self.config.worker_command)(&self.config.worker(slot));
         // No lock is held across the spawn: a child stopped before its exec holds the
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
-        let (worker, outputs) = WorkerProcess::spawn(&self.program, &args, slot, self.pump.wake.clone())
-            .map_err(|e| failed(e.to_string()))?;
+        let wake = self.pump.wake.clone();
+        let (worker, outputs) =
+            WorkerProcess::spawn(&self.program, &args, slot, Arc::new(move || wake.wake()))
+                .map_err(|e| failed(e.to_string()))?;
         tracing::debug!(
             event = "spawned",
             worker = %name,

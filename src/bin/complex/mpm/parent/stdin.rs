@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::AtomicU8, atomic::Orderi
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use super::pump::Wake;
 use crate::mpm::shared::protocol::{Command, Frame};
 
 const WITHDRAW: u8 = 1;
 const STOP: u8 = 2;
+
+/// Wakes the monitors' loop, which writes a waiting control frame once the pipe has room.
+pub type WakeMonitor = Arc<dyn Fn() + Send + Sync>;
 
 /// The worker's stdin: the one way commands reach it.
 pub struct Stdin {
@@ -38,7 +40,7 @@ pub struct Stdin {
     /// [`Stdin::close`] ran: an exit after it is expected.
     stop_sent: AtomicBool,
     /// Wakes the monitor, which writes what waits once the pipe has room.
-    wake: Arc<Wake>,
+    wake: WakeMonitor,
 }
 
 /// The write end of the pipe, while it is open.
@@ -103,7 +105,7 @@ pub enum TrySend {
 
 impl Stdin {
     /// The write end of a worker's stdin; `wake` wakes its monitor.
-    pub fn new(pipe: File, wake: Arc<Wake>) -> Self {
+    pub fn new(pipe: File, wake: WakeMonitor) -> Self {
         Self {
             fd: pipe.as_raw_fd(),
             pipe: Mutex::new(Pipe {
@@ -183,7 +185,7 @@ impl Stdin {
     /// writer to deliver it (or to wake the monitor, which waits for room).
     fn deliver_control_after_use(&self) {
         if self.control_pending() && matches!(self.deliver_control(), Delivery::Full(_)) {
-            self.wake.wake();
+            (self.wake)();
         }
     }
 
@@ -204,7 +206,7 @@ impl Stdin {
         self.control.fetch_or(control, SeqCst);
         if self.deliver_control() != Delivery::Done {
             // Its monitor finishes the job (a busy pipe's writer does too).
-            self.wake.wake();
+            (self.wake)();
         }
     }
 
@@ -292,12 +294,16 @@ fn set_nonblocking(pipe: &File, on: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::child::WorkerProcess;
-    use super::super::pump::Pump;
-    use super::super::spawn::Program;
+    use super::super::spawn::{Program, Spawned, spawn_with_signals_blocked};
     use super::*;
     use crate::mpm::shared::protocol::Method;
     use std::io::Read;
+
+    /// A process whose stdin is held as a worker's is (no monitor: wake-ups go nowhere).
+    fn spawn(program: &str, args: &[String]) -> (Stdin, super::super::spawn::Process) {
+        let spawned = spawn_with_signals_blocked(&Program::at(program), args).unwrap();
+        (Stdin::new(spawned.stdin, Arc::new(|| {})), spawned.process)
+    }
 
     fn call(id: u64, parameter: String) -> Command {
         Command::Call {
@@ -309,16 +315,10 @@ mod tests {
     #[test]
     fn try_send_never_waits_for_a_full_pipe() {
         // A "worker" that never reads its stdin.
-        let (worker, _outputs) = WorkerProcess::spawn(
-            &Program::at("/bin/sleep"),
-            &["60".into()],
-            0,
-            Pump::new().wake.clone(),
-        )
-        .unwrap();
+        let (stdin, process) = spawn("/bin/sleep", &["60".into()]);
         let mut sent = 0u64;
         let outcome = loop {
-            match worker.stdin.try_send(&call(sent, "x".repeat(100))) {
+            match stdin.try_send(&call(sent, "x".repeat(100))) {
                 TrySend::Sent => sent += 1,
                 other => break other,
             }
@@ -327,42 +327,37 @@ mod tests {
         assert!(matches!(outcome, TrySend::WouldBlock), "{outcome:?}");
         assert!(sent > 0, "an empty pipe takes a short frame");
         // Nor does the stop command wait (whether its few bytes still fit or not).
-        worker.stdin.close();
-        assert!(matches!(
-            worker.stdin.try_send(&call(sent, "x".into())),
-            TrySend::Closed
-        ));
-        worker.kill();
-        worker.reap();
+        stdin.close();
+        assert!(matches!(stdin.try_send(&call(sent, "x".into())), TrySend::Closed));
+        process.kill().unwrap();
+        process.wait().unwrap();
     }
 
     #[test]
     fn try_send_writes_whole_frames_and_leaves_long_ones_to_a_blocking_send() {
-        let (worker, outputs) =
-            WorkerProcess::spawn(&Program::at("/bin/cat"), &[], 0, Pump::new().wake.clone()).unwrap();
+        let Spawned {
+            process,
+            stdin,
+            mut stdout,
+            ..
+        } = spawn_with_signals_blocked(&Program::at("/bin/cat"), &[]).unwrap();
+        let stdin = Stdin::new(stdin, Arc::new(|| {}));
         let long = call(2, "y".repeat(libc::PIPE_BUF));
         assert!(
-            matches!(worker.stdin.try_send(&long), TrySend::WouldBlock),
+            matches!(stdin.try_send(&long), TrySend::WouldBlock),
             "longer than PIPE_BUF: not all-or-nothing, so not tried"
         );
-        assert!(matches!(
-            worker.stdin.try_send(&call(1, "short".into())),
-            TrySend::Sent
-        ));
-        worker.stdin.send(&long).unwrap();
-        worker.stdin.close();
+        assert!(matches!(stdin.try_send(&call(1, "short".into())), TrySend::Sent));
+        stdin.send(&long).unwrap();
+        stdin.close();
         let mut echoed = String::new();
-        let mut stdout = outputs.stdout;
         stdout.read_to_string(&mut echoed).unwrap();
         let mut expected = Vec::new();
         for command in [call(1, "short".into()), long, Command::Stop] {
             command.write_to(&mut expected).unwrap();
         }
         assert_eq!(echoed.as_bytes(), expected, "the frames in order, each whole");
-        assert!(matches!(
-            worker.stdin.try_send(&call(3, "late".into())),
-            TrySend::Closed
-        ));
-        worker.reap();
+        assert!(matches!(stdin.try_send(&call(3, "late".into())), TrySend::Closed));
+        process.wait().unwrap();
     }
 }
