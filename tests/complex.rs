@@ -843,3 +843,25 @@ fn restarts_back_off_and_say_when_the_next_try_is() {
     run.signal_group(Signal::Int);
     assert_graceful_end(&mut run, Signal::Int, DEFAULTS, &killed);
 }
+
+/// Workers cost processes, not threads: the main process runs as many threads with 64
+/// workers as with one (a single loop watches every worker's pipes).
+#[test]
+fn the_main_process_s_threads_do_not_grow_with_the_workers() {
+    let threads = |workers: &str| {
+        let mut run = complex(&["--time-scale", FAST, "--workers", workers]);
+        run.wait_for(phase("app", "started"), PATIENCE);
+        let status = std::fs::read_to_string(format!("/proc/{}/status", run.pid())).unwrap_or_default();
+        let threads = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Threads:"))
+            .and_then(|count| count.trim().parse::<u32>().ok());
+        run.signal_group(Signal::Int);
+        run.wait_exit();
+        run.assert_ended_by(Signal::Int);
+        assert_no_pid_left(&mut run);
+        threads.unwrap_or_else(|| run.fail("no thread count in /proc/<pid>/status"))
+    };
+    let (one, many) = (threads("1"), threads("64"));
+    assert_eq!(one, many, "threads with 1 worker, with 64");
+}

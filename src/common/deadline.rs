@@ -1,27 +1,20 @@
 //! Deadlines that count time spent waiting, never time the process spent stopped.
 //!
-//! **Problem.** A clock deadline (`Instant::now() + bound`) fails whoever it judges as soon
-//! as the clock passes it, whether or not anyone could act meanwhile. Ctrl+Z stops every
-//! process of the run: on `fg` every waiter wakes past its deadline and fails a party that
-//! was just as stopped as itself. A starved machine does the same more quietly. Excusing the
-//! time after a SIGCONT does not work either: anyone of the same user can send SIGCONT, and
-//! each one would stretch every deadline again.
+//! A clock deadline fails whoever it judges once the clock passes it, whether or not anyone
+//! could act meanwhile: after Ctrl+Z and `fg` every waiter wakes past its deadline and fails
+//! a party that was just as stopped; a starved machine does the same more quietly. Excusing
+//! the time after a SIGCONT does not work either: anyone of the same user can send one.
 //!
-//! **Fix.** The bound is spent in slices ([`Deadline::slice`]): one wait of at most a slice,
-//! counted for the time it really took but never more than the slice. A waiter that wakes
-//! long after its slice ended (the process was stopped, or not scheduled) has spent one
-//! slice, however long it was away; a waiter that is awake while the party it judges is
-//! stuck spends the bound at the clock's pace and gives up in about `bound`. No signal, no
-//! thread and no global are involved, so nothing anyone sends can extend a deadline.
+//! So the bound is spent in slices ([`Deadline::slice`]), each counted for the time it took
+//! but never more than the slice: a waiter that wakes long after its slice (stopped, not
+//! scheduled) has spent one slice; an awake waiter spends the bound at the clock's pace. No
+//! signal, thread or global is involved: nothing anyone sends can extend a deadline. A slice
+//! is `bound / 32` within 10 ms and 1 s: a wake-up's lateness is a small part of it (a stuck
+//! party fails within its bound plus a few percent), and a stop costs a thirty-second at most.
 //!
-//! A slice is `bound / 32`, within 10 ms and 1 s: long enough that a wake-up's lateness
-//! is a small part of it (a stuck party fails within its bound plus a few percent), short
-//! enough that a stop costs at most a thirty-second of the bound.
-//!
-//! The blocking forms wait on a condition variable ([`Deadline::wait`]), a channel
-//! ([`Deadline::recv`]) or anything that takes a timeout ([`Deadline::slice`]: `poll`, a
-//! latch); the async form awaits a future ([`Deadline::within`]) and measures with tokio's
-//! clock, so a runtime on paused time spends the bound in virtual time.
+//! Blocking forms: a condition variable ([`Deadline::wait`]), a channel ([`Deadline::recv`]),
+//! anything with a timeout ([`Deadline::slice`]); the async form ([`Deadline::within`])
+//! measures with tokio's clock, so a runtime on paused time spends virtual time.
 
 use std::future::Future;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

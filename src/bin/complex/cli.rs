@@ -47,7 +47,7 @@ pub enum Subcommands {
 #[derive(Args, Debug, Clone)]
 pub struct ComplexArgs {
     /// Worker processes (the MultiProcessManager's)
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: u16,
 
     /// Threads of the blocking pool (the ThreadPoolExecutor's)
@@ -80,38 +80,7 @@ pub struct ComplexArgs {
 
     /// Plant a fault, to prove the torture tool catches it
     #[arg(long, value_enum, hide = true)]
-    pub inject_fault: Option<Fault>,
-}
-
-/// Faults that can be planted on purpose (`--inject-fault`): see [`mpm::Fault`].
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Fault {
-    /// Every worker ignores the stop command and its parent's death
-    WorkerIgnoresStop,
-    /// Every worker writes one 8 KiB log line slowly, straight to its stderr
-    SlowLogLine,
-    /// The worker given busy task 0's first call panics while handling it
-    WorkerPanics,
-}
-
-impl From<Fault> for mpm::Fault {
-    fn from(fault: Fault) -> Self {
-        match fault {
-            Fault::WorkerIgnoresStop => Self::WorkerIgnoresStop,
-            Fault::SlowLogLine => Self::SlowLogLine,
-            Fault::WorkerPanics => Self::WorkerPanics,
-        }
-    }
-}
-
-impl From<mpm::Fault> for Fault {
-    fn from(fault: mpm::Fault) -> Self {
-        match fault {
-            mpm::Fault::WorkerIgnoresStop => Self::WorkerIgnoresStop,
-            mpm::Fault::SlowLogLine => Self::SlowLogLine,
-            mpm::Fault::WorkerPanics => Self::WorkerPanics,
-        }
-    }
+    pub inject_fault: Option<mpm::Fault>,
 }
 
 impl Cli {
@@ -130,7 +99,7 @@ impl Cli {
             log_format: self.common.log_format,
             log_level: self.common.log_level(),
             fail_start,
-            fault: self.complex.inject_fault.map(mpm::Fault::from),
+            fault: self.complex.inject_fault,
             restart_limit: self.complex.restart_limit,
             restart_window: self.complex.restart_window,
             worker_command: WorkerArgs::command_line,
@@ -164,7 +133,7 @@ pub struct WorkerArgs {
 
     /// A planted fault
     #[arg(long, value_enum)]
-    pub inject_fault: Option<Fault>,
+    pub inject_fault: Option<mpm::Fault>,
 }
 
 impl WorkerArgs {
@@ -176,7 +145,7 @@ impl WorkerArgs {
             log_format: self.log_format,
             log_level: self.log_level,
             fail_start: self.fail_start,
-            fault: self.inject_fault.map(mpm::Fault::from),
+            fault: self.inject_fault,
         }
     }
 
@@ -201,10 +170,7 @@ impl WorkerArgs {
             args.push("--fail-start".into());
         }
         if let Some(fault) = config.fault {
-            args.extend([
-                "--inject-fault".into(),
-                name(Fault::from(fault).to_possible_value()),
-            ]);
+            args.extend(["--inject-fault".into(), name(fault.to_possible_value())]);
         }
         args
     }

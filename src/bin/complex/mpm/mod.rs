@@ -1,21 +1,16 @@
 //! The process layer: the MultiProcessManager (`MPM`) and its worker processes, by side.
+//! The sides import [`shared`] and never each other.
 //!
 //! - [`parent`]: the main process's side, a blocking API (start, calls, update, stop) over
-//!   N worker processes, each watched by a monitor thread.
-//! - [`worker`]: the worker process's side, `complex worker`: its signal policy, its intake
-//!   and its work loop.
-//! - [`shared`]: what both sides agree on: the settings, the frames on the pipes (JSON
-//!   lines), and the handshake's steps.
+//!   N worker processes.
+//! - [`worker`]: the worker process, `complex worker`: its signals, intake and work loop.
+//! - [`shared`]: what both agree on: the settings, the frames (JSON lines), the handshake.
 //!
-//! Where the reference's process lessons live, each file opening with its number (as in the
-//! README's lesson table):
-//! - lesson 5, catch the signal in workers: `worker/mod.rs`;
-//! - lesson 6, or ignore it, but notice the parent's death: `worker/intake.rs`;
-//! - lesson 7, synchronise worker start: `shared/handshake.rs` (the parent's half in
-//!   `parent/handshake.rs`);
-//! - lesson 8, the worker's command lanes (stop > update > call): `worker/lanes.rs`.
-//!
-//! The sides import `shared` and never each other.
+//! The reference's process lessons, each file opening with its number (the README's table):
+//! lesson 5, catch the signal in workers: `worker/mod.rs`; lesson 6, or ignore it but notice
+//! the parent's death: `worker/intake.rs`; lesson 7, synchronise worker start:
+//! `shared/handshake.rs` (the parent's half in `parent/handshake.rs`); lesson 8, the
+//! worker's command lanes: `worker/lanes.rs`.
 
 pub mod parent;
 pub mod shared;

@@ -1,20 +1,14 @@
 //! How long a caller waits for a worker's answer: its own bound, and once the stop has begun
 //! no longer than the worker's stop deadline.
 //!
-//! **Problem.** A call's bound (30 s) equals the default `--stop-timeout`. A worker that is
-//! stuck with a call in hand (wedged, or stopped by SIGSTOP) keeps its caller, a busy task,
-//! waiting the whole bound, and the stop waits for that task: the whole exit is forced
-//! instead of the one worker being killed at its own stop deadline.
-//!
-//! **Fix.** Once the stop has begun (the withdrawal, its first step), what is left of a
-//! caller's bound is cut to [`WORKER_STOP_TIMEOUT`]: the time a worker gets to finish the
-//! item in hand and exit. A worker that neither answers nor stops by then is killed and
-//! named; its monitor reports it and the stop goes on, unforced. An async caller hears of
-//! the stop at once; a blocked one at the end of its current slice of the deadline (a
-//! thirty-second of the bound at most).
+//! A call's bound (30 s) equals the default `--stop-timeout`: a worker stuck with a call in
+//! hand (wedged, or SIGSTOPped) kept its busy task waiting that long, and the whole exit was
+//! forced. Now, once the stop has begun, what is left of the bound is cut to
+//! [`WORKER_STOP_TIMEOUT`]; a worker that neither answers nor stops by then is killed and
+//! named, and the stop goes on, unforced. An async caller hears of the stop at once, a
+//! blocked one at the end of its slice of the deadline (a thirty-second of it at most).
 
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{atomic::Ordering::SeqCst, mpsc::Receiver, mpsc::RecvTimeoutError};
 use std::time::Duration;
 
 use tokio::sync::oneshot;

@@ -9,9 +9,8 @@
 //! command and is run or withdrawn there; none is registered after it.
 
 use graceful::sync::LockUnpoisoned;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, atomic::Ordering::SeqCst};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -50,19 +49,12 @@ impl Waiter {
 impl Mpm {
     /// `process_string(parameter)` in some worker, blocking (the reference's API).
     pub fn process_string(&self, parameter: String) -> Result<Reply, MpmError> {
-        self.call(Method::ProcessString(parameter))
+        self.shared.call(Method::ProcessString(parameter))
     }
 
     /// `process_number(parameter)` in some worker, blocking (the reference's API).
     pub fn process_number(&self, parameter: i64) -> Result<Reply, MpmError> {
-        self.call(Method::ProcessNumber(parameter))
-    }
-
-    /// Runs `method` in some worker; this thread blocks until the answer (30 s at most).
-    pub fn call(&self, method: Method) -> Result<Reply, MpmError> {
-        let result = self.shared.call(method);
-        self.shared.stats.count_call(&result);
-        result
+        self.shared.call(Method::ProcessNumber(parameter))
     }
 
     /// Sends `method` to some worker and returns once it is written: no thread waits for
@@ -177,8 +169,14 @@ impl Stats {
 }
 
 impl Shared {
-    /// A blocking call: dispatch, then this thread waits for the answer.
-    pub(super) fn call(&self, method: Method) -> Result<Reply, MpmError> {
+    /// A blocking call: dispatch, then this thread waits for the answer (30 s at most).
+    fn call(&self, method: Method) -> Result<Reply, MpmError> {
+        let result = self.call_uncounted(method);
+        self.stats.count_call(&result);
+        result
+    }
+
+    fn call_uncounted(&self, method: Method) -> Result<Reply, MpmError> {
         let what = method.name();
         let (reply, answer) = sync_channel(1);
         let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
@@ -189,10 +187,9 @@ impl Shared {
                 tracing::debug!("MPM: call {id} ({what}) on {}: {error}", worker.name);
                 Err(error)
             }
-            Ok(Err(error)) => {
+            Ok(Err(error)) => Err(error).inspect_err(|error| {
                 tracing::warn!("MPM: call {id} ({what}) on {} failed: {error}", worker.name);
-                Err(error)
-            }
+            }),
             Err(RecvTimeoutError::Timeout) => self.unanswered(id, &worker, &format!(" ({what})"), &deadline),
             Err(RecvTimeoutError::Disconnected) => Err(MpmError::StoppedWhileWaiting),
         }

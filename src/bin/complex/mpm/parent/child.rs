@@ -1,18 +1,11 @@
 //! One worker process as the manager holds it: its pipes, its pid, and its end.
 //!
-//! Rules that keep "nothing left running, nothing unreaped" true:
-//! - only the monitor thread reaps (after the worker's stdout and stderr ended), so a pid is
-//!   never signalled after it was reaped and possibly reused: [`WorkerProcess::kill`] goes
-//!   through the same lock and does nothing once the child is reaped. The monitor waits
-//!   for the end without reaping first, so a kill during that wait still reaches a worker
-//!   that closed its pipes but lives on;
-//! - `Drop` kills, reaps and reports a child still unreaped, should a handle ever be dropped
-//!   before its monitor reaped it. At the end of the process the real last line of defence
-//!   is the worker's own: its stdin reaches end-of-file and it exits;
-//! - as PID 1 this process reaps adopted orphans: a worker is spawned through the reaper's
-//!   registry, which leaves its status to its monitor.
-//!
-//! Its stdin, the way every command reaches it, is `stdin.rs`.
+//! "Nothing left running, nothing unreaped": only its monitor reaps, after both its pipes
+//! ended, and [`WorkerProcess::kill`] takes the same lock, so a pid is never signalled once
+//! reaped (and maybe reused); the monitor waits for the end before reaping, so a kill still
+//! reaches a worker that closed its pipes but lives on. `Drop` kills and reaps a child still
+//! unreaped. As PID 1 this process reaps adopted orphans: a worker is spawned through the
+//! reaper's registry, which leaves its status to its monitor. Its commands: `stdin.rs`.
 
 use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
@@ -24,10 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use super::latch::Latch;
 use super::spawn::{self, Process, Program, Spawned};
-use super::stdin::Stdin;
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
+use super::stdin::{Stdin, WakeMonitor};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -49,14 +39,12 @@ pub struct WorkerProcess {
     ended: Latch<String>,
 }
 
-/// What the monitor alone reads: the worker's reports, its log lines, and its wake-ups.
+/// What the monitors' loop alone reads: the worker's reports and its log lines.
 pub struct Outputs {
     /// Frames from the worker.
     pub stdout: File,
     /// The worker's log lines.
     pub stderr: File,
-    /// Control requests wake the monitor through it.
-    pub wake: WakeReceiver,
 }
 
 /// Something the spawn needed could not be created (no process slot, no descriptor).
@@ -69,17 +57,16 @@ pub struct SpawnError {
 
 impl WorkerProcess {
     /// Spawns `program args` as `worker-N` (signals blocked until its handlers are in place),
-    /// with stdin, stdout and stderr piped to this process. Returns it and what its monitor
-    /// reads.
+    /// with stdin, stdout and stderr piped to this process; `wake` wakes the monitors' loop.
+    /// Returns it and what the loop reads.
     pub fn spawn(
         program: &Program,
         args: &[String],
         slot: usize,
+        wake: WakeMonitor,
     ) -> Result<(Arc<Self>, Outputs), SpawnError> {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
         let failed = |what| move |error| SpawnError { what, error };
-        // Before the process: a failure here leaves nothing to kill.
-        let (wake, wake_receiver) = wake_pair().map_err(failed("the monitor's wake socket"))?;
         let Spawned {
             process,
             stdin,
@@ -101,14 +88,7 @@ impl WorkerProcess {
             child: Mutex::new(Some(process)),
             ended: Latch::new(),
         });
-        Ok((
-            worker,
-            Outputs {
-                stdout,
-                stderr,
-                wake: wake_receiver,
-            },
-        ))
+        Ok((worker, Outputs { stdout, stderr }))
     }
 
     /// SIGKILL, unless it was already reaped. The monitor reaps and reports it.
@@ -166,44 +146,6 @@ pub fn describe_exit(status: Option<WaitStatus>) -> String {
         Some(WaitStatus::Signaled(_, signal, _)) => format!("killed by {signal}"),
         Some(other) => format!("{other:?}"),
         None => "its end could not be observed".into(),
-    }
-}
-
-// Waking a monitor, asleep in `poll` on the worker's pipes, when a control frame waits for
-// room in the worker's stdin: a socket pair polled with the pipes, so an idle monitor costs
-// no periodic wake-up; a wake-up is one byte that never blocks (a full socket holds one).
-
-/// The waking end.
-pub struct Wake(UnixStream);
-
-/// The monitor's end.
-pub struct WakeReceiver(UnixStream);
-
-/// A new pair; fails when no descriptor is left.
-fn wake_pair() -> io::Result<(Wake, WakeReceiver)> {
-    let (wake, receiver) = UnixStream::pair()?;
-    wake.set_nonblocking(true)?;
-    receiver.set_nonblocking(true)?;
-    Ok((Wake(wake), WakeReceiver(receiver)))
-}
-
-impl Wake {
-    /// Wakes the monitor; never blocks.
-    pub fn wake(&self) {
-        let _ = (&self.0).write(&[1]);
-    }
-}
-
-impl WakeReceiver {
-    /// The descriptor to poll for reading.
-    pub fn fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-
-    /// Empties the socket (wake-ups carry no data; several count as one).
-    pub fn drain(&self) {
-        let mut sink = [0u8; 64];
-        while matches!((&self.0).read(&mut sink), Ok(n) if n > 0) {}
     }
 }
 

@@ -2,8 +2,7 @@
 //! `shared/handshake.rs`): every worker must report each step within the step's deadline,
 //! or every worker of the handshake is killed and the start fails.
 
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, mpsc::Receiver, mpsc::RecvTimeoutError};
 
 use graceful::deadline::Deadline;
 

@@ -1,41 +1,37 @@
 //! `MPM`, the MultiProcessManager: a blocking API over N worker processes.
 //!
-//! - `start` spawns every worker and runs the reference's two-step handshake; any failure
-//!   kills and reaps every spawned worker and fails the start.
-//! - Calls go to the least-loaded live worker; `update` to every worker, one round at a time.
-//! - A monitor thread per worker reads what it sends and notices its end at once. An
-//!   unexpected end fails the calls in flight on it, naming it, and a replacement starts
-//!   (with the handshake) within the restart budget (OTP's restart intensity: N restarts
-//!   within T; past it, the application is asked to stop). Once a stop is requested (even
-//!   while the shield still delays it), nothing is replaced.
-//! - The stop: withdraw every call no worker has begun, so it waits for calls in hand and
-//!   never for a queue; the stop command to every worker; a deadline; the late ones killed.
-//! - Every deadline is a `graceful::deadline::Deadline`: time the whole run spent stopped
-//!   is not counted, and no signal extends it. Once the stop has begun, a caller waits no
-//!   longer than the worker's own stop deadline (see `answers.rs`).
+//! `start` spawns every worker and runs the two-step handshake (any failure kills and reaps
+//! every spawned worker); calls go to the least-loaded live worker, `update` to every worker,
+//! one round at a time. One loop watches every worker; an unexpected end fails the calls in
+//! flight on it, naming it, and a replacement starts within the restart budget (OTP's
+//! restart intensity; past it the application is asked to stop), never once a stop was
+//! requested. The stop withdraws every call no worker has begun (it waits for calls in hand,
+//! never for a queue), sends the stop command, and kills the late at a deadline. Every
+//! deadline is a `graceful::deadline::Deadline`: a stopped run is not counted, no signal
+//! extends it, and once the stop has begun a caller waits no longer than the worker's own
+//! stop deadline (`answers.rs`).
 //!
-//! Files: this one holds the manager's state, its start and its stop; [`calls`] the
-//! calls and their waiting callers, [`answers`] how long they wait; [`update`] the update
-//! round; [`supervision`] the monitors and restarts, [`pump`] a monitor's loop over a
-//! worker's pipes; [`handshake`] the parent's half of lesson 7. One worker process:
-//! [`child`] (pid, end), [`stdin`] (commands), [`spawn`] (how it starts),
-//! [`worker_logs`]; [`latch`] a value set once.
+//! Files: this one holds the state, the start and the stop; [`calls`] and [`answers`] the
+//! callers; [`update`]; [`supervision`] (reports, ends, replacements) and [`pump`] (the
+//! monitors' loop); [`handshake`] the parent's half of lesson 7; one worker process in
+//! [`child`], [`stdin`], [`spawn`], [`worker_logs`]; [`latch`] a value set once.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc::sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use graceful::components::Components;
 use graceful::deadline::Deadline;
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 use crate::mpm::shared::config::MpmConfig;
 use child::WorkerProcess;
 use handshake::Handshaking;
 use latch::Latch;
+use pump::Pump;
 use spawn::Program;
 
 mod answers;
@@ -89,6 +85,9 @@ struct Shared {
     withdrawal_begun: tokio::sync::Notify,
     one_update_at_a_time: Mutex<()>,
     restarts: Mutex<VecDeque<Instant>>,
+    /// The monitors' loop over every worker's pipes.
+    pump: Pump,
+    /// The threads that finish a worker's end (reap, report, replace).
     monitors: Mutex<Vec<JoinHandle<()>>>,
     stats: Stats,
 }
@@ -130,6 +129,7 @@ impl Mpm {
                 withdrawal_begun: tokio::sync::Notify::new(),
                 one_update_at_a_time: Mutex::new(()),
                 restarts: Mutex::new(VecDeque::new()),
+                pump: Pump::new(),
                 monitors: Mutex::new(Vec::new()),
                 stats: Stats::default(),
             }),
@@ -142,6 +142,7 @@ impl Mpm {
         let shared = &self.shared;
         shared.components.starting("MPM");
         tracing::debug!("MPM.start: spawning {} workers", shared.config.workers);
+        room_for_descriptors(shared.config.workers);
         let mut handshaking = Vec::new();
         for slot in 0..shared.config.workers {
             match shared.launch(slot) {
@@ -272,6 +273,21 @@ impl Mpm {
     }
 }
 
+/// Each worker holds three descriptors of this process (its pipes), and the monitors' loop
+/// polls them all at once (`poll` takes no more than the limit): a thousand workers need
+/// more than the usual soft limit of 1,024, so it is raised towards the hard limit.
+fn room_for_descriptors(workers: usize) {
+    let needed = u64::try_from(workers)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(4)
+        .saturating_add(256);
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < needed {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, needed.min(hard), hard);
+        }
+    }
+}
+
 /// Kills and reaps a worker nobody monitors, and settles whoever waits for it.
 fn discard(worker: &WorkerProcess, how: &str) {
     worker.kill();
@@ -281,7 +297,7 @@ fn discard(worker: &WorkerProcess, how: &str) {
 
 impl Shared {
     /// Spawns the worker for `slot` (signals blocked: see `spawn.rs`), installs it, and
-    /// starts its monitor thread; the caller runs the handshake.
+    /// hands it to the monitors' loop; the caller runs the handshake.
     fn launch(self: &Arc<Self>, slot: usize) -> Result<Handshaking, MpmError> {
         let name = format!("worker-{}", slot + 1);
         let failed = |cause: String| MpmError::StartFailed {
@@ -293,8 +309,10 @@ impl Shared {
         let args = (self.config.worker_command)(&self.config.worker(slot));
         // No lock is held across the spawn: a child stopped before its exec holds the
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
+        let wake = self.pump.wake.clone();
         let (worker, outputs) =
-            WorkerProcess::spawn(&self.program, &args, slot).map_err(|e| failed(e.to_string()))?;
+            WorkerProcess::spawn(&self.program, &args, slot, Arc::new(move || wake.wake()))
+                .map_err(|e| failed(e.to_string()))?;
         tracing::debug!(
             event = "spawned",
             worker = %name,
@@ -314,19 +332,11 @@ impl Shared {
             *current = Some(worker.clone());
         }
         let (hear, heard) = sync_channel(3);
-        let shared = self.clone();
-        let monitored = worker.clone();
-        let monitor = std::thread::Builder::new()
-            .name(format!("MPM-{name}"))
-            .spawn(move || shared.monitor(monitored, outputs, hear));
-        match monitor {
-            Ok(monitor) => self.monitors.lock_unpoisoned().push(monitor),
-            Err(error) => {
-                // Without a monitor nobody would reap it, nor fail its calls: do both here.
-                self.fail_in_flight(&worker, "its monitor thread could not start");
-                discard(&worker, "killed: no monitor");
-                return Err(failed(format!("cannot create its monitor thread: {error}")));
-            }
+        if let Err(error) = self.watch(worker.clone(), outputs, hear) {
+            // Unwatched, nobody would reap it, nor fail its calls: do both here.
+            self.fail_in_flight(&worker, "its monitor could not start");
+            discard(&worker, "killed: no monitor");
+            return Err(failed(format!("cannot create the monitors' thread: {error}")));
         }
         Ok(Handshaking { worker, heard })
     }
@@ -352,8 +362,9 @@ impl Shared {
             .collect()
     }
 
-    /// Joins every monitor thread, including any started while joining (a replacement).
+    /// Ends the monitors' loop, then joins every thread that finishes a worker's end.
     fn join_monitors(&self) {
+        self.close_pump();
         loop {
             let monitors = std::mem::take(&mut *self.monitors.lock_unpoisoned());
             if monitors.is_empty() {

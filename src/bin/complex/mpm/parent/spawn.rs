@@ -1,26 +1,15 @@
-//! Starting a worker process whose shutdown signals are blocked from its first instruction,
-//! and which gets nothing of ours but its three pipes.
+//! Starting a worker process with its shutdown signals blocked from its first instruction,
+//! running the program that is running, with nothing of ours but its three pipes.
 //!
-//! **Problem.** std's `Command::spawn` empties the child's signal mask, so a mask set in the
-//! parent does not reach the child, and a `pre_exec` hook that blocks the signals again runs
-//! after a window in which a Ctrl+C meant for the group would run this process's handlers
-//! in the forked copy. A `pre_exec` hook also makes std fork (copying every page table of
-//! a multi-threaded parent) instead of using `posix_spawn`.
-//!
-//! **Fix.** `posix_spawn` with `POSIX_SPAWN_SETSIGMASK`: the C library gives the new
-//! process the mask we ask for before it runs any code of its own, and on Linux it spawns
-//! with `CLONE_VFORK`, which is what makes `complex`'s launch-to-ready fit its target (see
-//! the README's benchmark). The price is a small process handle of our own ([`Process`])
-//! instead of std's `Child`: a pid that is killed and reaped by whoever holds it.
-//!
-//! **Only what a worker needs.** Its stdin, stdout and stderr are pipes, and every other
-//! descriptor is closed in the child before the exec: a descriptor this process inherited
-//! without close-on-exec (a listening socket handed to it) must not live as long as the
-//! workers. It runs this very program ([`Program`]): the executable is opened once, and
-//! spawned through `/proc/self/fd/N`, so a file deleted or replaced meanwhile (a package
-//! upgrade) still starts the program that is running. Its environment is ours without the
-//! service manager's variables, which speak to the main process alone. SIGPIPE is back to
-//! its default in the child.
+//! std's `Command::spawn` empties the child's signal mask, and a `pre_exec` hook that blocks
+//! the signals again leaves a window (and makes std fork, copying a multi-threaded parent's
+//! page tables). So: `posix_spawn` with `POSIX_SPAWN_SETSIGMASK`, the mask set before the
+//! child runs any code (and `CLONE_VFORK` on Linux, what keeps launch-to-ready on target);
+//! the price is our own small handle, [`Process`]. Every descriptor but the pipes is closed
+//! before the exec (a socket handed to us without close-on-exec must not live as long as the
+//! workers); the program is this executable, opened once ([`Program`]), so a file deleted or
+//! replaced meanwhile (a package upgrade) still starts what runs; the service manager's
+//! variables speak to the main process alone and stay out of the worker's environment.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -128,13 +117,10 @@ pub fn wait_until_ended(pid: u32) -> nix::Result<()> {
     }
 }
 
-/// SIGKILLs every child of this process, for the forced exit. A child stopped between its
-/// clone and its exec (SIGSTOP) holds the thread that spawns it (`CLONE_VFORK`), and has no
-/// handle yet: `posix_spawn` has not returned. The kernel lists it among the children of
-/// that thread, reliably so while it is stopped. Every child of ours is a worker (or, as
-/// PID 1, an adopted orphan that ends with us anyway), and none is reaped by anyone but
-/// its monitor, which reaps only after its end: a pid listed here is still that child's,
-/// but for the instant between the listing and the kill.
+/// SIGKILLs every child of this process, for the forced exit: a child stopped before its
+/// exec holds its spawning thread (`CLONE_VFORK`) and has no handle yet, but the kernel
+/// lists it (reliably, while it is stopped). Every child of ours is a worker (or, as PID 1,
+/// an orphan that ends with us anyway), reaped only by its monitor after its end.
 pub fn kill_every_child() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return;

@@ -1,36 +1,32 @@
 //! The worker's stdin as its parent holds it: calls, updates and the control frames.
 //!
-//! **Control frames never wait.** The stop path must not block behind a full pipe: a worker
-//! busy with an item drains its stdin only between items, and a caller blocked writing a
-//! call holds the pipe meanwhile. So the withdraw and stop commands are *requested*
-//! ([`Stdin::withdraw`], [`Stdin::close`]): a flag, then one non-blocking
-//! attempt to write them. What cannot go out now goes out later, written by whoever frees the
-//! pipe: the caller that held it (right after its own frame), or the worker's monitor, which
-//! polls the pipe for room. Both lines are a few bytes, so a write either fits whole or not
-//! at all.
+//! **Control frames never wait.** A worker busy with an item drains its stdin only between
+//! items, and a blocked caller may hold the pipe: the stop must not wait behind either. So
+//! the withdraw and stop commands are *requested* ([`Stdin::withdraw`], [`Stdin::close`]):
+//! a flag and one non-blocking attempt; what cannot go out now is written by whoever frees
+//! the pipe (the caller that held it, or the monitor, which polls it for room).
 //!
-//! **A call that cannot block is written where it is made.** [`Stdin::try_send`]
-//! writes a call frame only when that cannot wait: nobody else holds the pipe and the kernel
-//! takes the whole frame at once (a pipe write of at most `PIPE_BUF` bytes is all or
-//! nothing). An async caller can then send from the runtime itself, and hands the write to
-//! the blocking pool only when the pipe is full. That saves two thread wake-ups per call,
-//! which is what lets the whole stack reach its throughput target (see the README's
-//! benchmark).
+//! **A call that cannot block is written where it is made.** [`Stdin::try_send`] writes only
+//! when nobody holds the pipe and the kernel takes the whole frame at once (at most
+//! `PIPE_BUF` bytes: all or nothing), so an async caller sends from the runtime and only a
+//! full pipe goes to the blocking pool: two thread wake-ups saved per call, which is what
+//! the throughput target needs.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::AtomicU8, atomic::Ordering::SeqCst};
 
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 
-use super::child::Wake;
 use crate::mpm::shared::protocol::{Command, Frame};
 
 const WITHDRAW: u8 = 1;
 const STOP: u8 = 2;
+
+/// Wakes the monitors' loop, which writes a waiting control frame once the pipe has room.
+pub type WakeMonitor = Arc<dyn Fn() + Send + Sync>;
 
 /// The worker's stdin: the one way commands reach it.
 pub struct Stdin {
@@ -44,7 +40,7 @@ pub struct Stdin {
     /// [`Stdin::close`] ran: an exit after it is expected.
     stop_sent: AtomicBool,
     /// Wakes the monitor, which writes what waits once the pipe has room.
-    wake: Wake,
+    wake: WakeMonitor,
 }
 
 /// The write end of the pipe, while it is open.
@@ -109,7 +105,7 @@ pub enum TrySend {
 
 impl Stdin {
     /// The write end of a worker's stdin; `wake` wakes its monitor.
-    pub fn new(pipe: File, wake: Wake) -> Self {
+    pub fn new(pipe: File, wake: WakeMonitor) -> Self {
         Self {
             fd: pipe.as_raw_fd(),
             pipe: Mutex::new(Pipe {
@@ -189,7 +185,7 @@ impl Stdin {
     /// writer to deliver it (or to wake the monitor, which waits for room).
     fn deliver_control_after_use(&self) {
         if self.control_pending() && matches!(self.deliver_control(), Delivery::Full(_)) {
-            self.wake.wake();
+            (self.wake)();
         }
     }
 
@@ -210,7 +206,7 @@ impl Stdin {
         self.control.fetch_or(control, SeqCst);
         if self.deliver_control() != Delivery::Done {
             // Its monitor finishes the job (a busy pipe's writer does too).
-            self.wake.wake();
+            (self.wake)();
         }
     }
 
@@ -298,11 +294,16 @@ fn set_nonblocking(pipe: &File, on: bool) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::child::WorkerProcess;
-    use super::super::spawn::Program;
+    use super::super::spawn::{Program, Spawned, spawn_with_signals_blocked};
     use super::*;
     use crate::mpm::shared::protocol::Method;
     use std::io::Read;
+
+    /// A process whose stdin is held as a worker's is (no monitor: wake-ups go nowhere).
+    fn spawn(program: &str, args: &[String]) -> (Stdin, super::super::spawn::Process) {
+        let spawned = spawn_with_signals_blocked(&Program::at(program), args).unwrap();
+        (Stdin::new(spawned.stdin, Arc::new(|| {})), spawned.process)
+    }
 
     fn call(id: u64, parameter: String) -> Command {
         Command::Call {
@@ -314,10 +315,10 @@ mod tests {
     #[test]
     fn try_send_never_waits_for_a_full_pipe() {
         // A "worker" that never reads its stdin.
-        let (worker, _outputs) = WorkerProcess::spawn(&Program::at("/bin/sleep"), &["60".into()], 0).unwrap();
+        let (stdin, process) = spawn("/bin/sleep", &["60".into()]);
         let mut sent = 0u64;
         let outcome = loop {
-            match worker.stdin.try_send(&call(sent, "x".repeat(100))) {
+            match stdin.try_send(&call(sent, "x".repeat(100))) {
                 TrySend::Sent => sent += 1,
                 other => break other,
             }
@@ -326,41 +327,37 @@ mod tests {
         assert!(matches!(outcome, TrySend::WouldBlock), "{outcome:?}");
         assert!(sent > 0, "an empty pipe takes a short frame");
         // Nor does the stop command wait (whether its few bytes still fit or not).
-        worker.stdin.close();
-        assert!(matches!(
-            worker.stdin.try_send(&call(sent, "x".into())),
-            TrySend::Closed
-        ));
-        worker.kill();
-        worker.reap();
+        stdin.close();
+        assert!(matches!(stdin.try_send(&call(sent, "x".into())), TrySend::Closed));
+        process.kill().unwrap();
+        process.wait().unwrap();
     }
 
     #[test]
     fn try_send_writes_whole_frames_and_leaves_long_ones_to_a_blocking_send() {
-        let (worker, outputs) = WorkerProcess::spawn(&Program::at("/bin/cat"), &[], 0).unwrap();
+        let Spawned {
+            process,
+            stdin,
+            mut stdout,
+            ..
+        } = spawn_with_signals_blocked(&Program::at("/bin/cat"), &[]).unwrap();
+        let stdin = Stdin::new(stdin, Arc::new(|| {}));
         let long = call(2, "y".repeat(libc::PIPE_BUF));
         assert!(
-            matches!(worker.stdin.try_send(&long), TrySend::WouldBlock),
+            matches!(stdin.try_send(&long), TrySend::WouldBlock),
             "longer than PIPE_BUF: not all-or-nothing, so not tried"
         );
-        assert!(matches!(
-            worker.stdin.try_send(&call(1, "short".into())),
-            TrySend::Sent
-        ));
-        worker.stdin.send(&long).unwrap();
-        worker.stdin.close();
+        assert!(matches!(stdin.try_send(&call(1, "short".into())), TrySend::Sent));
+        stdin.send(&long).unwrap();
+        stdin.close();
         let mut echoed = String::new();
-        let mut stdout = outputs.stdout;
         stdout.read_to_string(&mut echoed).unwrap();
         let mut expected = Vec::new();
         for command in [call(1, "short".into()), long, Command::Stop] {
             command.write_to(&mut expected).unwrap();
         }
         assert_eq!(echoed.as_bytes(), expected, "the frames in order, each whole");
-        assert!(matches!(
-            worker.stdin.try_send(&call(3, "late".into())),
-            TrySend::Closed
-        ));
-        worker.reap();
+        assert!(matches!(stdin.try_send(&call(3, "late".into())), TrySend::Closed));
+        process.wait().unwrap();
     }
 }

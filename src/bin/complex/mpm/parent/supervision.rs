@@ -1,18 +1,16 @@
-//! Supervision: each worker's monitor thread, and replacing crashed workers within the
+//! Supervision: what a worker's reports tell, its end, and replacing crashed workers within the
 //! restart budget (OTP's restart intensity: at most N restarts within T; past it, the
 //! application is asked to stop rather than crash-loop).
 
 use graceful::sync::LockUnpoisoned;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, atomic::Ordering::SeqCst, mpsc::SyncSender};
 use std::time::{Duration, Instant};
 
 use graceful::deadline::Deadline;
 
-use super::child::{Outputs, WorkerProcess, describe_exit};
+use super::child::{WorkerProcess, describe_exit};
 use super::handshake::{self, Heard};
-use super::pump::pump;
+use super::pump::{Told, Watched};
 use super::{MpmError, Reply, Shared};
 use crate::mpm::shared::handshake::Step;
 use crate::mpm::shared::protocol::Report;
@@ -24,28 +22,24 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl Shared {
-    /// The monitor thread of one incarnation: takes in its reports and log lines until both
-    /// pipes end, then reaps it, reports how it ended, fails its calls in flight, and
-    /// replaces it if needed (never once a stop was requested).
-    pub(super) fn monitor(
-        self: Arc<Self>,
-        worker: Arc<WorkerProcess>,
-        outputs: Outputs,
-        handshake: SyncSender<Heard>,
+    /// One report from `worker`, on the monitors' loop: never waits.
+    pub(super) fn on_report(
+        &self,
+        worker: &WorkerProcess,
+        told: &mut Told,
+        handshake: &SyncSender<Heard>,
+        report: Report,
     ) {
-        let mut started = false;
-        let mut reported_failure = false;
-        let mut withdrawals = 0_u32;
-        let broken = pump(&worker, outputs, |report| match report {
+        match report {
             Report::Bootstrapped => {
                 let _ = handshake.try_send(Heard::Step(Step::Bootstrapped));
             }
             Report::Started => {
-                started = true;
+                told.started = true;
                 let _ = handshake.try_send(Heard::Step(Step::Started));
             }
             Report::StartFailed { reason } => {
-                reported_failure = true;
+                told.refused = true;
                 let _ = handshake.try_send(Heard::Failed(reason));
             }
             Report::Result {
@@ -55,10 +49,41 @@ impl Shared {
             } => self.complete(id, Ok(Reply::Processed { version, parameter })),
             Report::Updated { id, version } => self.complete(id, Ok(Reply::Updated { version })),
             Report::Withdrawn { ids } => {
-                withdrawals += 1;
-                self.withdrawn(&worker, &ids, withdrawals == 1);
+                told.withdrawals += 1;
+                self.withdrawn(worker, &ids, told.withdrawals == 1);
             }
-        });
+        }
+    }
+
+    /// Both pipes of a worker ended: the rest of its end may wait (its reap, a replacement's
+    /// handshake), so it runs on a thread of its own, joined by the stop; without a thread
+    /// to spare, on the loop itself.
+    pub(super) fn after_the_end(self: &Arc<Self>, watched: Watched) {
+        let name = format!("MPM-end-{}", watched.worker.name);
+        let (shared, ended) = (self.clone(), Arc::new(Mutex::new(Some(watched))));
+        let taken = ended.clone();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || shared.finish(taken.lock_unpoisoned().take()));
+        match thread {
+            Ok(thread) => self.monitors.lock_unpoisoned().push(thread),
+            Err(_) => self.clone().finish(ended.lock_unpoisoned().take()),
+        }
+    }
+
+    /// Reaps a worker whose pipes ended, reports how it ended, fails its calls in flight,
+    /// and replaces it if needed (never once a stop was requested).
+    fn finish(self: Arc<Self>, watched: Option<Watched>) {
+        let Some(Watched {
+            worker,
+            handshake,
+            broken,
+            told,
+            ..
+        }) = watched
+        else {
+            return;
+        };
         let status = worker.reap();
         let expected =
             worker.stdin.was_closed() && broken.is_none() && matches!(status, Some(WaitStatus::Exited(_, 0)));
@@ -76,7 +101,7 @@ impl Shared {
                 worker.name,
                 worker.pid
             );
-        } else if !reported_failure {
+        } else if !told.refused {
             // Only the parent can report a worker that could not say it ended (the worker
             // logs its own `failed` when it refuses to start).
             let when = if self.stop_begun() {
@@ -94,7 +119,7 @@ impl Shared {
         // others still handshaking) is replaced once the start succeeded: waiting here is what
         // keeps it from being forgotten, and from being replaced by a start that then aborts.
         if !expected
-            && started
+            && told.started
             && self
                 .start_outcome
                 .wait_within(&mut Deadline::after(Duration::MAX))

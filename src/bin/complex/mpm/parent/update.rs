@@ -6,8 +6,7 @@
 //! a worker mid-round ends the round with [`MpmError::StoppedWhileUpdating`].
 
 use graceful::sync::LockUnpoisoned;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::{RecvTimeoutError, sync_channel};
+use std::sync::{atomic::Ordering::SeqCst, mpsc::RecvTimeoutError, mpsc::sync_channel};
 use std::time::Duration;
 
 use super::answers::AnswerDeadline;

@@ -1,17 +1,10 @@
-//! A worker's log lines, carried to the main process's one log writer.
+//! A worker's log lines, carried whole to the main process's one log writer.
 //!
-//! **Problem.** When every process writes its own lines to the shared stderr, a worker
-//! killed in the middle of a write (SIGKILL, the OOM killer) leaves a fragment there, and the
-//! next line of another process is glued onto it: a JSON reader then loses exactly the line
-//! that reports the death. The kernel makes a write to a regular file no promise at all.
-//!
-//! **Fix.** A worker's stderr is a pipe to its parent. The parent cuts that byte stream into
-//! whole lines ([`Lines`]) and hands each complete line to its own log writer, the only one
-//! that writes to stderr. A fragment left at the end of the stream (the worker died
-//! mid-line) is never written: it is dropped and reported as a `truncated` event. A line
-//! longer than [`MAX_LINE`] is dropped the same way rather than held in memory without bound.
-//!
-//! Each whole line goes to `graceful::logging::forward`, the main process's one writer.
+//! A worker killed in the middle of a write to a shared stderr leaves a fragment that the
+//! next line of another process is glued onto: a JSON reader loses exactly the line that
+//! reports the death. So a worker's stderr is a pipe to its parent, which cuts it into whole
+//! lines ([`Lines`]) for `graceful::logging::forward`. A fragment left at the end (the worker
+//! died mid-line), or a line over [`MAX_LINE`], is dropped and reported (`truncated`).
 
 /// The longest line carried; anything longer is dropped (worker lines are far shorter).
 pub const MAX_LINE: usize = 64 * 1024;

@@ -69,8 +69,9 @@ impl WorkerConfig {
     }
 }
 
-/// Faults that can be planted on purpose, to prove the torture tool catches them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Faults that can be planted on purpose (the hidden `--inject-fault`), to prove the
+/// torture tool catches them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Fault {
     /// Every worker ignores the stop command and its parent's death: the orphan the
     /// reference warns about. The manager must kill it; the stop is late.

@@ -1,36 +1,23 @@
 //! Lesson 7 of the reference: **synchronise worker start.**
 //!
-//! **The lesson.** A pool of worker processes is not started when `spawn` returns: each one
-//! still has to load, install its signal handlers and initialise. The reference waits for two
-//! events from every worker, `bootstrapped` then `started`, each with a timeout, and fails
-//! the whole start if one is missing.
+//! A pool of worker processes is not started when `spawn` returns: each still has to load,
+//! install its signal handlers and initialise. The reference waits for two events from every
+//! worker, `bootstrapped` then `started`, each with a timeout, and fails the whole start if
+//! one is missing. The pitfalls: a Ctrl+C to the group kills a worker caught between `exec`
+//! and its handlers (std's spawn empties the signal mask, and a `pre_exec` hook leaves a
+//! window); a worker that never reports must neither hang the start nor be left running
+//! behind a failed one; and a stop of the whole run (Ctrl+Z) is no worker's fault.
 //!
-//! **The pitfalls.**
-//! - A terminal's Ctrl+C goes to the whole process group. A worker hit between `exec` and
-//!   the installation of its handlers dies by the default action: abruptly, mid-handshake.
-//!   Blocking the signals in the parent before spawning does not help: std's spawn empties
-//!   the child's signal mask, and blocking them again in a `pre_exec` hook leaves a window
-//!   before the hook runs.
-//! - A worker that never reports (wedged, refusing, dead) must not leave the start hanging,
-//!   nor leave the workers that did start running behind a failed start.
-//! - A deadline must not count the time the whole run was stopped (Ctrl+Z): every worker
-//!   was stopped too, and owes nothing for it.
-//!
-//! **The fix, in the order it happens.**
-//! 1. `parent/spawn.rs`: `posix_spawn` gives the child SIGINT, SIGTERM and SIGHUP blocked
-//!    from its start (`POSIX_SPAWN_SETSIGMASK`); the mask survives `exec`.
-//! 2. The worker (`worker/mod.rs`) installs its handlers, which unblocks the signals (a
-//!    signal that came in the window is delivered now, and ignored like any other), then
-//!    reports `bootstrapped`; once initialised, `started` (or `start_failed`, and exits).
-//! 3. The parent (`parent/handshake.rs`) waits for every worker's step in turn, each step
-//!    bounded by its own deadline ([`STEPS`]), a `graceful::deadline::Deadline`: time the
-//!    whole run spent stopped is not counted against a worker. Any failure, refusal, early
-//!    end or missing report kills every worker of the handshake, and the start fails
-//!    cleanly. The first start runs it for all workers at once, a restart for the one
-//!    replacement: the same steps and deadlines.
-//!
-//! Proof: `tests/complex.rs` signals the group as the first worker is spawned and during the
-//! handshake, and `--fail-start worker-2` fails it on purpose.
+//! The fix, in order: `parent/spawn.rs` starts the child with SIGINT, SIGTERM and SIGHUP
+//! blocked (`POSIX_SPAWN_SETSIGMASK`, kept across `exec`); the worker (`worker/mod.rs`)
+//! installs its handlers, which unblocks them (a signal that came meanwhile is delivered and
+//! ignored), reports `bootstrapped`, initialises, reports `started` (or `start_failed`);
+//! the parent (`parent/handshake.rs`) waits for each step from every worker within the
+//! step's deadline ([`STEPS`]), a `graceful::deadline::Deadline` that does not count a
+//! stopped run. Any failure kills every worker of the handshake and fails the start cleanly.
+//! The first start runs it for all workers, a restart for its one replacement. Proof:
+//! `tests/complex.rs` signals the group during the spawn and the handshake, and
+//! `--fail-start worker-2` fails it on purpose.
 
 use std::time::Duration;
 

@@ -1,31 +1,15 @@
 //! The frames between the manager and a worker: one JSON object per line, over the worker's
-//! stdin (commands) and stdout (reports).
+//! stdin (commands) and stdout (reports). serde writes and reads them, so the protocol is
+//! these types and nothing else, readable in a log of the pipe and typed by hand:
+//! `cat | complex worker --index 1` answers `"bootstrapped"`, `"started"`, then
+//! `{"result":...}` to `{"call":{"id":1,"method":{"process_number":7}}}`, and exits on `"stop"`.
+//! A line that is not a frame (bad JSON, an unknown command, over [`MAX_LINE`]) is garbage:
+//! detected, never misread.
 //!
-//! serde writes and reads them, so the protocol is these types and nothing else: no tags,
-//! lengths or byte offsets to keep in step by hand. A line is readable in a log of the pipe,
-//! and a person can talk to a worker themselves:
-//!
-//! ```text
-//! $ cat | complex worker --index 1 --time-scale 0
-//! "bootstrapped"
-//! "started"
-//! {"call":{"id":1,"method":{"process_number":7}}}
-//! {"result":{"id":1,"version":1,"parameter":{"process_number":7}}}
-//! "stop"
-//! ```
-//!
-//! A line that is not a frame of this protocol (bad JSON, an unknown command, a line longer
-//! than [`MAX_LINE`]) is garbage: detected, never misread. The reference used
-//! `multiprocessing` queues; pipes owned by one parent are what let a worker notice that
-//! parent's death: its stdin reaches end-of-file.
-//!
-//! Speed: the enums are externally tagged (`{"call":{...}}`), not internally
-//! (`{"command":"call",...}`), because serde decodes an internally tagged enum by first
-//! buffering the whole object: interleaved release runs at `--time-scale 0 --busy-tasks 16
-//! --pool-threads 16`, where a call costs nothing but the machinery, put internally tagged
-//! frames about a third below the old hand-written binary codec, externally tagged ones
-//! within the runs' noise (about a tenth). No hand codec, then: the frames are not where a
-//! call's time goes.
+//! Speed: the enums are externally tagged (`{"call":{...}}`): serde decodes an internally
+//! tagged one by buffering the whole object first, which measured a third slower at
+//! `--time-scale 0` (where a call costs only the machinery); externally tagged frames ran
+//! within the noise of a hand-written binary codec, so there is none.
 
 use std::io::{self, BufRead, Write};
 

@@ -1,19 +1,14 @@
 //! Lesson 6 of the reference: **... or ignore the signal and rely on the stop command; but
 //! an orphan then never stops.**
 //!
-//! The worker's intake: the parent's commands, read from stdin into the lanes. *Pitfall:*
-//! a worker that waits for a stop command waits forever once its parent is killed
-//! (SIGKILL, the OOM killer). *Fix:* a dead parent is end-of-file on stdin. The parent
-//! holds the only write end of this pipe; when it is gone, however it died (even by SIGKILL), the kernel closes
-//! that end and the next read returns end-of-file. That is the stop of last resort:
-//! [`StopCause::ParentGone`], so no orphan outlives its parent.
+//! A worker that waits for a stop command waits forever once its parent is killed (SIGKILL,
+//! the OOM killer). Here the parent holds the only write end of the worker's stdin: however
+//! it dies, the next read returns end-of-file, the stop of last resort
+//! ([`StopCause::ParentGone`]). No orphan outlives its parent.
 //!
-//! **Speed, and why it is worth it.** The work loop asks "has the parent sent anything?"
-//! after every item, and must not block when the answer is no. One `poll` with a zero
-//! timeout answers it, on the same thread as the work: no reader thread to hand commands
-//! over and wake the worker for each call. At `--time-scale 0` a call costs microseconds,
-//! so a thread wake-up per call would be most of its cost (the benchmark's target is
-//! 100,000 calls/s through the whole stack).
+//! Speed: after every item the work loop asks whether the parent sent anything, with one
+//! `poll` of zero timeout on the same thread: no reader thread to wake per call, which at
+//! `--time-scale 0` would be most of a call's cost.
 
 use std::fs::File;
 use std::io::{self, BufReader};

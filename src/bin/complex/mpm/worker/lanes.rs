@@ -1,18 +1,14 @@
 //! Lesson 8 of the reference: **the worker's command lanes, stop > update > call.**
 //!
 //! A stop sent behind a thousand calls is honoured after the item in hand, not after the
-//! thousand. The reference feeds a `PriorityQueue` from three threads, one per command kind. Here the
-//! commands arrive on one pipe, so the work loop itself takes in everything already readable
-//! before each item, sorts it into lanes, and takes from the highest non-empty lane: a stop
-//! is honoured after the item in hand, however many calls were queued before it. One thread
-//! instead of a reader thread and a work thread saves a thread wake-up per call.
+//! thousand. The reference feeds a `PriorityQueue` from three threads; here the commands
+//! arrive on one pipe, and the work loop sorts everything already readable into lanes before
+//! each item, then takes from the highest non-empty one (no thread wake-up per call).
 //!
-//! **Withdrawal.** At the stop the parent sends a withdraw command: from then on no call is
-//! begun. It is acted on at intake, not queued behind work: the calls lane is emptied into a
-//! list of withdrawn ids, and a call that arrives later goes straight to that list. Their
-//! answer ([`Work::Withdraw`]) outranks even the stop, so a worker that stops never leaves a
-//! caller without one. Updates are not withdrawn: the one update round at a time is the
-//! update task's item in hand, and the update lane runs before any call anyway.
+//! **Withdrawal.** After the withdraw command no call is begun: queued calls, and any that
+//! arrive later, become withdrawn ids, answered ([`Work::Withdraw`]) before even the stop, so
+//! no caller is left without an answer. Updates are kept: the one update round at a time is
+//! the update task's item in hand.
 
 use std::collections::VecDeque;
 

@@ -1,19 +1,13 @@
 //! Lesson 5 of the reference: **catch KeyboardInterrupt in workers.**
 //!
-//! The worker process, `complex worker --index N ...`, started by the manager, never by
-//! hand. A terminal's Ctrl+C reaches the whole process group, workers included.
-//! *Pitfall:* a worker that dies of it (or prints a traceback) abandons the item in hand and
-//! leaves its parent guessing. *Fix:* the worker logs the signal (`action=ignored`) and
-//! leaves the decision to its parent, which sends the stop command:
-//! [`install_signal_policy`]. (It was spawned with the signals blocked and installing the
-//! handlers unblocks them: lesson 7, `shared/handshake.rs`.) Lesson 6, the parent's death,
-//! is `intake.rs`; lesson 8, the lanes the work loop ([`serve`]) takes its items from,
-//! `lanes.rs`.
-//!
-//! Its log goes to its stderr, a pipe its parent reads and forwards line by line (see
-//! `parent/worker_logs.rs`); before it exits it flushes what its log writer still holds,
-//! bounded, so a stalled log never keeps an orphan alive. Planted faults (`fault.rs`) come
-//! in through the choice of the next item, never through the loop itself.
+//! The worker process, `complex worker --index N ...`, started by the manager. A terminal's
+//! Ctrl+C reaches the whole process group: a worker that dies of it abandons the item in
+//! hand and leaves its parent guessing. Here it logs the signal (`action=ignored`) and
+//! leaves the decision to its parent, which sends the stop command ([`install_signal_policy`];
+//! it was spawned with the signals blocked: lesson 7). Lesson 6 is `intake.rs`, lesson 8 the
+//! lanes its work loop ([`serve`]) takes items from, `lanes.rs`. Its log goes through its
+//! parent (`parent/worker_logs.rs`), flushed, bounded, before it exits. Planted faults
+//! (`fault.rs`) come in through the choice of the next item, never through the loop.
 
 mod dummy;
 mod fault;
