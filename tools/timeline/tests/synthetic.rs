@@ -145,15 +145,17 @@ fn time_to_draw(log: &str) -> Duration {
 
 #[test]
 fn time_grows_linearly_with_lanes() {
-    // Four times the lanes (and lines) may take four times as long, never sixteen.
-    let small = run_with_workers(600);
-    let large = run_with_workers(2_400);
-    time_to_draw(&small);
+    // Eight times the lanes (and lines) take about eight times as long; a search of every
+    // lane for each line or each lane would make it sixty-four once it dominates. The bound
+    // is generous (a debug build, a busy machine): it stops a cost per lane that grows with
+    // the lanes, not a few percent. The best of two runs of each size.
+    let small = run_with_workers(500);
+    let large = run_with_workers(4_000);
     let t_small = time_to_draw(&small).min(time_to_draw(&small));
-    let t_large = time_to_draw(&large);
+    let t_large = time_to_draw(&large).min(time_to_draw(&large));
     let ratio = t_large.as_secs_f64() / t_small.as_secs_f64();
     assert!(
-        ratio < 8.0,
-        "4x the lanes took {ratio:.1}x the time ({t_small:?} then {t_large:?}): not linear"
+        ratio < 16.0,
+        "8x the lanes took {ratio:.1}x the time ({t_small:?} then {t_large:?}): not linear"
     );
 }
