@@ -3,7 +3,7 @@
 //! is sorted and no line is kept; a component is found by name in a map, so each line costs
 //! the same however many lanes the run has.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::model::{
@@ -21,7 +21,7 @@ const PIDS: usize = 64;
 pub struct Builder {
     components: Vec<Component>,
     by_name: HashMap<String, usize>,
-    processes: std::collections::BTreeMap<String, Vec<i64>>,
+    processes: BTreeMap<String, Vec<i64>>,
     signals: Vec<Signal>,
     exit: Option<Exit>,
     forced: bool,
@@ -63,9 +63,13 @@ impl Builder {
     pub fn line(&mut self, l: &Line, skipped: &mut Skipped) {
         self.min = self.min.min(l.t);
         self.max = self.max.max(l.t);
-        let pids = self.processes.entry(l.process.clone()).or_default();
-        if pids.len() < PIDS && !pids.contains(&l.pid) {
-            pids.push(l.pid);
+        // Looked up before inserted: a new key (and its allocation) is rare, a line is not.
+        match self.processes.get_mut(&l.process) {
+            Some(pids) if pids.len() < PIDS && !pids.contains(&l.pid) => pids.push(l.pid),
+            Some(_) => {}
+            None => {
+                self.processes.insert(l.process.clone(), vec![l.pid]);
+            }
         }
         // The fields that place a line must be strings; the reason names the culprit.
         for key in ["component", "phase", "event", "signal", "action", "worker"] {
@@ -125,14 +129,11 @@ impl Builder {
             message: l.message.clone(),
         };
         // A worker's signal goes on its lane; main's (or an unknown process's) on main's row.
-        let lane = self.by_name.get(&l.process).copied();
-        match lane.filter(|&c| self.components[c].process == l.process) {
-            Some(c) => push_capped(&mut self.components[c].signals, s, PER_LANE, &mut self.not_drawn),
-            None if l.process != "main" && l.process.starts_with("worker-") => {
-                let c = self.index(&l.process);
-                push_capped(&mut self.components[c].signals, s, PER_LANE, &mut self.not_drawn)
-            }
-            None => push_capped(&mut self.signals, s, MAIN_SIGNALS, &mut self.not_drawn),
+        if l.process.starts_with("worker-") {
+            let c = self.index(&l.process);
+            push_capped(&mut self.components[c].signals, s, PER_LANE, &mut self.not_drawn)
+        } else {
+            push_capped(&mut self.signals, s, MAIN_SIGNALS, &mut self.not_drawn)
         }
     }
 

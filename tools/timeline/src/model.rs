@@ -196,20 +196,20 @@ impl Run {
         merged
     }
 
-    /// Where the stop begins: app's first `stopping` (or, without app, the first
-    /// component's), or None when nothing stopped.
-    pub fn stop_begins(&self) -> Option<f64> {
-        let first_stop = |c: &Component| {
+    /// Where the stop begins, and whose `stopping` it is: app's first (or, without app,
+    /// the first of main's components to stop); None when nothing stopped.
+    pub fn stop_begins(&self) -> Option<(&str, f64)> {
+        fn first_stop(c: &Component) -> Option<(&str, f64)> {
             c.incarnations
                 .iter()
                 .flat_map(|i| &i.segments)
                 .find(|s| s.phase == Phase::Stopping)
-                .map(|s| s.t0)
-        };
+                .map(|s| (c.name.as_str(), s.t0))
+        }
         let app = self.components.iter().find(|c| c.name == "app");
         app.and_then(first_stop).or_else(|| {
             let main = self.components.iter().filter(|c| c.process == "main");
-            main.filter_map(first_stop).min_by(f64::total_cmp)
+            main.filter_map(first_stop).min_by(|a, b| a.1.total_cmp(&b.1))
         })
     }
 }

@@ -176,7 +176,7 @@ pub fn draw(run: &Run, width: f64, given_title: Option<&str>, skipped: usize) ->
     let (axis_group, mut y) = axis_row(&axis, bottom + 4.0, LEFT, &mut placer);
     doc = doc.add(axis_group);
     // A bracket under the stop's stretch of the axis points to the panel that spreads it out.
-    if let Some(begin) = run.stop_begins() {
+    if let Some((_, begin)) = run.stop_begins() {
         let end = run.exit.as_ref().map_or(run.end, |e| e.t);
         let (a, b) = (axis.x(begin), axis.x(end));
         let data = Data::new()

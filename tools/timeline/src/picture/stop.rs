@@ -44,7 +44,7 @@ struct Bar {
 
 /// The panel at `y`, between `left` and `right`; None when the run has no stop.
 pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> Option<(Group, f64)> {
-    let begin = run.stop_begins()?;
+    let (first, begin) = run.stop_begins()?;
     let end = run.exit.as_ref().map_or(run.end, |e| e.t);
     let mut steps: Vec<Step> = Vec::new();
     let mut bars: Vec<Bar> = Vec::new();
@@ -136,7 +136,7 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
     let head = Label::new(12.0, y + 16.0, 12.0, "The stop, step by step").bold();
     g = g.add(placer.fixed(head).to_text());
     let sub = format!(
-        "from app: stopping ({}) to the {} ({}): one column per lifecycle line, in order, \
+        "from {first}: stopping ({}) to the {} ({}): one column per lifecycle line, in order, \
          not to scale",
         fmt_time(begin, 1.0),
         if exit.is_some() { "exit" } else { "log's end" },
@@ -268,7 +268,13 @@ pub fn panel(run: &Run, y: f64, left: f64, right: f64, placer: &mut Placer) -> O
             last = text;
         }
     }
-    let note = Label::new(left - 10.0, axis_y + 14.0, 9.0, "since app: stopping").anchor(Anchor::End);
+    let note = Label::new(
+        left - 10.0,
+        axis_y + 14.0,
+        9.0,
+        format!("since {first}: stopping"),
+    );
+    let note = note.anchor(Anchor::End);
     if let Some(l) = placer.place([note]) {
         g = g.add(l.to_text().set("fill", GREY));
     }

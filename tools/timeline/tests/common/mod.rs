@@ -1,7 +1,35 @@
-//! Reads a picture back for the checks every test shares: the text boxes (estimated as the
-//! tool estimates them, on the wide side) neither overlap nor leave the canvas.
+//! What the converter's tests share: running it on a log, and reading a picture back to
+//! check that its text boxes (estimated as the tool estimates them, on the wide side)
+//! neither overlap nor leave the canvas.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use roxmltree::{Document, Node};
+
+/// Runs the converter on `log`; returns its stdout, stderr and status.
+pub fn convert(log: &str, args: &[&str]) -> (String, String, i32) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_timeline"))
+        .args(args)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the timeline");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = log.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("the timeline ends");
+    writer.join().expect("the writer thread");
+    (
+        String::from_utf8(out.stdout).expect("UTF-8 output"),
+        String::from_utf8(out.stderr).expect("UTF-8 errors"),
+        out.status.code().unwrap_or(-1),
+    )
+}
 
 /// A text's box: x0, y0, x1, y1, and the text itself for messages.
 pub type TextBox = (f64, f64, f64, f64, String);
