@@ -10,6 +10,12 @@ use graceful::demo::TimeScale;
 
 use crate::mpm::shared::protocol::Method;
 
+/// How long loading the manager takes (think of compiling the rules), before scaling.
+const LOAD: Duration = Duration::from_secs(1);
+
+/// The longest a load may take whatever the scale: the handshake waits 30 s for `started`.
+const LOAD_AT_MOST: Duration = Duration::from_secs(10);
+
 /// The simulated heavy worker living inside each worker process.
 pub struct DummyManager {
     version: u64,
@@ -17,8 +23,12 @@ pub struct DummyManager {
 }
 
 impl DummyManager {
-    /// A manager at version 1, whose work takes the reference's times, scaled.
-    pub fn new(time_scale: TimeScale) -> Self {
+    /// A manager at version 1, whose work takes the reference's times, scaled. Loading it
+    /// takes [`LOAD`] scaled (at most [`LOAD_AT_MOST`], well inside the handshake's bound):
+    /// the worker's own start, long enough at the default scale for a person to press
+    /// Ctrl+C during `MPM: starting`, and nothing at `--time-scale 0`.
+    pub fn load(time_scale: TimeScale) -> Self {
+        std::thread::sleep(time_scale.scale(LOAD).min(LOAD_AT_MOST));
         Self {
             version: 1,
             time_scale,

@@ -95,7 +95,8 @@ fn serve_until_stopped(config: &WorkerConfig, name: &str) -> i32 {
         let _ = report(&mut out, &Report::StartFailed { reason });
         exit(1);
     }
-    let mut manager = DummyManager::new(config.time_scale);
+    // The worker's own start: between `bootstrapped` and `started`, as a real one would load.
+    let mut manager = DummyManager::load(config.time_scale);
     components.started(&name);
     graceful::logging::flush(HANDSHAKE_LOG_BOUND);
     if report(&mut out, &Report::Started).is_err() {
@@ -274,7 +275,7 @@ mod tests {
             // Kept open: the worker must stop on the command, not on the end of the stream.
             std::mem::forget(parent);
         }
-        let mut manager = DummyManager::new(TimeScale::new(0.0));
+        let mut manager = DummyManager::load(TimeScale::new(0.0));
         let mut out = Vec::new();
         let cause = serve(Intake::new(child.into()), &mut manager, &mut out, Lanes::next);
         let reports = out
