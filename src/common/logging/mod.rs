@@ -183,6 +183,19 @@ fn looks_like_json_object(line: &[u8]) -> bool {
     line.starts_with(b"{") && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
 }
 
+/// An error as a person reads it: its message, then each source's, joined by ": " (what
+/// anyhow's `{:#}` prints), for a `cause` field or a message.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Waits until every line logged so far was written, at most `bound`; returns whether it
 /// was. A worker calls it before it exits, so its last lines reach its parent.
 pub fn flush(bound: Duration) -> bool {

@@ -171,6 +171,9 @@ impl Record {
                 timed_out.push(name.as_str());
             }
         }
+        if components.is_empty() {
+            components.push_str("no service had started");
+        }
         let timed_out = if timed_out.is_empty() {
             "none".to_owned()
         } else {

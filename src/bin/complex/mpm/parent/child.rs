@@ -36,6 +36,9 @@ pub struct WorkerProcess {
     /// Its stdin: every command it gets goes through it.
     pub stdin: Stdin,
     child: Mutex<Option<Process>>,
+    /// Killed by this process on a decision already logged (a failed start, a missed
+    /// deadline, a forced exit): its end is then reported as that, not as a surprise.
+    killed: AtomicBool,
     ended: Latch<String>,
 }
 
@@ -49,9 +52,10 @@ pub struct Outputs {
 
 /// Something the spawn needed could not be created (no process slot, no descriptor).
 #[derive(Debug, thiserror::Error)]
-#[error("cannot create {what}: {error}")]
+#[error("cannot create {what}")]
 pub struct SpawnError {
     what: &'static str,
+    #[source]
     error: io::Error,
 }
 
@@ -86,6 +90,7 @@ impl WorkerProcess {
             alive: AtomicBool::new(true),
             stdin: Stdin::new(stdin, wake),
             child: Mutex::new(Some(process)),
+            killed: AtomicBool::new(false),
             ended: Latch::new(),
         });
         Ok((worker, Outputs { stdout, stderr }))
@@ -94,8 +99,14 @@ impl WorkerProcess {
     /// SIGKILL, unless it was already reaped. The monitor reaps and reports it.
     pub fn kill(&self) {
         if let Some(process) = lock(&self.child).as_ref() {
+            self.killed.store(true, SeqCst);
             let _ = process.kill();
         }
+    }
+
+    /// Whether [`kill`](Self::kill) was called on it.
+    pub fn was_killed(&self) -> bool {
+        self.killed.load(SeqCst)
     }
 
     /// Waits for the process to end and reaps it; for the monitor thread only, after the

@@ -159,15 +159,16 @@ impl Mpm {
     }
 
     fn abort_start(&self, error: MpmError) -> MpmError {
+        let cause = graceful::logging::chain(&error);
         tracing::error!(
             event = "start-failed",
-            cause = %error,
-            "MPM.start: start failed: {error}; killing every spawned worker"
+            cause,
+            "MPM.start: start failed: {cause}; killing every spawned worker"
         );
         self.shared.start_outcome.set(false);
         self.kill_all();
         self.shared.join_monitors();
-        self.shared.components.failed("MPM", &error);
+        self.shared.components.failed("MPM", &cause);
         error
     }
 
@@ -311,8 +312,12 @@ impl Shared {
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
         let wake = self.pump.wake.clone();
         let (worker, outputs) =
-            WorkerProcess::spawn(&self.program, &args, slot, Arc::new(move || wake.wake()))
-                .map_err(|e| failed(e.to_string()))?;
+            WorkerProcess::spawn(&self.program, &args, slot, Arc::new(move || wake.wake())).map_err(
+                |source| MpmError::SpawnFailed {
+                    worker: name.clone(),
+                    source,
+                },
+            )?;
         tracing::debug!(
             event = "spawned",
             worker = %name,

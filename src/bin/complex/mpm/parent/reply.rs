@@ -53,7 +53,16 @@ pub enum MpmError {
     /// No answer in time.
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// A worker could not be spawned or failed its handshake.
+    /// A worker's process could not be created.
+    #[error("{worker} failed to start")]
+    SpawnFailed {
+        /// `worker-N`.
+        worker: String,
+        /// What could not be created, and why.
+        #[source]
+        source: super::child::SpawnError,
+    },
+    /// A worker failed its handshake, or refused to start (its own words, from its pipe).
     #[error("{worker} failed to start: {cause}")]
     StartFailed {
         /// `worker-N`.

@@ -104,13 +104,14 @@ impl Shared {
         } else if !told.refused {
             // Only the parent can report a worker that could not say it ended (the worker
             // logs its own `failed` when it refuses to start).
-            let when = if self.stop_begun() {
-                "during the stop"
+            let cause = if worker.was_killed() {
+                format!("pid {} killed on purpose by MPM ({how})", worker.pid)
+            } else if self.stop_begun() {
+                format!("pid {} ended during the stop: {how}", worker.pid)
             } else {
-                "unexpectedly"
+                format!("pid {} ended unexpectedly: {how}", worker.pid)
             };
-            self.components
-                .failed(&worker.name, &format!("pid {} ended {when}: {how}", worker.pid));
+            self.components.failed(&worker.name, &cause);
         }
         self.fail_in_flight(&worker, &how);
         worker.set_ended(how.clone());
@@ -203,12 +204,15 @@ impl Shared {
                     );
                     return;
                 }
-                Err(error) => tracing::error!(
-                    event = "restart-failed",
-                    worker = %name,
-                    cause = %error,
-                    "MPM: replacing {name} failed: {error}"
-                ),
+                Err(error) => {
+                    let cause = graceful::logging::chain(&error);
+                    tracing::error!(
+                        event = "restart-failed",
+                        worker = %name,
+                        cause,
+                        "MPM: replacing {name} failed: {cause}"
+                    );
+                }
             }
         }
     }
