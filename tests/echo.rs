@@ -7,17 +7,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
-use support::{PATIENCE, Run, Signal, event, fields, phase};
-
-/// The path of an example's binary, which `cargo test` builds beside the tests.
-fn example(name: &str) -> String {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>");
-    dir.join("examples").join(name).to_string_lossy().into_owned()
-}
+use support::{PATIENCE, Run, Signal, event, example, fields, phase};
 
 /// A client that sends and never reads: the server's echoes fill the socket, so its
 /// connection cannot drain. Two more Ctrl+C force the exit, which ends by SIGINT.

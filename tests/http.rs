@@ -14,17 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use support::{Event, PATIENCE, Run, Signal, event, phase};
-
-/// The path of an example's binary, which `cargo build --examples` puts beside the tests'.
-fn example(name: &str) -> String {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .expect("target/<profile>");
-    dir.join("examples").join(name).to_string_lossy().into_owned()
-}
+use support::{Event, PATIENCE, Run, Signal, event, example, phase};
 
 /// The example with this drain, and the address it listens on.
 fn http(drain_min: &str, drain_max: &str) -> (Run, String) {

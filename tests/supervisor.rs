@@ -16,12 +16,16 @@
 //! needs what this machine lacks (root, `unshare`, `systemd-notify`) is marked ignored with
 //! the reason (see `build.rs`).
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant, SystemTime};
+
+use support::example;
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -137,6 +141,7 @@ fn listen(socket: UnixDatagram) -> Receiver<Datagram> {
                         return;
                     }
                 }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => panic!("recv on the notify socket: {e}"),
             }
         }
@@ -324,13 +329,6 @@ fn complex_speaks_the_notify_protocol_on_an_abstract_socket_and_workers_stay_sil
     for (pid, inherited) in workers {
         assert!(!inherited, "worker pid {pid} inherited NOTIFY_SOCKET");
     }
-}
-
-/// The path of an example's binary, which `cargo test` builds beside the tests.
-fn example(name: &str) -> String {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    dir.join("examples").join(name).to_string_lossy().into_owned()
 }
 
 /// The echo example embeds the library's edge and gets the whole protocol with it:
@@ -563,48 +561,26 @@ fn children_of(pid: u32) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// PID 1 of a fresh PID namespace: 100 orphans entered into it are reaped; a worker killed
-/// from outside is still reported by its parent, by its signal; SIGTERM ends it by 143.
-#[test]
-#[cfg_attr(
-    any(missing_root, missing_namespaces),
-    ignore = "PID 1 of a PID namespace needs root, unshare and nsenter (util-linux)"
-)]
-fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
-    let (mut child, lines) = spawn(
-        "unshare",
-        &[
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            env!("CARGO_BIN_EXE_complex"),
-            "--log-format",
-            "json",
-            "--time-scale",
-            "0.1",
-        ],
-        &[],
-    );
-    let _group = Group(child.id() as i32);
-    let deadline = Instant::now() + PATIENCE;
+/// Reads the log of a binary run as PID 1 under `unshare` until `app: started`; returns
+/// the binary's pid outside the namespace (unshare's only child) and the lines so far.
+fn pid_1_started(unshare: &Child, lines: &Receiver<Line>, deadline: Instant) -> (u32, Vec<Line>) {
     let mut log = Vec::new();
-    let mut worker_host_pid = None;
-    loop {
-        let line = next_line(&lines, deadline, "app: started");
-        let started = line.is("app", "started");
-        log.push(line);
-        if started {
-            break;
-        }
+    while !log.last().is_some_and(|l: &Line| l.is("app", "started")) {
+        log.push(next_line(lines, deadline, "app: started"));
     }
     assert!(log.iter().any(|l| l.pid() == Some(1)), "the binary is not PID 1");
-    // The binary's pid outside the namespace: unshare's only child.
-    let init: u32 = std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+    let id = unshare.id();
+    let init = std::fs::read_to_string(format!("/proc/{id}/task/{id}/children"))
         .expect("unshare's children")
         .split_whitespace()
         .next()
         .and_then(|p| p.parse().ok())
         .expect("the namespace's init");
+    (init, log)
+}
+
+/// Enters 100 orphans into `init`'s namespace and checks that `init` reaps them all.
+fn reaps_100_orphans(init: u32) {
     let orphans = Command::new("nsenter")
         .args([
             "-t",
@@ -643,6 +619,35 @@ fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
         !children_of(init).iter().any(zombie),
         "a zombie is left under init"
     );
+}
+
+/// PID 1 of a fresh PID namespace: 100 orphans entered into it are reaped; a worker killed
+/// from outside is still reported by its parent, by its signal; SIGTERM ends it by 143.
+#[test]
+#[cfg_attr(
+    any(missing_root, missing_namespaces),
+    ignore = "PID 1 of a PID namespace needs root, unshare and nsenter (util-linux)"
+)]
+fn as_pid_1_orphans_are_reaped_and_workers_still_reported() {
+    let (mut child, lines) = spawn(
+        "unshare",
+        &[
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            env!("CARGO_BIN_EXE_complex"),
+            "--log-format",
+            "json",
+            "--time-scale",
+            "0.1",
+        ],
+        &[],
+    );
+    let _group = Group(child.id() as i32);
+    let deadline = Instant::now() + PATIENCE;
+    let mut worker_host_pid = None;
+    let (init, mut log) = pid_1_started(&child, &lines, deadline);
+    reaps_100_orphans(init);
     // A worker killed from outside: its parent still reads its status.
     let workers: Vec<u32> = children_of(init)
         .into_iter()
@@ -701,49 +706,8 @@ fn the_echo_example_as_pid_1_reaps_orphans() {
         &[],
     );
     let _group = Group(child.id() as i32);
-    let deadline = Instant::now() + PATIENCE;
-    let mut log = Vec::new();
-    while !log.last().is_some_and(|l: &Line| l.is("app", "started")) {
-        log.push(next_line(&lines, deadline, "app: started"));
-    }
-    assert!(log.iter().any(|l| l.pid() == Some(1)), "the example is not PID 1");
-    let init: u32 = std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
-        .expect("unshare's children")
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the namespace's init");
-    let orphans = Command::new("nsenter")
-        .args([
-            "-t",
-            &init.to_string(),
-            "-p",
-            "-m",
-            "sh",
-            "-c",
-            "for i in $(seq 100); do (sleep 0.1 &); done",
-        ])
-        .status()
-        .expect("nsenter");
-    assert!(orphans.success());
-    let zombies = || -> usize {
-        children_of(init)
-            .iter()
-            .filter(|pid| {
-                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z"))
-            })
-            .count()
-    };
-    // Every orphan ends 0.1 s after it started; none may stay a zombie.
-    let settle = Instant::now();
-    while !children_of(init).is_empty() {
-        assert!(
-            settle.elapsed() < Duration::from_secs(5),
-            "{} zombies left",
-            zombies()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (init, mut log) = pid_1_started(&child, &lines, Instant::now() + PATIENCE);
+    reaps_100_orphans(init);
     // SAFETY: kill(2) on the namespace's init, our grandchild.
     unsafe { libc::kill(init as i32, libc::SIGTERM) };
     let status = child.wait().expect("wait for unshare");

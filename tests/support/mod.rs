@@ -46,6 +46,17 @@ pub use spawning::wait_exited;
 /// bounds a failure (a hung binary); a passing test never waits anywhere near it.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The path of an example's binary (`examples/NAME.rs`), which `cargo test` builds beside
+/// the tests (a lone `cargo test --test X` does not: `cargo build --examples` first).
+pub fn example(name: &str) -> String {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target/<profile>");
+    dir.join("examples").join(name).to_string_lossy().into_owned()
+}
+
 /// A running (or finished) binary of the suite, and everything it has logged so far.
 ///
 /// Protocol: `wait_for` consumes the log in order (each call searches after the previous
