@@ -32,7 +32,7 @@ pub fn after_the_start(config: &WorkerConfig, flush_bound: Duration) {
     }
 }
 
-/// [`Fault::WorkerIgnoresStop`](crate::mpm::Fault::WorkerIgnoresStop): the orphan the reference warns about. The worker neither
+/// [`Fault::WorkerIgnoresStop`]: the orphan the reference warns about. The worker neither
 /// stops nor exits; only its parent's kill ends it.
 fn ignore_the_stop(cause: &StopCause) -> ! {
     tracing::warn!(
@@ -45,7 +45,7 @@ fn ignore_the_stop(cause: &StopCause) -> ! {
     }
 }
 
-/// [`Fault::SlowLogLine`](crate::mpm::Fault::SlowLogLine): one log line of 8 KiB, well past a pipe's atomic write,
+/// [`Fault::SlowLogLine`]: one log line of 8 KiB, well past a pipe's atomic write,
 /// written straight to fd 2 in 64-byte pieces over about 2.5 s, so a test can kill the worker
 /// in the middle of it. Finished, it is a proper line of the run's format.
 fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration) {
@@ -85,7 +85,7 @@ fn write_slow_log_line(name: &str, format: LogFormat, flush_bound: Duration) {
     }
 }
 
-/// [`Fault::WorkerPanics`](crate::mpm::Fault::WorkerPanics): `process_number(0)` panics.
+/// [`Fault::WorkerPanics`]: `process_number(0)` panics.
 fn panic_on_call_zero(method: &Method) {
     if *method == Method::ProcessNumber(0) {
         tracing::warn!(
