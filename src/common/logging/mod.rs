@@ -13,6 +13,7 @@
 
 mod format;
 mod queue;
+mod shedding;
 
 use std::cell::Cell;
 use std::io::IsTerminal;
@@ -27,7 +28,8 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use format::{FieldMap, LineFormat};
-use queue::{LogQueue, Priority};
+use queue::LogQueue;
+use shedding::Priority;
 
 /// How long the end of a process waits for its log to be written. Past it (stderr stalled)
 /// the process ends anyway, and what was still queued is lost.
