@@ -1,5 +1,6 @@
 //! The controller's promises, each on its own: delivery after the shield, the seal, the
 //! first reason kept, the force handler at the Nth signal.
+
 use super::*;
 
 #[test]
