@@ -29,8 +29,9 @@ const SCALE_FLAGS: [&str; 6] = [
     "--log-level",
     "warn",
 ];
-/// The scale table's `--workers` values (with `--busy-tasks 4`).
-pub const SCALE_WORKERS: [usize; 4] = [1, 4, 16, 64];
+/// The scale table's `--workers` values (with `--busy-tasks 4`), and the floor's
+/// `--children` values beside them.
+pub const SCALE_WORKERS: [usize; 6] = [1, 4, 16, 64, 256, 1024];
 /// The scale table's `--busy-tasks` values (with `--workers 4`).
 pub const SCALE_BUSY: [usize; 4] = [4, 64, 1024, 4096];
 /// The random pause between ready and SIGINT in the scale table: up to two calls at 0.1.
@@ -134,8 +135,9 @@ impl Bins {
         })
     }
 
-    /// The scale table's runs of `complex`: `--workers` 1 to 64 with 4 busy tasks, then
-    /// `--busy-tasks` 4 to 4096 with 4 workers, all at `--time-scale 0.1`.
+    /// The scale table's runs, in this order: `complex --workers` 1 to 1024 with 4 busy
+    /// tasks, then `--busy-tasks` 4 to 4096 with 4 workers, all at `--time-scale 0.1`; then
+    /// `floor-children --children` 1 to 1024, the floor of a worker's cost.
     pub fn scale_scenarios(&self) -> Vec<Scenario> {
         let complex = |name: String, workers: usize, busy: usize| Scenario {
             name,
@@ -158,6 +160,14 @@ impl Bins {
                     .iter()
                     .map(|&b| complex(format!("`--busy-tasks {b}` (`--workers 4`)"), 4, b)),
             )
+            .chain(SCALE_WORKERS.iter().map(|&n| Scenario {
+                name: format!("floor: `floor-children --children {n}`"),
+                program: self.floor_children.clone(),
+                args: vec!["--children".into(), n.to_string()],
+                suite: false,
+                children: n,
+                ramp: Duration::ZERO,
+            }))
             .collect()
     }
 

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::run::{Line, Proc, Status, peak_rss_kib, pss_kib};
+use crate::run::{Line, Proc, Status, peak_rss_kib, pss_kib, thread_count};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
@@ -57,6 +57,8 @@ pub struct Samples {
     pub tree_kib: Vec<f64>,
     /// Main plus its workers, proportional set size just before the signal, in KiB.
     pub tree_pss_kib: Vec<f64>,
+    /// The main process's threads once it was ready.
+    pub threads: Vec<f64>,
     /// Runs that broke the contract or failed, described.
     pub failures: Vec<String>,
 }
@@ -86,6 +88,9 @@ pub fn measure(scenarios: &[Scenario], runs: usize, warmup: usize, progress: imp
                     if let Some(pss) = run.tree_pss_kib {
                         samples.tree_pss_kib.push(pss as f64);
                     }
+                    if let Some(threads) = run.threads {
+                        samples.threads.push(threads as f64);
+                    }
                 }
                 Err(error) => samples
                     .failures
@@ -103,6 +108,7 @@ struct RunResult {
     main_kib: u64,
     worker_kib: Vec<u64>,
     tree_pss_kib: Option<u64>,
+    threads: Option<usize>,
 }
 
 fn run_once(scenario: &Scenario, pauses: &mut Pauses) -> anyhow::Result<RunResult> {
@@ -111,6 +117,7 @@ fn run_once(scenario: &Scenario, pauses: &mut Pauses) -> anyhow::Result<RunResul
         .wait_for(READY_TIMEOUT, |line| line.is_event("app", "started"))
         .map_err(|e| anyhow::anyhow!("waiting for `app started`: {e}"))?;
     let ready_at = proc.lines()[ready].at;
+    let threads = thread_count(proc.main_pid());
     let workers = worker_pids(proc.lines(), scenario.suite);
     if !scenario.ramp.is_zero() {
         std::thread::sleep(pauses.next(scenario.ramp));
@@ -158,6 +165,7 @@ fn run_once(scenario: &Scenario, pauses: &mut Pauses) -> anyhow::Result<RunResul
         main_kib: ended.max_rss_kib,
         worker_kib,
         tree_pss_kib,
+        threads,
     })
 }
 

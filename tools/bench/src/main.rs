@@ -68,7 +68,7 @@ struct Args {
     /// How long each shield window lasts.
     #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
     shield_window: Duration,
-    /// Runs of each scale configuration (`--workers` 1..64, `--busy-tasks` 4..4096), after
+    /// Runs of each scale configuration (`--workers` 1..1024, `--busy-tasks` 4..4096), after
     /// one warm-up round.
     #[arg(long, default_value_t = 15)]
     scale_runs: usize,
@@ -265,7 +265,11 @@ fn run(args: &Args) -> anyhow::Result<()> {
             "Scale: `complex --time-scale 0.1 --log-format json --log-level warn`, {} runs per \
              row after one warm-up round, the rows interleaved; SIGINT to the main process at \
              a random point up to 100 ms after ready. At this scale a call takes 30-50 ms, \
-             AsyncService2 starts and stops in 100 ms, an update lasts 500 ms.",
+             AsyncService2 starts and stops in 100 ms, an update lasts 500 ms. Per extra \
+             worker: a run's launch to ready minus the median with 1 worker, over the workers \
+             added; its floor is the same for `floor-children --children N`, run interleaved \
+             with the rows. Threads: the entries of `/proc/PID/task` of the main process as \
+             soon as `app started` is read. PSS: the tree just before the SIGINT.",
             args.scale_runs
         ));
     }

@@ -82,6 +82,8 @@ pub enum Unit {
     Mb,
     /// Nanoseconds.
     Ns,
+    /// A count (threads).
+    Count,
 }
 
 impl Unit {
@@ -91,6 +93,7 @@ impl Unit {
             Unit::PerSecond => "/s",
             Unit::Mb => "MB",
             Unit::Ns => "ns",
+            Unit::Count => "count",
         }
     }
 
@@ -99,6 +102,7 @@ impl Unit {
             Unit::PerSecond => thousands(value),
             Unit::Mb => format!("{:.1}", value),
             Unit::Ms | Unit::Ns => plain(value),
+            Unit::Count => format!("{value:.0}"),
         }
     }
 }

@@ -330,6 +330,11 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// How many threads a running process has now (the entries of `/proc/PID/task`).
+pub fn thread_count(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.count())
+}
+
 /// The proportional set size of a running process now (`Pss` in `/proc/PID/smaps_rollup`),
 /// in KiB: its resident pages, each shared page divided among the processes sharing it, so
 /// a tree's PSS adds up to what the tree really occupies.

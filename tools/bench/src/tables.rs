@@ -1,6 +1,7 @@
 //! The report's tables, built from the samples: which figure is compared to which floor,
 //! and held to which target.
 
+use crate::bins::SCALE_WORKERS;
 use crate::latency::{Samples, Scenario};
 use crate::report::{Row, Table, Target, Unit};
 use crate::stats::Summary;
@@ -350,12 +351,18 @@ pub fn note_failures(notes: &mut Vec<String>, name: &str, failures: &[String]) {
     }
 }
 
-/// The scale table: launch to ready and SIGINT to exit of `complex` at
-/// `--time-scale 0.1` as the workers and the busy tasks grow. The stop should not grow with
-/// the queue at all: calls not begun are withdrawn at the stop.
+/// The scale tables: launch to ready and SIGINT to exit of `complex` at `--time-scale 0.1`
+/// as the workers and the busy tasks grow (the stop should not grow with the queue at all:
+/// calls not begun are withdrawn at the stop); then, as the workers grow, what each extra
+/// worker adds to the launch beside what each extra child adds to `floor-children`, the
+/// tree's PSS and the main process's threads. `scenarios` are in the order of
+/// [`Bins::scale_scenarios`](crate::bins::Bins::scale_scenarios).
 pub fn scale_tables(scenarios: &[Scenario], samples: &[Samples]) -> Vec<Table> {
+    let counts = SCALE_WORKERS.len();
+    let suite = scenarios.len() - counts;
+    let (workers, floors) = (&samples[..counts], &samples[suite..]);
     let rows = |metric: fn(&Samples) -> &Vec<f64>| {
-        scenarios
+        scenarios[..suite]
             .iter()
             .zip(samples)
             .map(|(scenario, samples)| Row {
@@ -363,6 +370,28 @@ pub fn scale_tables(scenarios: &[Scenario], samples: &[Samples]) -> Vec<Table> {
                 summary: Summary::of(metric(samples)),
                 floor: None,
                 target: None,
+            })
+            .collect()
+    };
+    // Each run's launch minus the median launch with one worker (child), per one added.
+    let per_added = |samples: &[Samples], i: usize| -> Vec<f64> {
+        let one = Summary::of(&samples[0].ready_ms).map_or(f64::NAN, |s| s.median);
+        let added = (SCALE_WORKERS[i] - SCALE_WORKERS[0]) as f64;
+        samples[i].ready_ms.iter().map(|ms| (ms - one) / added).collect()
+    };
+    let median = |values: &[f64]| Summary::of(values).map(|s| s.median);
+    let by_workers = |summary: &dyn Fn(usize) -> Option<Summary>, floor: &dyn Fn(usize) -> Option<f64>| {
+        SCALE_WORKERS
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| {
+                let summary = summary(i)?;
+                Some(Row {
+                    what: format!("`--workers {n}`"),
+                    summary: Some(summary),
+                    floor: floor(i),
+                    target: None,
+                })
             })
             .collect()
     };
@@ -376,6 +405,27 @@ pub fn scale_tables(scenarios: &[Scenario], samples: &[Samples]) -> Vec<Table> {
             title: "Scale, `complex --time-scale 0.1`: SIGINT → exit (calls not begun are withdrawn)".into(),
             unit: Unit::Ms,
             rows: rows(|s| &s.stop_ms),
+        },
+        Table {
+            title: "Scale: launch → ready per extra worker, against `floor-children` per extra child".into(),
+            unit: Unit::Ms,
+            rows: by_workers(
+                &|i| (i > 0).then(|| Summary::of(&per_added(workers, i))).flatten(),
+                &|i| median(&per_added(floors, i)),
+            ),
+        },
+        Table {
+            title: "Scale: the tree's PSS (main + workers), against `floor-children` with as many children"
+                .into(),
+            unit: Unit::Mb,
+            rows: by_workers(&|i| Summary::of(&kib_to_mb(&workers[i].tree_pss_kib)), &|i| {
+                median(&kib_to_mb(&floors[i].tree_pss_kib))
+            }),
+        },
+        Table {
+            title: "Scale: threads of the main process once ready".into(),
+            unit: Unit::Count,
+            rows: by_workers(&|i| Summary::of(&workers[i].threads), &|_| None),
         },
     ]
 }
