@@ -86,13 +86,23 @@ impl LineFormat {
                 // tools want, are in the JSON.
                 let now = now.to_string();
                 let time = now.get(11..23).unwrap_or(&now);
+                // A message of several lines (a table: the stop report) keeps the message
+                // column: its other lines are indented under its first.
+                let (first, rest) = fields.message.split_once('\n').unwrap_or((&fields.message, ""));
                 let _ = write!(
                     out,
-                    "{time} {:<9} {on}{:<5}{off} {}",
+                    "{time} {:<9} {on}{:<5}{off} {first}",
                     self.process,
-                    level.as_str(),
-                    fields.message
+                    level.as_str()
                 );
+                if !rest.is_empty() {
+                    // Its fields are what the table shows: not repeated.
+                    for line in rest.lines() {
+                        let _ = write!(out, "\n{:29}{line}", "");
+                    }
+                    let _ = writeln!(out);
+                    return out;
+                }
                 // component and phase are already in the message ("AsyncService1: started").
                 let extra: String = fields
                     .rest

@@ -121,13 +121,27 @@ impl StopReport {
             }
             record.summary()
         };
+        // The message is a short table, one row a service (what a person reads in text
+        // mode); the fields carry the same for tools.
+        let rows: Vec<Vec<&str>> = components
+            .split(", ")
+            .map(|row| row.split(' ').collect())
+            .collect();
+        let width = rows.iter().map(|row| row[0].len()).max().unwrap_or(0);
+        let table: String = rows
+            .iter()
+            .map(|row| match row.as_slice() {
+                [name, outcome, took] => format!("\n  {name:<width$}  {outcome:<7} {took:>7}"),
+                _ => format!("\n  {}", row.join(" ")),
+            })
+            .collect();
         tracing::info!(
             target: "lifecycle",
             event = "stop-report",
             stop_ms,
             components,
             timed_out,
-            "stop report: {stop_ms}ms; {components}; timed out: {timed_out}"
+            "stop report: the stop took {stop_ms}ms; timed out: {timed_out}{table}"
         );
     }
 
