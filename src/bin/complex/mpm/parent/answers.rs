@@ -76,14 +76,15 @@ impl AnswerDeadline {
 }
 
 impl Shared {
-    /// A worker that neither answered `what` nor stopped by its stop deadline: killed and
-    /// named (its monitor reports it, and fails its calls).
-    pub(super) fn kill_unanswering(&self, worker: &WorkerProcess, what: &str) {
+    /// A worker past its stop deadline (`late` says what it did not do in time: exit,
+    /// answer a call or an update): killed and named, here for every path that judges it
+    /// (its monitor reports its end, and fails its calls).
+    pub(super) fn kill_late(worker: &WorkerProcess, late: &str) {
         tracing::warn!(
             event = "killing",
             worker = %worker.name,
             worker_pid = worker.pid,
-            "MPM: {} neither answered {what} nor stopped within {WORKER_STOP_TIMEOUT:?} of the stop; killing it",
+            "MPM: {} {late} within {WORKER_STOP_TIMEOUT:?} of the stop; killing it",
             worker.name
         );
         worker.kill();

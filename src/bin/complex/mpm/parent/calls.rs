@@ -206,7 +206,7 @@ impl Shared {
     ) -> Result<Reply, MpmError> {
         self.forget(id);
         if deadline.in_the_stop {
-            self.kill_unanswering(worker, &format!("call {id}{what}"));
+            Self::kill_late(worker, &format!("neither answered call {id}{what} nor stopped"));
             return Err(MpmError::WorkerCrashed {
                 worker: worker.name.clone(),
                 how: "killed: it neither answered nor stopped by its stop deadline".into(),

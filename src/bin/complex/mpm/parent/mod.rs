@@ -223,14 +223,7 @@ impl Mpm {
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
             if !worker.wait_ended(&mut deadline) {
-                tracing::warn!(
-                    event = "killing",
-                    worker = %worker.name,
-                    worker_pid = worker.pid,
-                    "MPM.stop: {} did not exit within {WORKER_STOP_TIMEOUT:?}; killing it",
-                    worker.name
-                );
-                worker.kill();
+                Shared::kill_late(worker, "did not exit");
                 worker.wait_ended(&mut Deadline::after(KILL_REAP_TIMEOUT));
             }
         }

@@ -50,7 +50,7 @@ impl Mpm {
                 Err(RecvTimeoutError::Timeout) if deadline.in_the_stop => {
                     for (id, worker) in &sent {
                         if shared.take_pending(*id).is_some() {
-                            shared.kill_unanswering(worker, "the update");
+                            super::Shared::kill_late(worker, "neither answered the update nor stopped");
                         }
                     }
                     Err(MpmError::StoppedWhileUpdating)
