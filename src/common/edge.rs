@@ -141,9 +141,7 @@ impl Edge {
         }))
         .unwrap_or_else(|_| {
             ctx.force_hooks().run_all();
-            let mut failed = ctx.components.fail_unfinished(&"the runner panicked");
-            failed.retain(|name| name != "app");
-            ctx.stop_report().write_forced(&failed);
+            runner::fail_what_remains(&ctx, "the runner panicked");
             ExitStatus::Failed
         });
         // Disarmed only now: the stop's bound covers the runtime's shutdown too.

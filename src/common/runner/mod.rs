@@ -139,7 +139,13 @@ pub(crate) fn force_end(ctx: &ServiceContext, reason: &ForceReason) {
     let unfinished = ctx.components.unfinished().join(", ");
     tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
     ctx.force_hooks().run_all();
-    let mut failed = ctx.components.fail_unfinished(&format!("exit forced ({reason})"));
+    fail_what_remains(ctx, &format!("exit forced ({reason})"));
+}
+
+/// The end of a run that did not finish its stop (forced, or the runner itself panicked):
+/// every unfinished component `failed` with `cause`, and the stop report written with them.
+pub(crate) fn fail_what_remains(ctx: &ServiceContext, cause: &str) {
+    let mut failed = ctx.components.fail_unfinished(&cause);
     failed.retain(|name| name != "app");
     ctx.stop_report().write_forced(&failed);
 }

@@ -110,31 +110,22 @@ impl StopReport {
 
     /// Writes the line, once: a forced exit racing the normal end does not repeat it.
     pub(crate) fn write(&self) {
-        let Summary {
-            stop_ms,
-            components,
-            timed_out,
-        } = {
+        let (
+            Summary {
+                stop_ms,
+                components,
+                timed_out,
+            },
+            table,
+        ) = {
             let mut record = self.lock();
             if std::mem::replace(&mut record.written, true) {
                 return;
             }
-            record.summary()
+            (record.summary(), record.table())
         };
         // The message is a short table, one row a service (what a person reads in text
         // mode); the fields carry the same for tools.
-        let rows: Vec<Vec<&str>> = components
-            .split(", ")
-            .map(|row| row.split(' ').collect())
-            .collect();
-        let width = rows.iter().map(|row| row[0].len()).max().unwrap_or(0);
-        let table: String = rows
-            .iter()
-            .map(|row| match row.as_slice() {
-                [name, outcome, took] => format!("\n  {name:<width$}  {outcome:<7} {took:>7}"),
-                _ => format!("\n  {}", row.join(" ")),
-            })
-            .collect();
         tracing::info!(
             target: "lifecycle",
             event = "stop-report",
@@ -168,21 +159,31 @@ pub(crate) struct Summary {
 }
 
 impl Record {
+    /// Each component in stop order, with its outcome and how long its stop took.
+    fn rows(&self) -> impl Iterator<Item = (&str, StopOutcome, u64)> {
+        self.entries.iter().map(|Entry { name, ended, .. }| {
+            let (outcome, took) = ended.unwrap_or((StopOutcome::Forced, Duration::ZERO));
+            (name.as_str(), outcome, millis(took))
+        })
+    }
+
+    /// The rows as lines of an aligned table, each after a newline.
+    fn table(&self) -> String {
+        let width = self.rows().map(|(name, ..)| name.len()).max().unwrap_or(0);
+        self.rows()
+            .map(|(name, outcome, ms)| format!("\n  {name:<width$}  {:<7} {:>5}ms", outcome.as_str(), ms))
+            .collect()
+    }
+
     fn summary(&self) -> Summary {
         let stop_ms = self.began.map_or(0, |began| millis(began.elapsed()));
         let mut components = String::new();
         let mut timed_out = Vec::new();
-        for Entry { name, ended, .. } in &self.entries {
-            let (outcome, took) = ended.unwrap_or((StopOutcome::Forced, Duration::ZERO));
+        for (name, outcome, ms) in self.rows() {
             let separator = if components.is_empty() { "" } else { ", " };
-            let _ = write!(
-                components,
-                "{separator}{name} {} {}ms",
-                outcome.as_str(),
-                millis(took)
-            );
+            let _ = write!(components, "{separator}{name} {} {ms}ms", outcome.as_str());
             if matches!(outcome, StopOutcome::Cut | StopOutcome::Forced) {
-                timed_out.push(name.as_str());
+                timed_out.push(name);
             }
         }
         if components.is_empty() {
