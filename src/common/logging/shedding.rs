@@ -8,6 +8,8 @@
 
 use std::collections::VecDeque;
 
+use tracing::Level;
+
 /// How much a line matters when stderr cannot take them all: the lowest goes first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Priority {
@@ -34,16 +36,35 @@ impl Priority {
     }
 
     /// The priority of a finished line another process wrote (a worker's), read from its
-    /// level and target as either format spells them.
+    /// level and target as its format spells them: JSON's `"level"` and `"target"` keys, or
+    /// the level column of the text prefix (which has no target: a worker's lifecycle lines
+    /// are info there, and count as such).
     pub(crate) fn of_line(line: &[u8]) -> Self {
         let has = |needle: &[u8]| line.windows(needle.len()).any(|w| w == needle);
-        if has(b"\"target\":\"lifecycle\"") || has(b"| lifecycle") || has(b"WARN") || has(b"ERROR") {
-            Self::Vital
-        } else if has(b"DEBUG") || has(b"TRACE") {
-            Self::Detail
+        let level = if line.starts_with(b"{") {
+            [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE]
+                .into_iter()
+                .find(|level| has(format!("\"level\":\"{level}\"").as_bytes()))
         } else {
-            Self::Normal
-        }
+            // `HH:MM:SS.mmm process   LEVEL message`: the third word.
+            let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+            let third = words.nth(2).unwrap_or_default();
+            let third = third.strip_prefix(b"\x1b[").map_or(third, |coloured| {
+                coloured
+                    .iter()
+                    .position(|&b| b == b'm')
+                    .map_or(coloured, |at| &coloured[at + 1..])
+            });
+            [Level::ERROR, Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE]
+                .into_iter()
+                .find(|level| third.starts_with(level.as_str().as_bytes()))
+        };
+        let target = if has(b"\"target\":\"lifecycle\"") {
+            "lifecycle"
+        } else {
+            ""
+        };
+        Self::of_event(level.unwrap_or(Level::INFO), target)
     }
 }
 
@@ -95,5 +116,31 @@ impl Lines {
             .filter(|deque| !deque.is_empty())
             .min_by_key(|deque| deque.front().map(|(n, _)| *n))?;
         oldest.pop_front().map(|(_, line)| line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_line_is_judged_by_its_level_and_target_not_its_words() {
+        let json = |level: &str, target: &str| {
+            format!(r#"{{"level":"{level}","target":"{target}","message":"WARN ERROR"}}"#)
+        };
+        assert_eq!(Priority::of_line(json("DEBUG", "x").as_bytes()), Priority::Detail);
+        assert_eq!(
+            Priority::of_line(json("INFO", "lifecycle").as_bytes()),
+            Priority::Vital
+        );
+        assert_eq!(Priority::of_line(json("WARN", "x").as_bytes()), Priority::Vital);
+        let text = b"22:28:40.459 worker-1  DEBUG a WARN in a debug message";
+        assert_eq!(Priority::of_line(text), Priority::Detail);
+        let coloured = b"22:28:40.459 worker-1  \x1b[33mWARN \x1b[0m SIGINT received";
+        assert_eq!(Priority::of_line(coloured), Priority::Vital);
+        assert_eq!(
+            Priority::of_line(b"22:28:40.459 worker-1  INFO  started"),
+            Priority::Normal
+        );
     }
 }
