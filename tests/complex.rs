@@ -419,12 +419,7 @@ fn wait_for_replacement(run: &mut Run, killed: &Worker, restart: usize) -> Event
 fn a_worker_killed_is_replaced_and_the_app_keeps_running() {
     let mut run = complex(&["--time-scale", FAST]);
     run.wait_for(phase("app", "started"), PATIENCE);
-    let started = run
-        .log()
-        .iter()
-        .find(|e| e.process() == Some("worker-2") && e.is("worker-2", "started"))
-        .cloned()
-        .unwrap_or_else(|| run.fail("worker-2 must have started before the app did"));
+    let started = worker_2_started(&run);
     let killed = kill_worker(&mut run, &started);
     let started = wait_for_replacement(&mut run, &killed, 1);
     let replacement = worker_from(&run, &started);
@@ -491,12 +486,7 @@ fn a_worker_that_panics_exits_1_with_one_panic_event_and_is_replaced() {
 fn a_worker_killed_four_times_exhausts_the_restart_budget_and_exits_1() {
     let mut run = complex(&["--time-scale", FAST, "--restart-limit", "3"]);
     run.wait_for(phase("app", "started"), PATIENCE);
-    let mut started = run
-        .log()
-        .iter()
-        .find(|e| e.process() == Some("worker-2") && e.is("worker-2", "started"))
-        .cloned()
-        .unwrap_or_else(|| run.fail("worker-2 must have started before the app did"));
+    let mut started = worker_2_started(&run);
     let mut killed = Vec::new();
     for restart in 1..=3 {
         let victim = kill_worker(&mut run, &started);
@@ -794,12 +784,7 @@ fn a_worker_is_replaced_by_the_running_program_once_its_file_is_deleted() {
     let mut run = Run::spawn(copy.to_str().unwrap(), &["--time-scale", FAST]);
     run.wait_for(phase("app", "started"), PATIENCE);
     std::fs::remove_dir_all(&dir).unwrap();
-    let started = run
-        .log()
-        .iter()
-        .find(|e| e.process() == Some("worker-2") && e.is("worker-2", "started"))
-        .cloned()
-        .unwrap_or_else(|| run.fail("worker-2 must have started before the app did"));
+    let started = worker_2_started(&run);
     let victim = kill_worker(&mut run, &started);
     wait_for_replacement(&mut run, &victim, 1);
     run.signal_group(Signal::Int);
@@ -812,12 +797,7 @@ fn a_worker_is_replaced_by_the_running_program_once_its_file_is_deleted() {
 fn restarts_back_off_and_say_when_the_next_try_is() {
     let mut run = complex(&["--time-scale", FAST, "--restart-limit", "3"]);
     run.wait_for(phase("app", "started"), PATIENCE);
-    let mut started = run
-        .log()
-        .iter()
-        .find(|e| e.process() == Some("worker-2") && e.is("worker-2", "started"))
-        .cloned()
-        .unwrap_or_else(|| run.fail("worker-2 must have started before the app did"));
+    let mut started = worker_2_started(&run);
     let mut killed = Vec::new();
     for restart in 1..=3 {
         let victim = kill_worker(&mut run, &started);
@@ -864,4 +844,13 @@ fn the_main_process_s_threads_do_not_grow_with_the_workers() {
     };
     let (one, many) = (threads("1"), threads("64"));
     assert_eq!(one, many, "threads with 1 worker, with 64");
+}
+
+/// worker-2's own `started` line, which a run that has started holds.
+fn worker_2_started(run: &Run) -> Event {
+    run.log()
+        .iter()
+        .find(|e| e.process() == Some("worker-2") && e.is("worker-2", "started"))
+        .cloned()
+        .unwrap_or_else(|| run.fail("worker-2 must have started before the app did"))
 }
