@@ -249,13 +249,14 @@ impl Mpm {
     pub fn kill_all(&self) {
         let shared = &self.shared;
         shared.stopping.store(true, SeqCst);
-        // First a child still in its spawn: until it is gone, its spawning thread waits (and
-        // holds the reaper's registry).
-        spawn::kill_every_child();
+        // The known workers through their handles first, so each end is reported as the kill
+        // it is; then any child the kernel lists, which catches one still in its spawn (until
+        // it is gone, its spawning thread waits, holding the reaper's registry).
         let workers = shared.current_workers();
         for worker in &workers {
             worker.kill();
         }
+        spawn::kill_every_child();
         let mut deadline = Deadline::after(KILL_REAP_TIMEOUT);
         for worker in workers.iter().filter(|worker| !worker.wait_ended(&mut deadline)) {
             tracing::error!(
