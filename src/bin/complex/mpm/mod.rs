@@ -16,6 +16,6 @@ pub mod parent;
 pub mod shared;
 pub mod worker;
 
-pub use parent::{Mpm, MpmError, Reply, Submitted};
+pub use parent::{Mpm, MpmError, Reply};
 pub use shared::config::{Fault, MpmConfig, WorkerConfig};
 pub use shared::protocol::Method;

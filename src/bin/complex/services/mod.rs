@@ -29,7 +29,7 @@ use graceful::{BoxFuture, Service, ServiceContext, StopReason};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::mpm::{Method, Mpm, MpmConfig, Reply, Submitted};
+use crate::mpm::{Method, Mpm, MpmConfig, Reply};
 use crate::pool::{BlockingPool, OwnThreadError, on_own_thread};
 
 mod tasks;
@@ -73,8 +73,8 @@ struct Running {
     busy_tasks: Vec<JoinHandle<()>>,
 }
 
-/// The async methods of AsyncService1: each call goes to the manager, through the pool
-/// only when its write could wait (or with `--blocking-calls`, the reference's way).
+/// The async methods of AsyncService1: each call goes to the manager from the runtime (or,
+/// with `--blocking-calls`, the reference's way, through the pool).
 #[derive(Clone)]
 struct Facade {
     pool: Arc<BlockingPool>,
@@ -105,17 +105,10 @@ impl Facade {
                 })
                 .await??);
         }
-        // No pool thread sits idle waiting for a worker: the answer is awaited here. The
-        // call is written from here too when that cannot block; only a write that would
-        // wait for room in a full pipe is the pool's job. Dropping this future abandons the
+        // No pool thread sits idle waiting for a worker: the call is sent from here (that
+        // never blocks) and its answer awaited here. Dropping this future abandons the
         // answer, not the call: the worker runs it anyway.
-        let awaited = match self.mpm.try_submit(method)? {
-            Submitted::Sent(awaited) => awaited,
-            Submitted::WouldBlock(method) => {
-                self.pool.run(method.name(), move || mpm.submit(method)).await??
-            }
-        };
-        Ok(awaited.wait().await?)
+        Ok(mpm.submit(method)?.wait().await?)
     }
 
     /// Where a call keeps running once its awaiting task abandons it, in this mode's words.

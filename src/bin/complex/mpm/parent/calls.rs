@@ -1,12 +1,17 @@
 //! The calls: the public call API, and the callers waiting for answers (dispatch,
 //! registration, completion, release).
 //!
+//! Two ways to call, one path under both: `process_string` and `process_number` block their
+//! thread until the answer (the reference's API, which `--blocking-calls` runs on the pool);
+//! [`Mpm::submit`] hands an async task a handle to await. Sending never blocks either way.
+//!
 //! The invariant: a caller is registered under the pending lock only while its worker is
 //! alive, and a worker is marked dead under the same lock when its monitor fails its calls.
 //! So every registered caller is answered, failed with the worker's name, or released by the
 //! stop: none waits for a worker that is gone. Likewise the withdrawal is switched on under
 //! that lock: a call registered before it reaches its worker before or after the withdraw
-//! command and is run or withdrawn there; none is registered after it.
+//! command and is run or withdrawn there (or is taken back unsent and withdrawn here); none
+//! is registered after it.
 
 use graceful::sync::LockUnpoisoned;
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
@@ -17,7 +22,6 @@ use tokio::sync::oneshot;
 
 use super::answers::AnswerDeadline;
 use super::child::WorkerProcess;
-use super::stdin::TrySend;
 use super::{Mpm, MpmError, Reply, Shared, Stats};
 use crate::mpm::shared::protocol::{Command, Method};
 
@@ -57,71 +61,19 @@ impl Mpm {
         self.shared.call(Method::ProcessNumber(parameter))
     }
 
-    /// Sends `method` to some worker and returns once it is written: no thread waits for
-    /// the answer, which arrives on the returned handle. Writing may block while the
-    /// worker's pipe is full, so call this from a thread that may block (the pool), or try
-    /// [`try_submit`](Self::try_submit) first.
+    /// Sends `method` to some worker and returns at once, never blocking (a full pipe
+    /// queues the call: `stdin.rs`), so an async task calls this on the runtime: no thread
+    /// waits for the answer, which arrives on the returned handle.
     pub fn submit(&self, method: Method) -> Result<AwaitedReply, MpmError> {
         let (reply, answer) = oneshot::channel();
         let (id, worker) = self.shared.dispatch(method, Waiter::Async(reply))?;
-        Ok(self.awaited(id, worker, answer))
-    }
-
-    /// Like [`submit`](Self::submit), but never blocks, so an async task may call it on the
-    /// runtime: when the frame cannot go out at once (the pipe is full, or another thread
-    /// is writing to it), the call is not sent and `method` comes back in
-    /// [`Submitted::WouldBlock`], to be submitted from a thread that may block.
-    pub fn try_submit(&self, method: Method) -> Result<Submitted, MpmError> {
-        let (reply, answer) = oneshot::channel();
-        let (id, worker) = self.shared.enlist(method.name(), Waiter::Async(reply))?;
-        let command = Command::Call { id, method };
-        match worker.stdin.try_send(&command) {
-            TrySend::Sent => {
-                log_sent(&command, &worker);
-                Ok(Submitted::Sent(self.awaited(id, worker, answer)))
-            }
-            TrySend::Closed => {
-                // Its monitor fails the pending call (or already did): the caller hears of it.
-                tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
-                Ok(Submitted::Sent(self.awaited(id, worker, answer)))
-            }
-            TrySend::WouldBlock => {
-                // The worker never saw it: unregister, and hand the method back.
-                self.shared.forget(id);
-                tracing::debug!(
-                    "MPM: {} is busy or full; call {id} goes to a thread that may wait for it",
-                    worker.name
-                );
-                let Command::Call { method, .. } = command else {
-                    unreachable!("built as a call above")
-                };
-                Ok(Submitted::WouldBlock(method))
-            }
-        }
-    }
-
-    fn awaited(
-        &self,
-        id: u64,
-        worker: Arc<WorkerProcess>,
-        answer: oneshot::Receiver<Result<Reply, MpmError>>,
-    ) -> AwaitedReply {
-        AwaitedReply {
+        Ok(AwaitedReply {
             id,
             worker,
             answer,
             mpm: self.clone(),
-        }
+        })
     }
-}
-
-/// What [`Mpm::try_submit`] did.
-pub enum Submitted {
-    /// Sent; await the answer on the handle.
-    Sent(AwaitedReply),
-    /// Not sent, because writing it would have to wait: submit it from a thread that may
-    /// block.
-    WouldBlock(Method),
 }
 
 /// A call sent with [`Mpm::submit`]; await its answer with [`AwaitedReply::wait`].
@@ -147,12 +99,6 @@ impl AwaitedReply {
         };
         shared.stats.count_call(&result);
         result
-    }
-}
-
-fn log_sent(command: &Command, worker: &WorkerProcess) {
-    if let Command::Call { id, method } = command {
-        tracing::debug!("MPM.{method}: call {id} to {}", worker.name);
     }
 }
 
@@ -220,35 +166,21 @@ impl Shared {
         Err(MpmError::Timeout(CALL_TIMEOUT))
     }
 
-    /// Registers the caller with the least-loaded live worker and sends it the call,
-    /// waiting for room in its pipe if need be.
+    /// Registers the caller with the least-loaded live worker and sends it the call.
     pub(super) fn dispatch(
         &self,
         method: Method,
         waiter: Waiter,
     ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
-        let (id, worker) = self.enlist(method.name(), waiter)?;
-        let command = Command::Call { id, method };
-        if worker.stdin.send(&command).is_ok() {
-            log_sent(&command, &worker);
-        } else {
-            // Its monitor fails the pending call (or already did): the caller hears of it.
-            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
-        }
-        Ok((id, worker))
-    }
-
-    /// Picks the least-loaded live worker for a new call and registers its caller there.
-    /// Returns the call's id and the worker, to which the caller then sends the call.
-    pub(super) fn enlist(
-        &self,
-        what: &'static str,
-        waiter: Waiter,
-    ) -> Result<(u64, Arc<WorkerProcess>), MpmError> {
         self.open_for_calls()?;
         let id = self.next_id.fetch_add(1, SeqCst);
         let worker = self.least_loaded().ok_or(MpmError::NoWorker)?;
-        self.register(id, &worker, what, waiter)?;
+        self.register(id, &worker, method.name(), waiter)?;
+        tracing::debug!("MPM.{method}: call {id} to {}", worker.name);
+        if worker.stdin.send(&Command::Call { id, method }).is_err() {
+            // Its monitor fails the pending call (or already did): the caller hears of it.
+            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
+        }
         Ok((id, worker))
     }
 

@@ -88,7 +88,7 @@ impl WorkerProcess {
             incarnation: NEXT_INCARNATION.fetch_add(1, SeqCst),
             in_flight: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
-            stdin: Stdin::new(stdin, wake),
+            stdin: Stdin::new(stdin, wake).map_err(failed("the worker's stdin"))?,
             child: Mutex::new(Some(process)),
             killed: AtomicBool::new(false),
             ended: Latch::new(),

@@ -47,7 +47,6 @@ mod supervision;
 mod update;
 mod worker_logs;
 
-pub use calls::Submitted;
 pub use reply::{MpmError, Reply};
 
 /// How long `stop` waits for the workers to finish the item in hand and exit.
@@ -176,7 +175,7 @@ impl Mpm {
     /// every call it has not begun, queued or arriving later, as [`MpmError::Withdrawn`]. The
     /// call in a worker's hands still finishes and is answered; updates are kept (one round
     /// at a time, it is the update task's item in hand). Never blocks (the withdraw command
-    /// is written when the pipe has room; see `stdin.rs`). Idempotent.
+    /// goes ahead of every call still waiting for room in a pipe; see `stdin.rs`). Idempotent.
     pub fn withdraw_queued(&self) {
         let shared = &self.shared;
         {
@@ -196,7 +195,20 @@ impl Mpm {
             workers.len()
         );
         for worker in &workers {
-            worker.stdin.withdraw();
+            let taken_back = worker.stdin.withdraw();
+            for &id in &taken_back {
+                shared.complete(id, Err(MpmError::Withdrawn));
+            }
+            if !taken_back.is_empty() {
+                tracing::info!(
+                    event = "withdrawn",
+                    worker = %worker.name,
+                    count = taken_back.len(),
+                    "MPM: {} call(s) still waiting for room in {}'s stdin withdrawn unsent",
+                    taken_back.len(),
+                    worker.name
+                );
+            }
         }
     }
 

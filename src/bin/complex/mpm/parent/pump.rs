@@ -1,6 +1,6 @@
 //! The monitors' loop: one thread polls every worker's stdout (reports, handled as each line
-//! is whole), stderr (log lines, forwarded whole: `worker_logs.rs`) and, while a control frame
-//! waits for room, stdin; and its own wake socket (a new worker, a control frame, the stop).
+//! is whole), stderr (log lines, forwarded whole: `worker_logs.rs`) and, while commands
+//! wait for room, stdin; and its own wake socket (a new worker, a command queued, the stop).
 //! Workers cost processes, not threads: the main process's thread count does not grow with
 //! `--workers`. A worker leaves the loop once both its pipes ended (its last log lines are
 //! out before its end is reported); the rest of its end may wait (its reap, a replacement's
@@ -19,7 +19,6 @@ use graceful::sync::LockUnpoisoned;
 use super::Shared;
 use super::child::{Outputs, WorkerProcess};
 use super::handshake::Heard;
-use super::stdin::Delivery;
 use super::worker_logs::{self, Dropped, Lines};
 use crate::mpm::shared::protocol::{Frame, ProtocolError, Report, complete_line};
 
@@ -29,7 +28,7 @@ const CHUNK: usize = 64 * 1024;
 /// The loop's state shared with the threads that hand it workers.
 pub(super) struct Pump {
     incoming: Mutex<Vec<Watched>>,
-    /// What wakes the loop: a worker's stdin holds it, for its control frames.
+    /// What wakes the loop: a worker's stdin holds it, for the commands that wait for room.
     pub(super) wake: Arc<Wake>,
     /// The loop's end of the wake socket, until the loop starts.
     receiver: Mutex<Option<WakeReceiver>>,
@@ -140,11 +139,7 @@ impl Shared {
             fds.clear();
             fds.push(poll_fd(Some(wake.fd()), libc::POLLIN));
             for one in &watched {
-                let stdin = &one.worker.stdin;
-                let room_wanted = match stdin.control_pending().then(|| stdin.deliver_control()) {
-                    Some(Delivery::Full(fd)) => Some(fd),
-                    _ => None,
-                };
+                let room_wanted = one.worker.stdin.write_queued();
                 fds.push(poll_fd(one.stdout.as_ref().map(AsRawFd::as_raw_fd), libc::POLLIN));
                 fds.push(poll_fd(one.stderr.as_ref().map(AsRawFd::as_raw_fd), libc::POLLIN));
                 // A stdin closed meanwhile by another thread may be a reused number: at worst
