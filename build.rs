@@ -2,9 +2,9 @@
 //!
 //! A few integration tests need what not every machine has: root, tmux, a container
 //! engine, util-linux's namespace and limit tools, systemd's notify client, a cgroup v1
-//! memory controller. Without them such a test is marked ignored, with the reason, so
-//! `cargo test`'s normal output lists what did not run and why, instead of a test passing
-//! without having run. With `GRACEFUL_REQUIRE_ALL=1` (CI, which installs everything) a
+//! memory controller, ptrace. Without them such a test is marked ignored, with the reason,
+//! so `cargo test`'s normal output lists what did not run and why, instead of a test
+//! passing without having run. With `GRACEFUL_REQUIRE_ALL=1` (CI, which installs everything) a
 //! missing need fails the build instead, naming it. Nothing here affects the library or
 //! the binaries: the `cfg`s are read only under `tests/`.
 
@@ -47,6 +47,11 @@ fn main() {
         println!("cargo::rustc-cfg=missing_memory_cgroup");
         missing.push("missing_memory_cgroup");
     }
+    println!("cargo::rustc-check-cfg=cfg(missing_ptrace)");
+    if !ptrace_allowed() {
+        println!("cargo::rustc-cfg=missing_ptrace");
+        missing.push("missing_ptrace");
+    }
     if std::env::var("GRACEFUL_REQUIRE_ALL").as_deref() == Ok("1") && !missing.is_empty() {
         panic!("GRACEFUL_REQUIRE_ALL=1, but this machine lacks what some tests need: {missing:?}");
     }
@@ -65,4 +70,19 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// Whether a process may trace its own child, as far as Yama says (`kernel.yama.ptrace_scope`):
+/// 0 and 1 allow it, 2 only to root (CAP_SYS_PTRACE), 3 to nobody; without Yama, allowed. A
+/// seccomp profile that forbids ptrace (some container engines') is not probed: the test
+/// then fails, saying so.
+fn ptrace_allowed() -> bool {
+    match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
+        Ok(scope) => match scope.trim() {
+            "0" | "1" => true,
+            "2" => is_root(),
+            _ => false,
+        },
+        Err(_) => true,
+    }
 }
