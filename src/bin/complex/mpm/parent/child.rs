@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use super::latch::Latch;
 use super::spawn::{self, Process, Program, Spawned};
-use super::stdin::{Stdin, WakeMonitor};
+use super::stdin::Stdin;
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {
@@ -61,13 +61,12 @@ pub struct SpawnError {
 
 impl WorkerProcess {
     /// Spawns `program args` as `worker-N` (signals blocked until its handlers are in place),
-    /// with stdin, stdout and stderr piped to this process; `wake` wakes the monitors' loop.
+    /// with stdin, stdout and stderr piped to this process.
     /// Returns it and what the loop reads.
     pub fn spawn(
         program: &Program,
         args: &[String],
         slot: usize,
-        wake: WakeMonitor,
     ) -> Result<(Arc<Self>, Outputs), SpawnError> {
         static NEXT_INCARNATION: AtomicU64 = AtomicU64::new(1);
         let failed = |what| move |error| SpawnError { what, error };
@@ -88,7 +87,7 @@ impl WorkerProcess {
             incarnation: NEXT_INCARNATION.fetch_add(1, SeqCst),
             in_flight: AtomicUsize::new(0),
             alive: AtomicBool::new(true),
-            stdin: Stdin::new(stdin, wake).map_err(failed("the worker's stdin"))?,
+            stdin: Stdin::new(stdin).map_err(failed("the worker's stdin"))?,
             child: Mutex::new(Some(process)),
             killed: AtomicBool::new(false),
             ended: Latch::new(),

@@ -316,14 +316,11 @@ impl Shared {
         let args = (self.config.worker_command)(&self.config.worker(slot));
         // No lock is held across the spawn: a child stopped before its exec holds the
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
-        let wake = self.pump.wake.clone();
         let (worker, outputs) =
-            WorkerProcess::spawn(&self.program, &args, slot, Arc::new(move || wake.wake())).map_err(
-                |source| MpmError::SpawnFailed {
-                    worker: name.clone(),
-                    source,
-                },
-            )?;
+            WorkerProcess::spawn(&self.program, &args, slot).map_err(|source| MpmError::SpawnFailed {
+                worker: name.clone(),
+                source,
+            })?;
         tracing::debug!(
             event = "spawned",
             worker = %name,

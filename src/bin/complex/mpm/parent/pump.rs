@@ -1,20 +1,24 @@
-//! The monitors' loop: one thread polls every worker's stdout (reports, handled as each line
-//! is whole), stderr (log lines, forwarded whole: `worker_logs.rs`) and, while commands
-//! wait for room, stdin; and its own wake socket (a new worker, a command queued, the stop).
-//! Workers cost processes, not threads: the main process's thread count does not grow with
-//! `--workers`. A worker leaves the loop once both its pipes ended (its last log lines are
-//! out before its end is reported); the rest of its end may wait (its reap, a replacement's
-//! handshake), so it runs on a thread of its own that lives only that long (`supervision.rs`).
-//! The loop is never the runtime's: a stuck runtime does not hide a worker's end.
+//! The monitors' loop: one thread waits, with `epoll`, on every worker's stdout (reports,
+//! handled as each line is whole), stderr (log lines, forwarded whole: `worker_logs.rs`) and
+//! stdin (room in a full pipe, for the commands that wait: `stdin.rs`), and on its own wake
+//! socket (a new worker, the stop). Workers cost processes, not threads: the main process's
+//! thread count does not grow with `--workers`, and a wake-up costs what is ready, not what
+//! is watched (`poll` rebuilt and scanned every pipe of every worker on each wake-up). A
+//! worker leaves the loop once both its pipes ended (its last log lines are out before its
+//! end is reported); the rest of its end may wait (its reap, a replacement's handshake), so
+//! it runs on a thread of its own that lives only that long (`supervision.rs`). The loop is
+//! never the runtime's: a stuck runtime does not hide a worker's end.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst, mpsc::SyncSender};
 use std::thread::JoinHandle;
 
 use graceful::sync::LockUnpoisoned;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 
 use super::Shared;
 use super::child::{Outputs, WorkerProcess};
@@ -24,14 +28,23 @@ use crate::mpm::shared::protocol::{Frame, ProtocolError, Report, complete_line};
 
 /// Bytes taken per read.
 const CHUNK: usize = 64 * 1024;
+/// Readiness events taken per wait.
+const EVENTS: usize = 256;
+/// An event's token: the worker's incarnation (unique for the whole run, so an event never
+/// reaches the wrong worker) times four, plus which pipe.
+const STDOUT: u64 = 0;
+const STDERR: u64 = 1;
+const STDIN: u64 = 2;
+/// The wake socket's token.
+const WAKE: u64 = u64::MAX;
 
 /// The loop's state shared with the threads that hand it workers.
 pub(super) struct Pump {
     incoming: Mutex<Vec<Watched>>,
-    /// What wakes the loop: a worker's stdin holds it, for the commands that wait for room.
-    pub(super) wake: Arc<Wake>,
-    /// The loop's end of the wake socket, until the loop starts.
-    receiver: Mutex<Option<WakeReceiver>>,
+    /// What wakes the loop: a new worker, the stop.
+    wake: Wake,
+    /// The loop's end of the wake socket and its epoll set, until the loop starts.
+    receiver: Mutex<Option<(WakeReceiver, Epoll)>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Set by the stop: the loop ends once no worker is left to watch.
     closing: AtomicBool,
@@ -60,18 +73,20 @@ pub(super) struct Told {
 }
 
 impl Pump {
-    /// A loop not started yet. Without a wake socket (no descriptor left) no worker can be
-    /// watched: its start fails.
+    /// A loop not started yet. Without a wake socket or an epoll set (no descriptor left) no
+    /// worker can be watched: its start fails.
     pub(super) fn new() -> Self {
-        let pair = UnixStream::pair().and_then(|(wake, receiver)| {
+        let parts = UnixStream::pair().and_then(|(wake, receiver)| {
             wake.set_nonblocking(true)?;
             receiver.set_nonblocking(true)?;
-            Ok((wake, WakeReceiver(receiver)))
+            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+            epoll.add(&receiver, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+            Ok((wake, (WakeReceiver(receiver), epoll)))
         });
-        let (wake, receiver) = pair.ok().unzip();
+        let (wake, receiver) = parts.ok().unzip();
         Self {
             incoming: Mutex::default(),
-            wake: Arc::new(Wake(wake)),
+            wake: Wake(wake),
             receiver: Mutex::new(receiver),
             thread: Mutex::default(),
             closing: AtomicBool::default(),
@@ -92,15 +107,20 @@ impl Shared {
             let receiver = self.pump.receiver.lock_unpoisoned().take();
             let Some(receiver) = receiver else {
                 return Err(io::Error::other(
-                    "no wake socket, or the monitors' loop has ended",
+                    "no wake socket or epoll set, or the monitors' loop has ended",
                 ));
             };
             let shared = self.clone();
             *thread = Some(
                 std::thread::Builder::new()
                     .name("MPM-monitor".into())
-                    .spawn(move || shared.run_pump(receiver))?,
+                    .spawn(move || shared.run_pump(receiver.0, &receiver.1))?,
             );
+        }
+        // Our ends only (the worker's are other descriptions): a read never waits, so a
+        // readiness the loop acted on already costs nothing.
+        for pipe in [&outputs.stdout, &outputs.stderr] {
+            fcntl(pipe, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         }
         self.pump.incoming.lock_unpoisoned().push(Watched {
             worker,
@@ -127,68 +147,82 @@ impl Shared {
     }
 
     /// The loop: until it is closed and no worker is left.
-    fn run_pump(self: Arc<Self>, wake: WakeReceiver) {
-        let mut watched: Vec<Watched> = Vec::new();
-        let mut fds: Vec<libc::pollfd> = Vec::new();
+    fn run_pump(self: Arc<Self>, wake: WakeReceiver, epoll: &Epoll) {
+        let mut watched: HashMap<u64, Watched> = HashMap::new();
+        let mut events = vec![EpollEvent::empty(); EVENTS];
         let mut chunk = vec![0u8; CHUNK];
         loop {
-            watched.append(&mut self.pump.incoming.lock_unpoisoned());
+            for mut one in self.pump.incoming.lock_unpoisoned().drain(..) {
+                if let Err(error) = register(epoll, &one) {
+                    tracing::error!("MPM: cannot watch {} ({error}); killing it", one.worker.name);
+                    one.worker.kill();
+                    one.broken = Some(format!("cannot watch its pipes: {error}"));
+                    (one.stdout, one.stderr) = (None, None);
+                }
+                watched.insert(one.worker.incarnation, one);
+            }
             if watched.is_empty() && self.pump.closing.load(SeqCst) {
                 return;
             }
-            fds.clear();
-            fds.push(poll_fd(Some(wake.fd()), libc::POLLIN));
-            for one in &watched {
-                let room_wanted = one.worker.stdin.write_queued();
-                fds.push(poll_fd(one.stdout.as_ref().map(AsRawFd::as_raw_fd), libc::POLLIN));
-                fds.push(poll_fd(one.stderr.as_ref().map(AsRawFd::as_raw_fd), libc::POLLIN));
-                // A stdin closed meanwhile by another thread may be a reused number: at worst
-                // one needless wake-up, never a read or a write.
-                fds.push(poll_fd(room_wanted, libc::POLLOUT));
-            }
-            // SAFETY: `fds` is a valid array of pollfd; negative descriptors are ignored.
-            let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-            if ready < 0 {
-                let error = io::Error::last_os_error();
-                if error.kind() != io::ErrorKind::Interrupted {
+            let ready = match epoll.wait(&mut events, EpollTimeout::NONE) {
+                Ok(ready) => ready,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(error) => {
                     // Cannot wait for the pipes any more: end the workers rather than spin
                     // or hang; their ends are reported as usual.
-                    tracing::error!("MPM: cannot poll the workers' pipes ({error}); killing them");
-                    for one in &mut watched {
+                    tracing::error!("MPM: cannot wait for the workers' pipes ({error}); killing them");
+                    for one in watched.values_mut() {
                         one.worker.kill();
                         one.broken
-                            .get_or_insert(format!("cannot poll its pipes: {error}"));
+                            .get_or_insert(format!("cannot wait for its pipes: {error}"));
                         (one.stdout, one.stderr) = (None, None);
                     }
+                    0
                 }
-            } else {
-                if fds[0].revents != 0 {
-                    wake.drain();
-                }
-                for (one, fds) in watched.iter_mut().zip(fds[1..].chunks(3)) {
-                    self.take_in(one, fds[0].revents != 0, fds[1].revents != 0, &mut chunk);
+            };
+            // Log lines first: a worker logs what it did, then reports it, so of what this
+            // wait found ready, every stderr is read before any stdout.
+            for pass in [STDERR, STDOUT] {
+                for token in events[..ready].iter().map(EpollEvent::data) {
+                    if token == WAKE {
+                        wake.drain();
+                        continue;
+                    }
+                    let Some(one) = watched.get_mut(&(token / 4)) else {
+                        continue;
+                    };
+                    match token % 4 {
+                        STDIN if pass == STDERR => drop(one.worker.stdin.write_queued()),
+                        pipe if pipe == pass => self.take_in(one, pipe, &mut chunk),
+                        _ => {}
+                    }
                 }
             }
-            let (ended, open): (Vec<_>, Vec<_>) = std::mem::take(&mut watched)
-                .into_iter()
-                .partition(|one| one.stdout.is_none() && one.stderr.is_none());
-            watched = open;
-            for one in ended {
-                self.after_the_end(one);
+            let ended: Vec<u64> = watched
+                .iter()
+                .filter(|(_, one)| one.stdout.is_none() && one.stderr.is_none())
+                .map(|(&incarnation, _)| incarnation)
+                .collect();
+            for incarnation in ended {
+                if let Some(one) = watched.remove(&incarnation) {
+                    self.after_the_end(one);
+                }
             }
         }
     }
 
-    /// Reads what poll said is ready from one worker.
-    fn take_in(&self, one: &mut Watched, stdout_ready: bool, stderr_ready: bool, chunk: &mut [u8]) {
+    /// Reads what epoll said is ready in one of a worker's pipes.
+    fn take_in(&self, one: &mut Watched, pipe: u64, chunk: &mut [u8]) {
         let worker = one.worker.clone();
-        // Log lines first: a worker logs what it did, then reports it.
-        if let Some(stderr) = one.stderr.as_mut().filter(|_| stderr_ready) {
-            if !take_in_lines(&worker, stderr, chunk, &mut one.lines) {
-                one.stderr = None;
+        if pipe == STDERR {
+            if let Some(stderr) = one.stderr.as_mut() {
+                if !take_in_lines(&worker, stderr, chunk, &mut one.lines) {
+                    one.stderr = None;
+                }
             }
+            return;
         }
-        let Some(stdout) = one.stdout.as_mut().filter(|_| stdout_ready) else {
+        let Some(stdout) = one.stdout.as_mut() else {
             return;
         };
         let (told, handshake) = (&mut one.told, &one.handshake);
@@ -213,14 +247,14 @@ impl Shared {
 
 /// The waking end of the loop's wake socket: a wake-up is one byte that never blocks (a
 /// full socket already holds one), and an idle loop costs no periodic wake-up.
-pub struct Wake(Option<UnixStream>);
+struct Wake(Option<UnixStream>);
 
 /// The loop's end.
 struct WakeReceiver(UnixStream);
 
 impl Wake {
     /// Wakes the loop; never blocks.
-    pub fn wake(&self) {
+    fn wake(&self) {
         if let Some(socket) = &self.0 {
             let _ = (&*socket).write(&[1]);
         }
@@ -228,10 +262,6 @@ impl Wake {
 }
 
 impl WakeReceiver {
-    fn fd(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-
     /// Empties the socket (wake-ups carry no data; several count as one).
     fn drain(&self) {
         let mut sink = [0u8; 64];
@@ -251,7 +281,7 @@ fn take_in_reports(
         Ok(0) if partial.is_empty() => return Ok(false),
         Ok(0) => return Err(ProtocolError::Io(io::Error::from(io::ErrorKind::UnexpectedEof))),
         Ok(n) => n,
-        Err(error) if error.kind() == io::ErrorKind::Interrupted => return Ok(true),
+        Err(error) if is_transient(&error) => return Ok(true),
         Err(error) => return Err(error.into()),
     };
     partial.extend_from_slice(&chunk[..n]);
@@ -270,7 +300,7 @@ fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], li
     let name = worker.name.as_str();
     let n = match stderr.read(chunk) {
         Ok(n) => n,
-        Err(error) if error.kind() == io::ErrorKind::Interrupted => return true,
+        Err(error) if is_transient(&error) => return true,
         Err(error) => {
             tracing::warn!("MPM: cannot read the log of {name} ({error}); its further lines are lost");
             0
@@ -299,10 +329,21 @@ fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], li
     true
 }
 
-fn poll_fd(fd: Option<RawFd>, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd: fd.unwrap_or(-1),
-        events,
-        revents: 0,
+/// Adds a worker's three pipes to the loop's set, each under its own token.
+fn register(epoll: &Epoll, one: &Watched) -> nix::Result<()> {
+    let token = |pipe| one.worker.incarnation * 4 + pipe;
+    for (pipe, file) in [(STDOUT, &one.stdout), (STDERR, &one.stderr)] {
+        if let Some(file) = file {
+            epoll.add(file, EpollEvent::new(EpollFlags::EPOLLIN, token(pipe)))?;
+        }
     }
+    one.worker.stdin.watch_room(epoll, token(STDIN))
+}
+
+/// A read that found nothing yet: try again at the next readiness.
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+    )
 }

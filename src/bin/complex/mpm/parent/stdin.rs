@@ -4,9 +4,10 @@
 //! **Nothing waits for room.** A worker reads its stdin only between items, and a wedged one
 //! never does: a caller on the runtime, an update, and above all the stop must not wait
 //! behind it. So the pipe is non-blocking, and what it cannot take now waits in an outbox,
-//! in order, which the monitors' loop writes once `poll` says the pipe has room
-//! ([`Stdin::write_queued`]). In the common case a command is one `write` where it is made:
-//! no thread is woken but the worker. One way to send, whoever sends.
+//! in order, which the monitors' loop writes once the pipe has room ([`Stdin::watch_room`]:
+//! an edge-triggered `epoll` registration, which fires when a reader frees room in a full
+//! pipe, and never for our own writes). In the common case a command is one `write` where it
+//! is made: no thread is woken but the worker. One way to send, whoever sends.
 //!
 //! **Control frames jump the queue.** The withdraw and stop commands go ahead of every call
 //! still in the outbox (behind a frame half written, which must be finished), so the stop
@@ -17,25 +18,19 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst};
+use std::sync::{Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst};
 
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::epoll::{Epoll, EpollEvent, EpollFlags};
 
 use crate::mpm::shared::protocol::{Command, Frame};
-
-/// Wakes the monitors' loop, which writes what waits in an outbox once the pipe has room.
-pub type WakeMonitor = Arc<dyn Fn() + Send + Sync>;
 
 /// The worker's stdin: the one way commands reach it.
 pub struct Stdin {
     outbox: Mutex<Outbox>,
-    /// Something waits in the outbox: the monitors' loop looks without taking the lock.
-    queued: AtomicBool,
     /// [`Stdin::close`] ran: an exit after it is expected.
     stop_sent: AtomicBool,
-    wake: WakeMonitor,
 }
 
 /// The write end of the pipe, while it is open, and what waits for room in it.
@@ -95,8 +90,8 @@ impl Outbox {
 }
 
 impl Stdin {
-    /// The write end of a worker's stdin; `wake` wakes its monitor.
-    pub fn new(pipe: File, wake: WakeMonitor) -> io::Result<Self> {
+    /// The write end of a worker's stdin.
+    pub fn new(pipe: File) -> io::Result<Self> {
         fcntl(&pipe, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))?;
         Ok(Self {
             outbox: Mutex::new(Outbox {
@@ -106,9 +101,7 @@ impl Stdin {
                 commands: VecDeque::new(),
                 closing: false,
             }),
-            queued: AtomicBool::new(false),
             stop_sent: AtomicBool::new(false),
-            wake,
         })
     }
 
@@ -159,17 +152,24 @@ impl Stdin {
         });
     }
 
-    /// For the monitors' loop: writes what waits, and returns the pipe to poll for room if
-    /// something still does.
-    pub fn write_queued(&self) -> Option<RawFd> {
-        if !self.queued.load(SeqCst) {
-            return None;
-        }
+    /// Has `epoll` report `token` whenever a reader frees room in the full pipe (edge
+    /// triggered: our own writes never fire it). Registered once: the pipe leaves the set by
+    /// itself when it is closed, so no number that may have been reused is ever named to it.
+    pub fn watch_room(&self, epoll: &Epoll, token: u64) -> nix::Result<()> {
+        let outbox = self.outbox.lock_unpoisoned();
+        let room = EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
+        outbox
+            .pipe
+            .as_ref()
+            .map_or(Ok(()), |pipe| epoll.add(pipe, EpollEvent::new(room, token)))
+    }
+
+    /// Writes what waits, for the monitors' loop once the pipe has room; returns whether
+    /// something still waits.
+    pub fn write_queued(&self) -> bool {
         let mut outbox = self.outbox.lock_unpoisoned();
         outbox.write_queued();
-        let waiting = outbox.pipe.as_ref().filter(|_| !outbox.is_empty());
-        self.queued.store(waiting.is_some(), SeqCst);
-        waiting.map(AsRawFd::as_raw_fd)
+        outbox.pipe.is_some() && !outbox.is_empty()
     }
 
     /// Whether [`close`](Self::close) ran: an exit after it is expected.
@@ -177,17 +177,12 @@ impl Stdin {
         self.stop_sent.load(SeqCst)
     }
 
-    /// Runs `change` on the outbox and writes what it can; wakes the monitors' loop when
-    /// something is left waiting for room (once: until it is written, the loop polls for it).
+    /// Runs `change` on the outbox and writes what it can. What is left waits for the
+    /// monitors' loop, woken by the room a reader makes.
     fn with_outbox<T>(&self, change: impl FnOnce(&mut Outbox) -> T) -> T {
         let mut outbox = self.outbox.lock_unpoisoned();
         let result = change(&mut outbox);
         outbox.write_queued();
-        let left_waiting = !outbox.is_empty() && !self.queued.swap(true, SeqCst);
-        drop(outbox);
-        if left_waiting {
-            (self.wake)();
-        }
         result
     }
 }
@@ -211,7 +206,8 @@ mod tests {
     use crate::mpm::shared::protocol::Method;
     use std::io::Read;
 
-    /// A process whose stdin is held as a worker's is (no monitor: wake-ups go nowhere).
+    /// A process whose stdin is held as a worker's is (no monitors' loop: the test writes
+    /// what waits itself).
     fn spawn(program: &str, args: &[String]) -> (Stdin, Process, File) {
         let Spawned {
             process,
@@ -219,7 +215,7 @@ mod tests {
             stdout,
             ..
         } = spawn_with_signals_blocked(&Program::at(program), args).unwrap();
-        (Stdin::new(stdin, Arc::new(|| {})).unwrap(), process, stdout)
+        (Stdin::new(stdin).unwrap(), process, stdout)
     }
 
     fn call(id: u64, parameter: String) -> Command {
@@ -234,7 +230,7 @@ mod tests {
         // A "worker" that never reads its stdin.
         let (stdin, process, _stdout) = spawn("/bin/sleep", &["60".into()]);
         let mut sent = 0;
-        while stdin.write_queued().is_none() {
+        while !stdin.write_queued() {
             stdin.send(&call(sent, "x".repeat(100))).unwrap();
             sent += 1;
             assert!(sent < 100_000, "a pipe holds far less than 10 MB");
@@ -263,8 +259,7 @@ mod tests {
         // No monitor here: write what the pipe could not take yet, until the stop is out.
         let mut echoed = Vec::new();
         let mut chunk = [0; 4096];
-        while let Some(fd) = stdin.write_queued() {
-            assert!(fd > 2);
+        while stdin.write_queued() {
             let n = stdout.read(&mut chunk).unwrap();
             echoed.extend_from_slice(&chunk[..n]);
         }
@@ -274,6 +269,43 @@ mod tests {
             command.write_to(&mut expected).unwrap();
         }
         assert_eq!(echoed, expected, "the frames in order, each whole");
+        process.wait().unwrap();
+    }
+
+    #[test]
+    fn epoll_reports_the_room_a_reader_makes_in_a_full_pipe_and_not_our_writes() {
+        use nix::sys::epoll::{EpollCreateFlags, EpollTimeout};
+        let (stdin, process, mut stdout) = spawn("/bin/cat", &[]);
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        stdin.watch_room(&epoll, 7).unwrap();
+        let mut events = [EpollEvent::empty(); 4];
+        let mut wait = || epoll.wait(&mut events, EpollTimeout::ZERO).unwrap();
+        assert_eq!(wait(), 1, "an empty pipe has room: said once, when registered");
+        stdin.send(&call(1, "x".into())).unwrap();
+        assert_eq!(wait(), 0, "our own write is no news");
+        // More than cat's stdout pipe and its stdin pipe hold together: ours fills.
+        stdin.send(&call(2, "y".repeat(400_000))).unwrap();
+        assert!(stdin.write_queued(), "the rest waits for room");
+        assert_eq!(wait(), 0);
+        // Reading cat's output lets it read more of its input, which makes room.
+        epoll
+            .add(&stdout, EpollEvent::new(EpollFlags::EPOLLIN, 8))
+            .unwrap();
+        let (mut chunk, mut echoed, mut queued) = ([0; 65536], 0, true);
+        while queued {
+            let ready = epoll.wait(&mut events, EpollTimeout::from(5000_u16)).unwrap();
+            assert!(ready > 0, "cat makes room, and the room is reported");
+            for event in &events[..ready] {
+                match event.data() {
+                    // Written only when room is reported: a missed report stalls this loop.
+                    7 => queued = stdin.write_queued(),
+                    _ => echoed += stdout.read(&mut chunk).unwrap(),
+                }
+            }
+        }
+        stdin.close();
+        echoed += stdout.read_to_end(&mut Vec::new()).unwrap();
+        assert!(echoed > 400_000);
         process.wait().unwrap();
     }
 }

@@ -12,7 +12,9 @@
 
 use std::fs::File;
 use std::io::{self, BufReader};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::lanes::{Lanes, StopCause};
 use crate::mpm::shared::protocol::{Command, Frame};
@@ -77,13 +79,7 @@ impl Intake {
         if !self.input.buffer().is_empty() {
             return true;
         }
-        let mut input = libc::pollfd {
-            fd: self.input.get_ref().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, a zero timeout: poll only reports on the descriptor.
-        let ready = unsafe { libc::poll(&mut input, 1, 0) };
-        ready > 0 && input.revents != 0
+        let mut input = [PollFd::new(self.input.get_ref().as_fd(), PollFlags::POLLIN)];
+        poll(&mut input, PollTimeout::ZERO).is_ok_and(|ready| ready > 0)
     }
 }
