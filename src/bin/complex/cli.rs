@@ -65,7 +65,7 @@ pub struct ComplexArgs {
 
     /// Each call holds a pool thread until its answer arrives (the reference's design):
     /// with --busy-tasks above --pool-threads the pool is always full, and the stop must
-    /// still be prompt. By default a call uses the pool only when writing it could wait.
+    /// still be prompt. By default a call is sent and awaited on the runtime, no pool thread.
     #[arg(long)]
     pub blocking_calls: bool,
 

@@ -24,7 +24,7 @@ use super::Shared;
 use super::child::{Outputs, WorkerProcess};
 use super::handshake::Heard;
 use super::worker_logs::{self, Dropped, Lines};
-use crate::mpm::shared::protocol::{Frame, ProtocolError, Report, complete_line};
+use crate::mpm::shared::protocol::{self, Frame, ProtocolError, Report};
 
 /// Bytes taken per read.
 const CHUNK: usize = 64 * 1024;
@@ -56,7 +56,8 @@ pub(super) struct Watched {
     pub(super) handshake: SyncSender<Heard>,
     stdout: Option<File>,
     stderr: Option<File>,
-    partial: Vec<u8>,
+    /// Its stdout and stderr, cut into lines.
+    reports: Lines,
     lines: Lines,
     /// Why its report stream broke, if it did not end cleanly.
     pub(super) broken: Option<String>,
@@ -127,8 +128,8 @@ impl Shared {
             handshake,
             stdout: Some(outputs.stdout),
             stderr: Some(outputs.stderr),
-            partial: Vec::new(),
-            lines: Lines::default(),
+            reports: Lines::new(protocol::MAX_LINE),
+            lines: Lines::new(worker_logs::MAX_LINE),
             broken: None,
             told: Told::default(),
         });
@@ -226,7 +227,7 @@ impl Shared {
             return;
         };
         let (told, handshake) = (&mut one.told, &one.handshake);
-        match take_in_reports(&mut one.partial, stdout, chunk, &mut |report| {
+        match take_in_reports(&mut one.reports, stdout, chunk, &mut |report| {
             self.on_report(&worker, told, handshake, report);
         }) {
             Ok(true) => {}
@@ -269,30 +270,34 @@ impl WakeReceiver {
     }
 }
 
-/// One read of the worker's stdout (poll said it will not block) onto `partial`, what was
-/// read and is not yet a whole frame; handles every whole frame. `Ok(false)` at the end.
+/// One read of the worker's stdout (epoll said it is ready); handles every whole report.
+/// `Ok(false)` at the end.
 fn take_in_reports(
-    partial: &mut Vec<u8>,
+    reports: &mut Lines,
     stdout: &mut File,
     chunk: &mut [u8],
     on_report: &mut impl FnMut(Report),
 ) -> Result<bool, ProtocolError> {
     let n = match stdout.read(chunk) {
-        Ok(0) if partial.is_empty() => return Ok(false),
+        Ok(0) if reports.finish().is_none() => return Ok(false),
         Ok(0) => return Err(ProtocolError::Io(io::Error::from(io::ErrorKind::UnexpectedEof))),
         Ok(n) => n,
         Err(error) if is_transient(&error) => return Ok(true),
         Err(error) => return Err(error.into()),
     };
-    partial.extend_from_slice(&chunk[..n]);
-    let mut start = 0;
-    while let Some(length) = complete_line(&partial[start..])? {
-        let line = &partial[start..start + length - 1];
-        start += length;
-        on_report(Report::from_line(line)?);
+    let mut garbage = None;
+    let too_long = reports.push(&chunk[..n], |line| match Report::from_line(line) {
+        Ok(report) if garbage.is_none() => on_report(report),
+        Ok(_) => {}
+        Err(error) => drop(garbage.get_or_insert(error)),
+    });
+    if !too_long.is_empty() {
+        let limit = protocol::MAX_LINE;
+        return Err(ProtocolError::Garbage(format!(
+            "a line longer than {limit} bytes"
+        )));
     }
-    partial.drain(..start);
-    Ok(true)
+    garbage.map_or(Ok(true), Err)
 }
 
 /// One read of the worker's stderr; forwards its whole lines. Returns whether it is open.

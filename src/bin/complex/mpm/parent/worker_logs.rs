@@ -4,7 +4,8 @@
 //! next line of another process is glued onto: a JSON reader loses exactly the line that
 //! reports the death. So a worker's stderr is a pipe to its parent, which cuts it into whole
 //! lines ([`Lines`]) for `graceful::logging::forward`. A fragment left at the end (the worker
-//! died mid-line), or a line over [`MAX_LINE`], is dropped and reported (`truncated`).
+//! died mid-line), or a line over [`MAX_LINE`], is dropped and reported (`truncated`). Its
+//! reports on stdout are cut by the same [`Lines`], with the protocol's bound.
 
 /// The longest line carried; anything longer is dropped (worker lines are far shorter).
 pub const MAX_LINE: usize = 64 * 1024;
@@ -12,19 +13,28 @@ pub const MAX_LINE: usize = 64 * 1024;
 /// What [`Lines::push`] found besides whole lines.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Dropped {
-    /// A line longer than [`MAX_LINE`]; this many bytes of it were dropped so far.
+    /// A line longer than the bound; this many bytes of it were dropped so far.
     TooLong(usize),
 }
 
-/// Cuts a byte stream into lines.
-#[derive(Default)]
+/// Cuts a byte stream into lines of at most `max` bytes.
 pub struct Lines {
+    max: usize,
     partial: Vec<u8>,
     /// Dropping the rest of an overlong line, up to its newline.
     skipping: bool,
 }
 
 impl Lines {
+    /// Lines of at most `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            partial: Vec::new(),
+            skipping: false,
+        }
+    }
+
     /// Takes in `bytes`; calls `line` with each complete line (without its newline).
     /// Returns the overlong lines dropped on the way.
     pub fn push(&mut self, mut bytes: &[u8], mut line: impl FnMut(&[u8])) -> Vec<Dropped> {
@@ -36,7 +46,7 @@ impl Lines {
                 None => (bytes, None),
             };
             if !self.skipping {
-                if self.partial.len() + chunk.len() > MAX_LINE {
+                if self.partial.len() + chunk.len() > self.max {
                     dropped.push(Dropped::TooLong(self.partial.len() + chunk.len()));
                     self.partial.clear();
                     self.skipping = true;
@@ -79,7 +89,7 @@ mod tests {
 
     #[test]
     fn whole_lines_only_however_the_bytes_arrive() {
-        let mut lines = Lines::default();
+        let mut lines = Lines::new(MAX_LINE);
         let mut out = Vec::new();
         feed(&mut lines, b"one\ntw", &mut out);
         feed(&mut lines, b"o\n", &mut out);
@@ -96,7 +106,7 @@ mod tests {
 
     #[test]
     fn an_overlong_line_is_dropped_up_to_its_newline() {
-        let mut lines = Lines::default();
+        let mut lines = Lines::new(MAX_LINE);
         let mut out = Vec::new();
         let long = vec![b'x'; MAX_LINE];
         assert!(

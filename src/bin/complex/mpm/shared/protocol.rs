@@ -167,18 +167,6 @@ pub trait Frame: Serialize + for<'de> Deserialize<'de> {
 impl Frame for Command {}
 impl Frame for Report {}
 
-/// The length (newline included) of the first whole line in `bytes`: for a reader that takes
-/// bytes as they come instead of blocking for a whole line.
-pub fn complete_line(bytes: &[u8]) -> Result<Option<usize>, ProtocolError> {
-    match bytes.iter().position(|&b| b == b'\n') {
-        Some(at) => Ok(Some(at + 1)),
-        None if bytes.len() > MAX_LINE => Err(ProtocolError::Garbage(format!(
-            "a line longer than {MAX_LINE} bytes"
-        ))),
-        None => Ok(None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,18 +256,6 @@ mod tests {
         let mut out = Vec::new();
         Report::Updated { id: 2, version: 3 }.write_to(&mut out).unwrap();
         assert_eq!(out, b"{\"updated\":{\"id\":2,\"version\":3}}\n");
-    }
-
-    #[test]
-    fn complete_line_waits_for_the_newline() {
-        let mut pipe = Vec::new();
-        Report::Updated { id: 1, version: 2 }.write_to(&mut pipe).unwrap();
-        let whole = pipe.len();
-        Report::Started.write_to(&mut pipe).unwrap();
-        assert_eq!(complete_line(&pipe[..3]).unwrap(), None);
-        assert_eq!(complete_line(&pipe[..whole - 1]).unwrap(), None);
-        assert_eq!(complete_line(&pipe).unwrap(), Some(whole));
-        assert!(complete_line(&vec![b'x'; MAX_LINE + 1]).is_err());
     }
 
     #[test]
