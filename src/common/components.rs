@@ -165,24 +165,3 @@ impl Components {
         self.inner.lock_unpoisoned()
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unfinished_lists_what_started_and_did_not_stop() {
-        let components = Components::new();
-        components.starting("a");
-        components.started("a");
-        components.starting("b");
-        components.started("b");
-        components.stopping("b");
-        components.stopped("b");
-        components.starting("c");
-        assert_eq!(components.unfinished(), vec!["a", "c"]);
-        assert_eq!(components.fail_unfinished(&"forced"), vec!["a", "c"]);
-        assert!(components.unfinished().is_empty());
-        assert_eq!(components.phase("a"), Some(Phase::Failed));
-    }
-}

@@ -209,18 +209,6 @@ mod tests {
     }
 
     #[test]
-    fn an_extension_never_promises_past_the_deadline() {
-        assert_eq!(
-            extend_message(Duration::from_secs(30)),
-            "EXTEND_TIMEOUT_USEC=2000000"
-        );
-        assert_eq!(
-            extend_message(Duration::from_millis(300)),
-            "EXTEND_TIMEOUT_USEC=300000"
-        );
-    }
-
-    #[test]
     fn addresses_are_paths_or_abstract_names() {
         assert!(address_of("/run/notify").is_ok());
         assert!(address_of("@abstract").is_ok());

@@ -67,24 +67,3 @@ impl Default for TimeScale {
         Self(1.0)
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zero_scale_skips_and_periods_keep_a_floor() {
-        let zero = TimeScale::parse("0").unwrap();
-        assert_eq!(zero.scale(Duration::from_secs(5)), Duration::ZERO);
-        assert_eq!(zero.period(Duration::from_secs(10)), PERIOD_FLOOR);
-        let tenth = TimeScale::parse("0.1").unwrap();
-        assert_eq!(tenth.scale(Duration::from_secs(5)), Duration::from_millis(500));
-    }
-
-    #[test]
-    fn bad_values_are_refused() {
-        for bad in ["-1", "NaN", "inf", "x", "1e9"] {
-            assert!(TimeScale::parse(bad).is_err(), "{bad} accepted");
-        }
-    }
-}

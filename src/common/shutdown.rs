@@ -343,6 +343,3 @@ fn describe(reason: &StopReason) -> String {
         StopReason::StartFailed(component) => format!("{component} failed to start"),
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -1,7 +1,8 @@
-//! The controller's promises, each on its own: delivery after the shield, the seal, the
-//! first reason kept, the force handler at the Nth signal.
+//! The controller's promises, each on its own, through the public [`Shutdown`] handle as
+//! an embedder holds it: delivery after the shield, the seal, the first reason kept, the
+//! force handler at the Nth signal.
 
-use super::*;
+use graceful::{Shutdown, ShutdownSignal, StopReason};
 
 #[test]
 fn signal_during_start_is_delivered_when_the_shield_drops() {
