@@ -150,7 +150,7 @@ impl Shared {
         what: &str,
         deadline: &AnswerDeadline,
     ) -> Result<Reply, MpmError> {
-        self.forget(id);
+        self.take_pending(id);
         if deadline.in_the_stop {
             Self::kill_late(worker, &format!("neither answered call {id}{what} nor stopped"));
             return Err(MpmError::WorkerCrashed {
@@ -254,10 +254,6 @@ impl Shared {
             // The caller timed out and forgot the call.
             None => tracing::debug!("MPM: answer to call {id} arrived after its caller gave up"),
         }
-    }
-
-    pub(super) fn forget(&self, id: u64) {
-        self.take_pending(id);
     }
 
     /// Marks `worker` dead and fails every call in flight on it, naming it.

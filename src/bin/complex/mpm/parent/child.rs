@@ -97,7 +97,7 @@ impl WorkerProcess {
 
     /// SIGKILL, unless it was already reaped. The monitor reaps and reports it.
     pub fn kill(&self) {
-        if let Some(process) = lock(&self.child).as_ref() {
+        if let Some(process) = self.child.lock_unpoisoned().as_ref() {
             self.killed.store(true, SeqCst);
             let _ = process.kill();
         }
@@ -113,9 +113,9 @@ impl WorkerProcess {
     pub fn reap(&self) -> Option<WaitStatus> {
         // The end first, without reaping: until the reap the pid is still ours, so a kill
         // meanwhile (a worker that closed its pipes but lives on) still reaches it.
-        let pid = lock(&self.child).as_ref()?.id();
+        let pid = self.child.lock_unpoisoned().as_ref()?.id();
         let _ = spawn::wait_until_ended(pid);
-        let process = lock(&self.child).take()?;
+        let process = self.child.lock_unpoisoned().take()?;
         let status = process.wait().ok();
         // Reaped: the pid is no longer ours, and may come back as an orphan's.
         graceful::reaper::forget(self.pid);
@@ -136,7 +136,7 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
-        if let Some(process) = lock(&self.child).take() {
+        if let Some(process) = self.child.lock_unpoisoned().take() {
             tracing::warn!(
                 worker_pid = self.pid,
                 "{} was never reaped by its monitor; killing and reaping it now",
@@ -157,8 +157,4 @@ pub fn describe_exit(status: Option<WaitStatus>) -> String {
         Some(other) => format!("{other:?}"),
         None => "its end could not be observed".into(),
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock_unpoisoned()
 }

@@ -2,7 +2,7 @@
 
 use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 
 /// Set once (later sets are ignored); every waiter wakes with the value.
 pub struct Latch<T> {
@@ -21,7 +21,7 @@ impl<T: Clone> Latch<T> {
 
     /// Sets the value, unless one is already set, and wakes every waiter.
     pub fn set(&self, value: T) {
-        let mut slot = self.lock();
+        let mut slot = self.value.lock_unpoisoned();
         if slot.is_none() {
             *slot = Some(value);
             self.set.notify_all();
@@ -30,17 +30,13 @@ impl<T: Clone> Latch<T> {
 
     /// Waits for the value within `deadline`; `None` if it is not set by then.
     pub fn wait_within(&self, deadline: &mut Deadline) -> Option<T> {
-        let mut slot = self.lock();
+        let mut slot = self.value.lock_unpoisoned();
         loop {
             if let Some(value) = slot.as_ref() {
                 return Some(value.clone());
             }
             slot = deadline.wait(&self.set, slot)?;
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Option<T>> {
-        self.value.lock_unpoisoned()
     }
 }
 

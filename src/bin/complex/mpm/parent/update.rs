@@ -38,7 +38,7 @@ impl Mpm {
             shared.register(id, worker, "update", Waiter::Blocking(reply.clone()))?;
             match worker.stdin.send(&Command::Update { id }) {
                 Ok(()) => sent.push((id, worker)),
-                Err(_) => shared.forget(id),
+                Err(_) => drop(shared.take_pending(id)),
             }
         }
         drop(reply);
