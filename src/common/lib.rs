@@ -56,7 +56,9 @@
 //! (one bounded writer per process), [`signals`] (the intake), [`panics`], [`components`]
 //! (lifecycle events), [`reaper`] (children the PID 1 reaper must leave alone), [`notify`]
 //! (the variables a child must not inherit), [`deadline`] (a bound on waiting for another
-//! party that the time this process spent stopped never spends), [`sync`].
+//! party that the time this process spent stopped never spends), [`spawn`] (a worker
+//! process that starts with the shutdown signals blocked and nothing of ours but its
+//! pipes), [`sync`].
 //!
 //! # Process-wide state, and why
 //! Four globals remain, each because what it guards is process-wide by nature: the log
@@ -89,6 +91,7 @@ mod service;
 mod shield;
 mod shutdown;
 pub mod signals;
+pub mod spawn;
 pub mod sync;
 
 pub use edge::Edge;

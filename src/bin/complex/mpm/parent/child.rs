@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 
 use super::latch::Latch;
-use super::spawn::{self, Process, Program, Spawned};
 use super::stdin::Stdin;
+use graceful::spawn::{self, Process, Program, Spawned};
 
 /// A running (or just ended) incarnation of `worker-N`.
 pub struct WorkerProcess {

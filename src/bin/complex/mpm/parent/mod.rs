@@ -29,10 +29,10 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 use crate::mpm::shared::config::MpmConfig;
 use child::WorkerProcess;
+use graceful::spawn::{self, Program};
 use handshake::Handshaking;
 use latch::Latch;
 use pump::Pump;
-use spawn::Program;
 
 mod answers;
 mod calls;
@@ -41,7 +41,6 @@ mod handshake;
 mod latch;
 mod pump;
 mod reply;
-mod spawn;
 mod stdin;
 mod supervision;
 mod update;
@@ -303,7 +302,7 @@ fn discard(worker: &WorkerProcess, how: &str) {
 }
 
 impl Shared {
-    /// Spawns the worker for `slot` (signals blocked: see `spawn.rs`), installs it, and
+    /// Spawns the worker for `slot` (signals blocked: see `graceful::spawn`), installs it, and
     /// hands it to the monitors' loop; the caller runs the handshake.
     fn launch(self: &Arc<Self>, slot: usize) -> Result<Handshaking, MpmError> {
         let name = format!("worker-{}", slot + 1);

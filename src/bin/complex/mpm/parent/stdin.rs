@@ -201,9 +201,9 @@ fn encode(command: &Command) -> io::Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::spawn::{Process, Program, Spawned, spawn_with_signals_blocked};
     use super::*;
     use crate::mpm::shared::protocol::Method;
+    use graceful::spawn::{Process, Program, Spawned, spawn_with_signals_blocked};
     use std::io::Read;
 
     /// A process whose stdin is held as a worker's is (no monitors' loop: the test writes

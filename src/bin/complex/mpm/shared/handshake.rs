@@ -8,7 +8,7 @@
 //! window); a worker that never reports must neither hang the start nor be left running
 //! behind a failed one; and a stop of the whole run (Ctrl+Z) is no worker's fault.
 //!
-//! The fix, in order: `parent/spawn.rs` starts the child with SIGINT, SIGTERM and SIGHUP
+//! The fix, in order: `graceful::spawn` starts the child with SIGINT, SIGTERM and SIGHUP
 //! blocked (`POSIX_SPAWN_SETSIGMASK`, kept across `exec`); the worker (`worker/mod.rs`)
 //! installs its handlers, which unblocks them (a signal that came meanwhile is delivered and
 //! ignored), reports `bootstrapped`, initialises, reports `started` (or `start_failed`);

@@ -145,7 +145,7 @@ fn install_signal_policy(name: &str) {
         );
     });
     if let Err(error) = installed {
-        // Without handlers the signals stay blocked (see `parent/spawn.rs`), so it is still safe.
+        // Without handlers the signals stay blocked (see `graceful::spawn`), so it is still safe.
         tracing::error!(cause = %error, "cannot install the signal handlers; shutdown signals stay blocked");
     }
 }

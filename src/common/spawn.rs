@@ -1,5 +1,7 @@
 //! Starting a worker process with its shutdown signals blocked from its first instruction,
-//! running the program that is running, with nothing of ours but its three pipes.
+//! running the program that is running, with nothing of ours but its three pipes: what a
+//! program that runs workers of its own (`complex`) needs so that a Ctrl+C to the group
+//! cannot kill one between its `exec` and its handlers (lesson 7 of the reference).
 //!
 //! std's `Command::spawn` empties the child's signal mask, and a `pre_exec` hook that blocks
 //! the signals again leaves a window (and makes std fork, copying a multi-threaded parent's
@@ -10,6 +12,8 @@
 //! workers); the program is this executable, opened once ([`Program`]), so a file deleted or
 //! replaced meanwhile (a package upgrade) still starts what runs; the service manager's
 //! variables speak to the main process alone and stay out of the worker's environment.
+//! Spawn inside [`crate::reaper::own`] when this process may be PID 1, so the reaper leaves
+//! the child's status to its owner.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -18,7 +22,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
-use graceful::signals::ShutdownSignal;
+use crate::signals::ShutdownSignal;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags, posix_spawn};
@@ -135,9 +139,7 @@ pub fn kill_every_child() {
 
 /// Spawns `program args` with SIGINT, SIGTERM and SIGHUP blocked in the new process from its
 /// start, its stdin, stdout and stderr piped to this process, and no other descriptor.
-/// (The manager spawns through `WorkerProcess::spawn`, which also
-/// registers the child with the PID-1 reaper.)
-pub(super) fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> io::Result<Spawned> {
+pub fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> io::Result<Spawned> {
     let (stdin_child, stdin) = pipe()?;
     let (stdout, stdout_child) = pipe()?;
     let (stderr, stderr_child) = pipe()?;
@@ -165,7 +167,7 @@ pub(super) fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> 
     let environment = std::env::vars_os()
         // The service manager's variables address the main process: a worker that read them
         // would speak for it (and the watchdog would take its pings as the service's).
-        .filter(|(key, _)| !graceful::notify::VARIABLES.iter().any(|not| key == not))
+        .filter(|(key, _)| !crate::notify::VARIABLES.iter().any(|not| key == not))
         .map(|(key, value)| {
             let mut pair = key.into_encoded_bytes();
             pair.push(b'=');
@@ -225,80 +227,5 @@ fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
     } else {
         // try_clone duplicates onto the lowest free number from 3, close-on-exec.
         fd.try_clone()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-
-    fn run(program: &str, args: &[&str], input: &[u8]) -> String {
-        let args: Vec<String> = args.iter().map(|&a| a.into()).collect();
-        let mut spawned = spawn_with_signals_blocked(&Program::at(program), &args).expect(program);
-        spawned.stdin.write_all(input).unwrap();
-        drop(spawned.stdin);
-        let mut output = String::new();
-        spawned.stdout.read_to_string(&mut output).unwrap();
-        let status = spawned.process.wait().unwrap();
-        assert!(
-            matches!(status, WaitStatus::Exited(_, 0)),
-            "{program}: {status:?}"
-        );
-        output
-    }
-
-    #[test]
-    fn the_child_starts_with_the_shutdown_signals_blocked_and_sigpipe_default() {
-        // No shell in between: a shell may change its own mask as it starts.
-        let status = run("/bin/grep", &["-E", "^Sig(Blk|Ign)", "/proc/self/status"], b"");
-        let field = |name: &str| {
-            let line = status.lines().find(|l| l.starts_with(name)).expect(name);
-            u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
-        };
-        let bit = |signal: i32| 1u64 << (signal - 1);
-        let shutdown = bit(libc::SIGINT) | bit(libc::SIGTERM) | bit(libc::SIGHUP);
-        assert_eq!(field("SigBlk:") & shutdown, shutdown, "{status}");
-        assert_eq!(field("SigIgn:") & bit(libc::SIGPIPE), 0, "{status}");
-    }
-
-    #[test]
-    fn the_child_inherits_no_descriptor_but_its_pipes() {
-        // Not close-on-exec, as a descriptor handed to this process by its parent may be;
-        // numbered high, to be told from the one `ls` opens.
-        use nix::fcntl::{FcntlArg, fcntl};
-        let (read, _write) = nix::unistd::pipe().unwrap();
-        let leaked = fcntl(&read, FcntlArg::F_DUPFD(100)).unwrap();
-        // SAFETY: F_DUPFD just made it, and nothing else owns it.
-        let _owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(leaked) };
-        let listed = run("/bin/ls", &["/proc/self/fd"], b"");
-        // 0, 1, 2, and the directory `ls` is reading.
-        assert_eq!(listed.split_whitespace().count(), 4, "{listed}");
-        assert!(
-            !listed.split_whitespace().any(|fd| fd == leaked.to_string()),
-            "{listed}"
-        );
-    }
-
-    #[test]
-    fn waiting_for_the_end_leaves_the_pid_ours_to_kill_and_reap() {
-        let spawned = spawn_with_signals_blocked(&Program::at("/bin/sleep"), &["60".into()]).unwrap();
-        let pid = spawned.process.id();
-        let waiter = std::thread::spawn(move || wait_until_ended(pid));
-        spawned.process.kill().unwrap();
-        waiter.join().unwrap().unwrap();
-        // Not reaped by the wait: the owner still reads how it ended.
-        let status = spawned.process.wait().unwrap();
-        assert!(
-            matches!(status, WaitStatus::Signaled(_, Signal::SIGKILL, _)),
-            "{status:?}"
-        );
-    }
-
-    #[test]
-    fn a_missing_program_is_an_error() {
-        assert!(spawn_with_signals_blocked(&Program::at("/nonexistent/worker"), &[]).is_err());
-        // posix_spawn does not search PATH: "sleep" is not found either.
-        assert!(spawn_with_signals_blocked(&Program::at("sleep"), &["60".into()]).is_err());
     }
 }
