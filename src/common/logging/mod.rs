@@ -188,14 +188,8 @@ fn looks_like_json_object(line: &[u8]) -> bool {
 /// An error as a person reads it: its message, then each source's, joined by ": " (what
 /// anyhow's `{:#}` prints), for a `cause` field or a message.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let causes = std::iter::successors(Some(error), |cause| cause.source());
+    causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 /// Waits until every line logged so far was written, at most `bound`; returns whether it
