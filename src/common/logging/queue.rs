@@ -251,9 +251,7 @@ impl LogQueue {
             state.written += count;
             // The exit event (if any) and the last count are out, and nothing is left.
             let done = sealed && state.lines.is_empty() && state.last_line.is_none() && state.dropped == 0;
-            if done {
-                state.finished = true;
-            }
+            state.finished = done;
             drop(state);
             self.progress.notify_all();
             if done {
