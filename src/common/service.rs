@@ -74,7 +74,10 @@ impl ServiceContext {
         F::Output: Send + 'static,
     {
         let handle = self.tasks.tracker.spawn(task);
-        self.tasks.lock().push((name.into(), handle.abort_handle()));
+        self.tasks
+            .named
+            .lock_unpoisoned()
+            .push((name.into(), handle.abort_handle()));
         handle
     }
 
@@ -105,15 +108,11 @@ pub(crate) struct TrackedTasks {
 }
 
 impl TrackedTasks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, AbortHandle)>> {
-        self.named.lock_unpoisoned()
-    }
-
     /// Closes the tracker and aborts every task still running; returns their names.
     pub(crate) fn abort_leftovers(&self) -> Vec<String> {
         self.tracker.close();
         let mut leftovers = Vec::new();
-        for (name, handle) in self.lock().iter() {
+        for (name, handle) in self.named.lock_unpoisoned().iter() {
             if !handle.is_finished() {
                 handle.abort();
                 leftovers.push(name.clone());
