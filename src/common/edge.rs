@@ -140,7 +140,7 @@ impl Edge {
             run_on_runtime(runner, services, notifier)
         }))
         .unwrap_or_else(|_| {
-            ctx.force_hooks().run_all();
+            ctx.run_force_hooks();
             runner::fail_what_remains(&ctx, "the runner panicked");
             ExitStatus::Failed
         });
