@@ -128,7 +128,7 @@ impl Runner {
 pub(crate) fn force_end(ctx: &ServiceContext, reason: &ForceReason) {
     let unfinished = ctx.components.unfinished().join(", ");
     tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
-    ctx.force_hooks().run_all();
+    ctx.run_force_hooks();
     fail_what_remains(ctx, &format!("exit forced ({reason})"));
 }
 
@@ -257,18 +257,19 @@ async fn stop_one(ctx: &ServiceContext, service: &mut dyn Service) -> StopOutcom
     ctx.stop_report().stopping(name);
     let deadline = service.stop_deadline();
     let stop = std::pin::pin!(caught(service.stop(ctx)));
-    let (outcome, cause) = match deadline {
-        Some(deadline) => match Deadline::after(deadline).within(stop).await {
-            Some(result) => failure(result),
-            None => (
-                StopOutcome::Cut,
-                Some(format!(
-                    "its stop deadline ({}) passed; the stop goes on without it",
-                    humantime::format_duration(deadline)
-                )),
-            ),
-        },
-        None => failure(stop.await),
+    // `Err(deadline)`: cut at its deadline.
+    let ended = match deadline {
+        Some(deadline) => Deadline::after(deadline).within(stop).await.ok_or(deadline),
+        None => Ok(stop.await),
+    };
+    let (outcome, cause) = match ended {
+        Ok(Ok(())) => (StopOutcome::Stopped, None),
+        Ok(Err(error)) => (StopOutcome::Failed, Some(format!("{error:#}"))),
+        Err(deadline) => {
+            let deadline = humantime::format_duration(deadline);
+            let cause = format!("its stop deadline ({deadline}) passed; the stop goes on without it");
+            (StopOutcome::Cut, Some(cause))
+        }
     };
     match &cause {
         None => components.stopped(name),
@@ -276,14 +277,6 @@ async fn stop_one(ctx: &ServiceContext, service: &mut dyn Service) -> StopOutcom
     }
     ctx.stop_report().ended(name, outcome);
     outcome
-}
-
-/// How a stop that returned ended, and why it failed if it did.
-fn failure(result: anyhow::Result<()>) -> (StopOutcome, Option<String>) {
-    match result {
-        Ok(()) => (StopOutcome::Stopped, None),
-        Err(error) => (StopOutcome::Failed, Some(format!("{error:#}"))),
-    }
 }
 
 async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {
