@@ -67,44 +67,35 @@ impl Components {
 
     /// Logs `component: starting`.
     pub fn starting(&self, component: &str) {
-        self.transition(component, Phase::Starting, || {
-            tracing::info!(target: "lifecycle", component, phase = "starting", "{component}: starting");
-        });
+        self.transition(component, Phase::Starting, None);
     }
 
     /// Logs `component: started`.
     pub fn started(&self, component: &str) {
-        self.transition(component, Phase::Started, || {
-            tracing::info!(target: "lifecycle", component, phase = "started", "{component}: started");
-        });
+        self.transition(component, Phase::Started, None);
     }
 
     /// Logs `component: stopping`.
     pub fn stopping(&self, component: &str) {
-        self.transition(component, Phase::Stopping, || {
-            tracing::info!(target: "lifecycle", component, phase = "stopping", "{component}: stopping");
-        });
+        self.transition(component, Phase::Stopping, None);
     }
 
     /// Logs `component: stopped`.
     pub fn stopped(&self, component: &str) {
-        self.transition(component, Phase::Stopped, || {
-            tracing::info!(target: "lifecycle", component, phase = "stopped", "{component}: stopped");
-        });
+        self.transition(component, Phase::Stopped, None);
     }
 
     /// Logs `component: failed` with its cause.
     pub fn failed(&self, component: &str, cause: &dyn Display) {
-        self.transition(component, Phase::Failed, || {
-            tracing::error!(target: "lifecycle", component, phase = "failed", cause = %cause, "{component}: failed: {cause}");
-        });
+        self.transition(component, Phase::Failed, Some(cause));
     }
 
     /// Records and logs one step, both under the registry's lock, so the log's order is the
     /// registry's order. Once the process is ending (a forced exit has marked what had not
     /// finished as `failed`), only further failures are recorded: a stop still running on
     /// another thread must not log `stopped` after its component was declared `failed`.
-    fn transition(&self, component: &str, phase: Phase, log: impl FnOnce()) {
+    /// `cause` is a failure's, whose line is an error.
+    fn transition(&self, component: &str, phase: Phase, cause: Option<&dyn Display>) {
         let mut registry = self.lock();
         if phase != Phase::Failed && crate::exit::is_exiting() {
             return;
@@ -115,7 +106,13 @@ impl Components {
             Some(at) => registry.latest[at].1 = phase,
             None => registry.latest.push((component.to_owned(), phase)),
         }
-        log();
+        let name = phase.as_str();
+        match cause {
+            Some(cause) => {
+                tracing::error!(target: "lifecycle", component, phase = name, cause = %cause, "{component}: {name}: {cause}");
+            }
+            None => tracing::info!(target: "lifecycle", component, phase = name, "{component}: {name}"),
+        }
         if let Some(observer) = &registry.observer {
             observer(component, phase);
         }

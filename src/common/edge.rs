@@ -120,12 +120,12 @@ impl Edge {
         tracing::info!("main: begin");
         // The stop's deadline as a thread, started now, so a machine out of threads fails
         // the start cleanly instead of leaving a stop without its bound.
-        let deadline = StopDeadline::spawn(runner.shutdown(), notifier.clone())
+        let deadline = spawn_stop_deadline(runner.shutdown(), notifier.clone())
             .unwrap_or_else(|error| fail_to_start(&format!("cannot start thread 'stop-deadline': {error}")));
         if let Some(notifier) = &notifier {
             tell_the_service_manager(&runner.context().components, notifier.clone());
         }
-        let arm = deadline.orders.clone();
+        let arm = deadline.clone();
         let stopping = notifier.clone();
         runner.on_stop(move |timeout| {
             if let Some(notifier) = &stopping {
@@ -140,7 +140,7 @@ impl Edge {
             run_on_runtime(runner, services, notifier)
         }))
         .unwrap_or_else(|_| {
-            ctx.force_hooks().run_all();
+            ctx.run_force_hooks();
             runner::fail_what_remains(&ctx, "the runner panicked");
             ExitStatus::Failed
         });
@@ -203,7 +203,7 @@ fn run_on_runtime(
 
 /// Under a service manager (`NOTIFY_SOCKET`): `READY=1` when `app: started` is logged, and
 /// `STATUS=` for every step of the application's components. (`STOPPING=1` and the stop's
-/// extensions come from the stop itself: see [`Edge::run`] and [`StopDeadline`].)
+/// extensions come from the stop itself: see [`Edge::run`] and [`spawn_stop_deadline`].)
 fn tell_the_service_manager(components: &Components, notifier: Arc<Notifier>) {
     components.observe(move |component, phase| match (component, phase) {
         ("app", Phase::Started) => notifier.send("READY=1\nSTATUS=running"),
@@ -232,7 +232,9 @@ fn log_ignored_at_start(intake: &signals::Intake) {
 /// forced exit racing the normal one), this thread waits for the end instead.
 fn finish(status: ExitStatus) -> ! {
     if !exit::claim() {
-        park_forever();
+        loop {
+            std::thread::park();
+        }
     }
     write_exit_event(status);
     exit::terminate(status)
@@ -249,12 +251,6 @@ fn write_exit_event(status: ExitStatus) {
     logging::write_final(|| {
         tracing::info!(target: "lifecycle", component = "app", phase = "exit", status = code, signal, "app: {how}");
     });
-}
-
-fn park_forever() -> ! {
-    loop {
-        std::thread::park();
-    }
 }
 
 /// The forced exit of a process: the runner's account of it ([`runner::force_end`]), then
@@ -279,50 +275,47 @@ fn install_force_handler(ctx: &ServiceContext) {
 }
 
 /// A thread that forces the exit if the stop outlives its bound, once armed (the runner
-/// sends it the bound when the stop begins); dropping the handle disarms it. The runner
+/// sends it the bound when the stop begins); dropping every sender disarms it. The runner
 /// has its own deadline on the runtime's timer; this one holds even if a service blocks
 /// the runtime's thread by mistake. Under a service manager it also re-sends
 /// `EXTEND_TIMEOUT_USEC` while the stop runs, never promising past the deadline.
-struct StopDeadline {
-    orders: mpsc::Sender<Duration>,
-}
-
-impl StopDeadline {
-    fn spawn(shutdown: Shutdown, notifier: Option<Arc<Notifier>>) -> std::io::Result<Self> {
-        let (orders, received) = mpsc::channel::<Duration>();
-        std::thread::Builder::new()
-            .name("stop-deadline".into())
-            .spawn(move || {
-                // Every handle dropped before the stop: nothing to watch.
-                let Ok(timeout) = received.recv() else {
-                    return;
-                };
-                // Time the whole run spent stopped (Ctrl+Z) does not count against the stop.
-                let mut deadline = Deadline::after(timeout);
-                let mut extended_at: Option<Duration> = None;
-                loop {
-                    // Time until the next extension is due, by the deadline's own count.
-                    let mut until_extension = Duration::MAX;
-                    if let Some(notifier) = &notifier {
-                        let since = |at: Duration| at - deadline.left();
-                        if extended_at.is_none_or(|at| since(at) >= notify::EXTEND_INTERVAL) {
-                            notifier.send(&notify::extend_message(deadline.left()));
-                            extended_at = Some(deadline.left());
-                        }
-                        let since_last = extended_at.map_or(Duration::ZERO, since);
-                        until_extension = notify::EXTEND_INTERVAL.saturating_sub(since_last);
+fn spawn_stop_deadline(
+    shutdown: Shutdown,
+    notifier: Option<Arc<Notifier>>,
+) -> std::io::Result<mpsc::Sender<Duration>> {
+    let (orders, received) = mpsc::channel::<Duration>();
+    std::thread::Builder::new()
+        .name("stop-deadline".into())
+        .spawn(move || {
+            // Every sender dropped before the stop: nothing to watch.
+            let Ok(timeout) = received.recv() else {
+                return;
+            };
+            // Time the whole run spent stopped (Ctrl+Z) does not count against the stop.
+            let mut deadline = Deadline::after(timeout);
+            let mut extended_at: Option<Duration> = None;
+            loop {
+                // Time until the next extension is due, by the deadline's own count.
+                let mut until_extension = Duration::MAX;
+                if let Some(notifier) = &notifier {
+                    let since = |at: Duration| at - deadline.left();
+                    if extended_at.is_none_or(|at| since(at) >= notify::EXTEND_INTERVAL) {
+                        notifier.send(&notify::extend_message(deadline.left()));
+                        extended_at = Some(deadline.left());
                     }
-                    match deadline.slice(|slice| received.recv_timeout(slice.min(until_extension))) {
-                        None => {
-                            shutdown.force(ForceReason::StopTimeout(timeout));
-                            return;
-                        }
-                        Some(Err(mpsc::RecvTimeoutError::Timeout)) => {}
-                        // Disarmed: the stop is over.
-                        Some(_) => return,
-                    }
+                    let since_last = extended_at.map_or(Duration::ZERO, since);
+                    until_extension = notify::EXTEND_INTERVAL.saturating_sub(since_last);
                 }
-            })?;
-        Ok(Self { orders })
-    }
+                match deadline.slice(|slice| received.recv_timeout(slice.min(until_extension))) {
+                    None => {
+                        shutdown.force(ForceReason::StopTimeout(timeout));
+                        return;
+                    }
+                    Some(Err(mpsc::RecvTimeoutError::Timeout)) => {}
+                    // Disarmed: the stop is over.
+                    Some(_) => return,
+                }
+            }
+        })?;
+    Ok(orders)
 }

@@ -82,14 +82,10 @@ impl Notifier {
     pub(crate) fn from_env(env: NotifyEnv) -> Option<Arc<Self>> {
         let named = env.socket?;
         let watchdog = watchdog_interval(env.watchdog_usec.as_deref(), env.watchdog_pid.as_deref());
-        let usable = address_of(&named).and_then(|address| Ok((address, UnixDatagram::unbound()?)));
-        let (address, socket) = match usable {
-            Ok(usable) => usable,
-            Err(error) => {
-                warn_unusable(&named, &error);
-                return None;
-            }
-        };
+        let (address, socket) = address_of(&named)
+            .and_then(|address| Ok((address, UnixDatagram::unbound()?)))
+            .inspect_err(|error| warn_unusable(&named, error))
+            .ok()?;
         Some(Arc::new(Self {
             socket,
             address,

@@ -24,7 +24,7 @@
 //! intake must always be free to force the exit.
 
 use crate::sync::LockUnpoisoned;
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::io;
 use std::process::{Child, Command};
 use std::sync::Mutex;
@@ -40,7 +40,7 @@ pub const BACKSTOP: Duration = Duration::from_secs(1);
 
 /// Pids of the children this process spawned and reaps itself. Process-wide because
 /// children are: any thread's spawn must be recorded before the reaper can see the child.
-static OWNED: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+static OWNED: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
 
 /// Spawns `command` as a child whose status its owner reads: the reaper leaves it alone
 /// until [`forget`] is called with its pid.
@@ -53,15 +53,13 @@ pub fn spawn_owned(command: &mut Command) -> io::Result<Child> {
 pub fn own<T>(spawn: impl FnOnce() -> io::Result<T>, pid_of: impl FnOnce(&T) -> u32) -> io::Result<T> {
     let mut owned = OWNED.lock_unpoisoned();
     let child = spawn()?;
-    owned.get_or_insert_with(HashSet::new).insert(pid_of(&child));
+    owned.insert(pid_of(&child));
     Ok(child)
 }
 
 /// The owner of `pid` has reaped it: from now on the pid is not ours.
 pub fn forget(pid: u32) {
-    if let Some(owned) = OWNED.lock_unpoisoned().as_mut() {
-        owned.remove(&pid);
-    }
+    OWNED.lock_unpoisoned().remove(&pid);
 }
 
 /// Whether this process must reap orphans: it is PID 1, or a child subreaper.
@@ -93,9 +91,8 @@ impl Reaper {
         std::thread::Builder::new().name("reaper".into()).spawn(move || {
             loop {
                 reap_orphans();
-                match woken.recv_timeout(BACKSTOP) {
-                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+                if woken.recv_timeout(BACKSTOP) == Err(RecvTimeoutError::Disconnected) {
+                    return;
                 }
             }
         })?;
@@ -116,7 +113,7 @@ impl Reaper {
 /// Reaps every ended child that is not ours; returns how many.
 pub fn reap_orphans() -> usize {
     let owned = OWNED.lock_unpoisoned();
-    let is_ours = |pid: u32| owned.as_ref().is_some_and(|o| o.contains(&pid));
+    let is_ours = |pid: u32| owned.contains(&pid);
     let mut reaped = 0;
     // The next zombie, whoever it is, left in place: reaped here only if it is not ours.
     while let Ok(status) = waitid(

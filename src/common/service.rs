@@ -51,7 +51,8 @@ pub struct ServiceContext {
     /// The lifecycle registry, for sub-components (`pool`, `MPM`, `worker-N`).
     pub components: Components,
     tasks: TrackedTasks,
-    force_hooks: ForceHooks,
+    /// What a forced exit runs; see [`on_force`](Self::on_force).
+    force_hooks: Arc<Mutex<Vec<ForceHook>>>,
     stop_report: StopReport,
 }
 
@@ -61,7 +62,7 @@ impl ServiceContext {
             shutdown,
             components,
             tasks: TrackedTasks::default(),
-            force_hooks: ForceHooks::default(),
+            force_hooks: Arc::default(),
             stop_report: StopReport::default(),
         }
     }
@@ -74,18 +75,24 @@ impl ServiceContext {
         F::Output: Send + 'static,
     {
         let handle = self.tasks.tracker.spawn(task);
-        self.tasks.lock().push((name.into(), handle.abort_handle()));
+        self.tasks
+            .named
+            .lock_unpoisoned()
+            .push((name.into(), handle.abort_handle()));
         handle
     }
 
     /// Registers what a forced exit must do before the process ends (kill child processes).
     /// Hooks run on the forcing thread, newest first, and must not block for long.
     pub fn on_force(&self, hook: impl Fn() + Send + Sync + 'static) {
-        self.force_hooks.0.lock_unpoisoned().push(Box::new(hook));
+        self.force_hooks.lock_unpoisoned().push(Box::new(hook));
     }
 
-    pub(crate) fn force_hooks(&self) -> ForceHooks {
-        self.force_hooks.clone()
+    /// Runs the hooks registered with [`on_force`](Self::on_force), newest first.
+    pub(crate) fn run_force_hooks(&self) {
+        for hook in self.force_hooks.lock_unpoisoned().iter().rev() {
+            hook();
+        }
     }
 
     pub(crate) fn tasks(&self) -> &TrackedTasks {
@@ -105,15 +112,11 @@ pub(crate) struct TrackedTasks {
 }
 
 impl TrackedTasks {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, AbortHandle)>> {
-        self.named.lock_unpoisoned()
-    }
-
     /// Closes the tracker and aborts every task still running; returns their names.
     pub(crate) fn abort_leftovers(&self) -> Vec<String> {
         self.tracker.close();
         let mut leftovers = Vec::new();
-        for (name, handle) in self.lock().iter() {
+        for (name, handle) in self.named.lock_unpoisoned().iter() {
             if !handle.is_finished() {
                 handle.abort();
                 leftovers.push(name.clone());
@@ -123,17 +126,4 @@ impl TrackedTasks {
     }
 }
 
-/// Actions a forced exit runs; see [`ServiceContext::on_force`].
-#[derive(Clone, Default)]
-pub(crate) struct ForceHooks(Arc<Mutex<Vec<ForceHook>>>);
-
 type ForceHook = Box<dyn Fn() + Send + Sync>;
-
-impl ForceHooks {
-    pub(crate) fn run_all(&self) {
-        let hooks = self.0.lock_unpoisoned();
-        for hook in hooks.iter().rev() {
-            hook();
-        }
-    }
-}

@@ -10,7 +10,7 @@ use crate::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::watch;
+use tokio::sync::{SetOnce, watch};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::escalation::{self, SignalAction};
@@ -91,8 +91,7 @@ struct Inner {
     force_after: u32,
     on_force: OnceLock<ForceHandler>,
     /// Without a handler, a forced exit is recorded here and the runner returns at once.
-    forced: OnceLock<ForceReason>,
-    forced_token: CancellationToken,
+    forced: SetOnce<ForceReason>,
     /// The signal count, for services whose stop has stages of their own.
     signals: watch::Sender<u32>,
 }
@@ -124,8 +123,7 @@ impl Shutdown {
                 }),
                 force_after,
                 on_force: OnceLock::new(),
-                forced: OnceLock::new(),
-                forced_token: CancellationToken::new(),
+                forced: SetOnce::new(),
                 signals: watch::Sender::new(0),
             }),
         }
@@ -277,9 +275,7 @@ impl Shutdown {
         match self.inner.on_force.get() {
             Some(handler) => handler(reason),
             None => {
-                if self.inner.forced.set(reason).is_ok() {
-                    self.inner.forced_token.cancel();
-                }
+                let _ = self.inner.forced.set(reason);
             }
         }
     }
@@ -291,11 +287,7 @@ impl Shutdown {
 
     /// Resolves with the reason once the exit is forced (without a force handler). Cancel-safe.
     pub async fn forced(&self) -> ForceReason {
-        self.inner.forced_token.cancelled().await;
-        match self.inner.forced.get() {
-            Some(reason) => reason.clone(),
-            None => unreachable!("the token is cancelled only after the reason is set"),
-        }
+        self.inner.forced.wait().await.clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

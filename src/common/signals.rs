@@ -166,15 +166,17 @@ where
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
+                // The one mapping from signal numbers to what they mean to this process.
                 for number in signals.forever() {
-                    match received(number) {
-                        Some(Received::Shutdown(signal)) => on_signal(signal),
-                        Some(Received::ChildExited) => {
+                    match number {
+                        SIGTERM => on_signal(ShutdownSignal::Terminate),
+                        SIGHUP => on_signal(ShutdownSignal::Hangup),
+                        SIGCHLD => {
                             if let Some(wake) = &on_child_exit {
                                 wake();
                             }
                         }
-                        None => {}
+                        _ => {}
                     }
                 }
             })
@@ -182,21 +184,6 @@ where
     }
     unblock(&ShutdownSignal::ALL);
     Ok(Intake { ignored_at_start })
-}
-
-/// What a signal number means to this process: the one mapping from numbers to meanings.
-enum Received {
-    Shutdown(ShutdownSignal),
-    ChildExited,
-}
-
-fn received(number: i32) -> Option<Received> {
-    match number {
-        SIGTERM => Some(Received::Shutdown(ShutdownSignal::Terminate)),
-        SIGHUP => Some(Received::Shutdown(ShutdownSignal::Hangup)),
-        SIGCHLD => Some(Received::ChildExited),
-        _ => None,
-    }
 }
 
 /// The signal set holding `signals`, as the OS's mask calls take it.

@@ -104,23 +104,20 @@ impl LineFormat {
                     return out;
                 }
                 // component and phase are already in the message ("AsyncService1: started").
-                let extra: String = fields
+                let extra: Vec<String> = fields
                     .rest
                     .iter()
                     .filter(|(k, v)| k != "component" && k != "phase" && !mentions(&fields.message, v))
-                    .fold(String::new(), |mut s, (k, v)| {
-                        let _ = match v {
-                            Value::String(text) => write!(s, " {k}={text}"),
-                            other => write!(s, " {k}={other}"),
-                        };
-                        s
-                    });
+                    .map(|(k, v)| match v {
+                        Value::String(text) => format!("{k}={text}"),
+                        other => format!("{k}={other}"),
+                    })
+                    .collect();
+                let dim = if self.colour { "\x1b[2m" } else { "" };
                 let _ = if extra.is_empty() {
                     writeln!(out)
-                } else if self.colour {
-                    writeln!(out, "  \x1b[2m{}\x1b[0m", extra.trim_start())
                 } else {
-                    writeln!(out, "  {}", extra.trim_start())
+                    writeln!(out, "  {dim}{}{off}", extra.join(" "))
                 };
             }
         }

@@ -68,8 +68,7 @@ pub fn init(process: &str, format: LogFormat, level: LevelFilter) -> Result<(), 
     };
     let notice_format = line_format.clone();
     let (queue, writer_error) = LogQueue::start(Box::new(move |dropped| {
-        notice_format.notice(
-            Level::WARN,
+        notice_format.warning(
             format!("log: {dropped} lines dropped while stderr was not taking them"),
             vec![("event", "log-dropped".into()), ("dropped", dropped.into())],
         )
@@ -165,18 +164,14 @@ pub fn forward(from: &str, line: &[u8]) {
         let text = String::from_utf8_lossy(line);
         logger.queue.push(
             Priority::Vital,
-            logger.format.notice(
-                Level::WARN,
+            logger.format.warning(
                 format!("{from} wrote a line that is not a log event: {}", text.trim_end()),
                 vec![("event", "stray-output".into()), ("component", from.into())],
             ),
         );
         return;
     }
-    let mut whole = Vec::with_capacity(line.len() + 1);
-    whole.extend_from_slice(line);
-    whole.push(b'\n');
-    logger.queue.push(Priority::of_line(line), whole);
+    logger.queue.push(Priority::of_line(line), [line, b"\n"].concat());
 }
 
 /// Whether `line` is one whole JSON object: parsed, not guessed from its first and last
@@ -188,14 +183,8 @@ fn looks_like_json_object(line: &[u8]) -> bool {
 /// An error as a person reads it: its message, then each source's, joined by ": " (what
 /// anyhow's `{:#}` prints), for a `cause` field or a message.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    let causes = std::iter::successors(Some(error), |cause| cause.source());
+    causes.map(ToString::to_string).collect::<Vec<_>>().join(": ")
 }
 
 /// Waits until every line logged so far was written, at most `bound`; returns whether it
@@ -207,9 +196,9 @@ pub fn flush(bound: Duration) -> bool {
 /// Logs one last event through `emit` and seals the log: nothing after it is written. Then
 /// waits, at most [`DRAIN_BOUND`], for the writer to write everything up to that event.
 pub fn write_final(emit: impl FnOnce()) {
-    FINAL_EVENT.with(|f| f.set(true));
+    FINAL_EVENT.set(true);
     emit();
-    FINAL_EVENT.with(|f| f.set(false));
+    FINAL_EVENT.set(false);
     if let Some(logger) = LOGGER.get() {
         // If the event was filtered out, seal anyway.
         logger.queue.seal();
@@ -248,7 +237,7 @@ impl std::io::Write for QueueWriter {
     /// tracing-subscriber formats an event into one buffer and writes it with one call.
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
         if let Some(logger) = LOGGER.get() {
-            if FINAL_EVENT.with(Cell::get) {
+            if FINAL_EVENT.get() {
                 logger.queue.push_last(buf);
             } else {
                 logger.queue.push(self.0, buf.to_vec());
@@ -263,13 +252,14 @@ impl std::io::Write for QueueWriter {
 }
 
 impl LineFormat {
-    /// A line of the logging machinery's own (not from a tracing event), from thread
+    /// A warning of the logging machinery's own (not from a tracing event), from thread
     /// `log-writer` with target `logging`.
-    fn notice(&self, level: Level, message: String, fields: Vec<(&str, serde_json::Value)>) -> Vec<u8> {
+    fn warning(&self, message: String, fields: Vec<(&str, serde_json::Value)>) -> Vec<u8> {
         let fields = FieldMap {
             message,
             rest: fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
         };
-        self.line(level, "logging", "log-writer", fields).into_bytes()
+        self.line(Level::WARN, "logging", "log-writer", fields)
+            .into_bytes()
     }
 }

@@ -75,7 +75,8 @@ struct State {
     sealed: bool,
     /// The writer wrote the last line and ended.
     finished: bool,
-    /// No writer thread could be started: callers write themselves.
+    /// No writer thread could be started: callers write themselves, so there is nothing
+    /// to wait for.
     direct: bool,
 }
 
@@ -90,16 +91,12 @@ impl LogQueue {
             notice,
         });
         let writer = queue.clone();
-        let spawned = std::thread::Builder::new()
+        let error = std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || writer.run_writer());
-        match spawned {
-            Ok(_) => (queue, None),
-            Err(error) => {
-                queue.lock().direct = true;
-                (queue, Some(error))
-            }
-        }
+            .spawn(move || writer.run_writer())
+            .err();
+        queue.lock().direct = error.is_some();
+        (queue, error)
     }
 
     /// Queues one line; never waits for stderr. When the queue is full, the oldest line of
@@ -139,7 +136,6 @@ impl LogQueue {
         }
         state.sealed = true;
         if state.direct {
-            state.finished = true;
             drop(state);
             write_lines(&[line.to_vec()]);
             return;
@@ -159,12 +155,7 @@ impl LogQueue {
 
     /// Seals the queue without a last line (it was filtered out, or there is none).
     pub(super) fn seal(&self) {
-        let mut state = self.lock();
-        state.sealed = true;
-        if state.direct {
-            state.finished = true;
-        }
-        drop(state);
+        self.lock().sealed = true;
         self.wake.notify_one();
     }
 
@@ -197,7 +188,7 @@ impl LogQueue {
         let mut state = self.lock();
         let mut written = state.written;
         let mut shed = false;
-        while !state.finished {
+        while !state.finished && !state.direct {
             if !shed && waited >= SHED_AFTER {
                 shed = true;
                 Self::shed_at_the_end(&mut state);
@@ -260,9 +251,7 @@ impl LogQueue {
             state.written += count;
             // The exit event (if any) and the last count are out, and nothing is left.
             let done = sealed && state.lines.is_empty() && state.last_line.is_none() && state.dropped == 0;
-            if done {
-                state.finished = true;
-            }
+            state.finished = done;
             drop(state);
             self.progress.notify_all();
             if done {

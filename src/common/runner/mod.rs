@@ -30,7 +30,7 @@ use crate::components::Components;
 use crate::deadline::Deadline;
 use crate::exit::ExitStatus;
 use crate::panics::CatchPanic;
-use crate::service::{Service, ServiceContext};
+use crate::service::{BoxFuture, Service, ServiceContext};
 use crate::shutdown::{ForceReason, Shutdown, StopReason};
 
 mod report;
@@ -104,27 +104,17 @@ impl Runner {
     /// Runs `services` to the end and returns how the process should end. Logs the `app`
     /// component's steps; a forced exit (the `--force-after`th signal, or the stop outliving
     /// `--stop-timeout`) returns at once, after marking what had not stopped `failed`.
-    pub async fn run(mut self, services: Vec<Box<dyn Service>>) -> ExitStatus {
-        let ctx = &self.ctx;
+    pub async fn run(self, services: Vec<Box<dyn Service>>) -> ExitStatus {
+        // The lifecycle takes `self`; the forced exit's branch keeps a handle of its own.
+        let ctx = &self.ctx.clone();
         ctx.components.starting("app");
-        let lifecycle = Lifecycle {
-            services,
-            run_for: self.run_for,
-            stop_timeout: self.stop_timeout,
-            on_stop: self.on_stop.take(),
-        };
         let failed = tokio::select! {
             biased;
             reason = ctx.shutdown.forced() => {
                 force_end(ctx, &reason);
                 true
             }
-            outcome = lifecycle.run(ctx) => {
-                if outcome.started {
-                    ctx.components.stopped("app");
-                }
-                outcome.failed
-            }
+            failed = self.lifecycle(services) => failed,
         };
         ctx.stop_report().write();
         let failed = failed || ctx.shutdown.fatal().is_some();
@@ -138,7 +128,7 @@ impl Runner {
 pub(crate) fn force_end(ctx: &ServiceContext, reason: &ForceReason) {
     let unfinished = ctx.components.unfinished().join(", ");
     tracing::error!(target: "lifecycle", component = "app", cause = %reason, unfinished, "forcing the exit: {reason}; not finished: {unfinished}");
-    ctx.force_hooks().run_all();
+    ctx.run_force_hooks();
     fail_what_remains(ctx, &format!("exit forced ({reason})"));
 }
 
@@ -150,45 +140,30 @@ pub(crate) fn fail_what_remains(ctx: &ServiceContext, cause: &str) {
     ctx.stop_report().write_forced(&failed);
 }
 
-struct Lifecycle {
-    services: Vec<Box<dyn Service>>,
-    run_for: Option<Duration>,
-    stop_timeout: Duration,
-    on_stop: Option<StopHook>,
-}
-
-struct Outcome {
-    /// Every service started, so the app logged `stopping` and is to log `stopped` (a failed
-    /// start logged `failed` instead).
-    started: bool,
-    failed: bool,
-}
-
-impl Lifecycle {
-    async fn run(self, ctx: &ServiceContext) -> Outcome {
+impl Runner {
+    /// Starts, waits, stops, and logs how the `app` ended (`stopped`, or `failed` after a
+    /// failed start); returns whether the run failed.
+    async fn lifecycle(self, services: Vec<Box<dyn Service>>) -> bool {
+        let ctx = &self.ctx;
         let components = &ctx.components;
         let shutdown = &ctx.shutdown;
 
         let start_shield = shutdown.shield("start");
         let mut started: Vec<Box<dyn Service>> = Vec::new();
         let mut start_error = None;
-        for mut service in self.services {
+        for mut service in services {
             let name = service.name();
             components.starting(name);
-            match CatchPanic(service.start(ctx)).await {
-                Ok(Ok(())) => {
+            match caught(service.start(ctx)).await {
+                Ok(()) => {
                     components.started(name);
                     started.push(service);
                 }
-                Ok(Err(error)) => {
+                Err(error) => {
+                    // Its own stop is not run: a start that failed or panicked left no state
+                    // to trust.
                     components.failed(name, &format!("{error:#}"));
                     start_error = Some((name, error));
-                    break;
-                }
-                Err(panic) => {
-                    // Its own stop is not run: a start that panicked left no state to trust.
-                    components.failed(name, &format!("panicked: {panic}"));
-                    start_error = Some((name, anyhow::anyhow!("panicked: {panic}")));
                     break;
                 }
             }
@@ -217,7 +192,7 @@ impl Lifecycle {
             }
         }
 
-        let _stop_shield = shutdown.shield("stop");
+        let stop_shield = shutdown.shield("stop");
         ctx.stop_report().begin();
         if let Some(on_stop) = self.on_stop {
             on_stop(self.stop_timeout);
@@ -238,12 +213,19 @@ impl Lifecycle {
 
         if let Some((name, _)) = start_error {
             components.failed("app", &format!("{name} failed to start"));
+            return true;
         }
-        Outcome {
-            started: start_error.is_none(),
-            failed: start_error.is_some() || stop_failed,
-        }
+        drop(stop_shield);
+        components.stopped("app");
+        stop_failed
     }
+}
+
+/// Awaits a service's start or stop; a panic in it is an error like any other.
+async fn caught(step: BoxFuture<'_, anyhow::Result<()>>) -> anyhow::Result<()> {
+    CatchPanic(step)
+        .await
+        .unwrap_or_else(|panic| Err(anyhow::anyhow!("panicked: {panic}")))
 }
 
 /// Stops `started` in reverse order, then cancels the tasks a service left behind. Returns
@@ -274,19 +256,20 @@ async fn stop_one(ctx: &ServiceContext, service: &mut dyn Service) -> StopOutcom
     components.stopping(name);
     ctx.stop_report().stopping(name);
     let deadline = service.stop_deadline();
-    let stop = CatchPanic(service.stop(ctx));
-    let (outcome, cause) = match deadline {
-        Some(deadline) => match Deadline::after(deadline).within(stop).await {
-            Some(result) => failure(result),
-            None => (
-                StopOutcome::Cut,
-                Some(format!(
-                    "its stop deadline ({}) passed; the stop goes on without it",
-                    humantime::format_duration(deadline)
-                )),
-            ),
-        },
-        None => failure(stop.await),
+    let stop = std::pin::pin!(caught(service.stop(ctx)));
+    // `Err(deadline)`: cut at its deadline.
+    let ended = match deadline {
+        Some(deadline) => Deadline::after(deadline).within(stop).await.ok_or(deadline),
+        None => Ok(stop.await),
+    };
+    let (outcome, cause) = match ended {
+        Ok(Ok(())) => (StopOutcome::Stopped, None),
+        Ok(Err(error)) => (StopOutcome::Failed, Some(format!("{error:#}"))),
+        Err(deadline) => {
+            let deadline = humantime::format_duration(deadline);
+            let cause = format!("its stop deadline ({deadline}) passed; the stop goes on without it");
+            (StopOutcome::Cut, Some(cause))
+        }
     };
     match &cause {
         None => components.stopped(name),
@@ -294,15 +277,6 @@ async fn stop_one(ctx: &ServiceContext, service: &mut dyn Service) -> StopOutcom
     }
     ctx.stop_report().ended(name, outcome);
     outcome
-}
-
-/// How a stop that returned ended, and why it failed if it did.
-fn failure(result: Result<anyhow::Result<()>, String>) -> (StopOutcome, Option<String>) {
-    match result {
-        Ok(Ok(())) => (StopOutcome::Stopped, None),
-        Ok(Err(error)) => (StopOutcome::Failed, Some(format!("{error:#}"))),
-        Err(panic) => (StopOutcome::Failed, Some(format!("panicked: {panic}"))),
-    }
 }
 
 async fn wait_for_stop(shutdown: &Shutdown, run_for: Option<Duration>) {

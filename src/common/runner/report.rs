@@ -10,7 +10,6 @@
 //! JSON line stays flat and a text line reads as a sentence.
 
 use crate::sync::LockUnpoisoned;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,27 +109,21 @@ impl StopReport {
 
     /// Writes the line, once: a forced exit racing the normal end does not repeat it.
     pub(crate) fn write(&self) {
-        let (
-            Summary {
-                stop_ms,
-                components,
-                timed_out,
-            },
-            table,
-        ) = {
+        let (summary, table) = {
             let mut record = self.lock();
             if std::mem::replace(&mut record.written, true) {
                 return;
             }
             (record.summary(), record.table())
         };
+        let (stop_ms, timed_out) = (summary.stop_ms, summary.timed_out.as_str());
         // The message is a short table, one row a service (what a person reads in text
         // mode); the fields carry the same for tools.
         tracing::info!(
             target: "lifecycle",
             event = "stop-report",
             stop_ms,
-            components,
+            components = summary.components.as_str(),
             timed_out,
             "stop report: the stop took {stop_ms}ms; timed out: {timed_out}{table}"
         );
@@ -177,28 +170,29 @@ impl Record {
 
     fn summary(&self) -> Summary {
         let stop_ms = self.began.map_or(0, |began| millis(began.elapsed()));
-        let mut components = String::new();
-        let mut timed_out = Vec::new();
-        for (name, outcome, ms) in self.rows() {
-            let separator = if components.is_empty() { "" } else { ", " };
-            let _ = write!(components, "{separator}{name} {} {ms}ms", outcome.as_str());
-            if matches!(outcome, StopOutcome::Cut | StopOutcome::Forced) {
-                timed_out.push(name);
-            }
-        }
-        if components.is_empty() {
-            components.push_str("no service had started");
-        }
-        let timed_out = if timed_out.is_empty() {
-            "none".to_owned()
-        } else {
-            timed_out.join(", ")
-        };
+        let components: Vec<String> = self
+            .rows()
+            .map(|(name, outcome, ms)| format!("{name} {} {ms}ms", outcome.as_str()))
+            .collect();
+        let timed_out: Vec<&str> = self
+            .rows()
+            .filter(|(_, outcome, _)| matches!(outcome, StopOutcome::Cut | StopOutcome::Forced))
+            .map(|(name, ..)| name)
+            .collect();
         Summary {
             stop_ms,
-            components,
-            timed_out,
+            components: listed(&components, "no service had started"),
+            timed_out: listed(&timed_out, "none"),
         }
+    }
+}
+
+/// `items` joined by ", ", or `if_none`.
+fn listed<S: std::borrow::Borrow<str>>(items: &[S], if_none: &str) -> String {
+    if items.is_empty() {
+        if_none.to_owned()
+    } else {
+        items.join(", ")
     }
 }
 
