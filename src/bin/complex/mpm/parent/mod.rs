@@ -194,20 +194,8 @@ impl Mpm {
             workers.len()
         );
         for worker in &workers {
-            let taken_back = worker.stdin.withdraw();
-            for &id in &taken_back {
-                shared.complete(id, Err(MpmError::Withdrawn));
-            }
-            if !taken_back.is_empty() {
-                tracing::info!(
-                    event = "withdrawn",
-                    worker = %worker.name,
-                    count = taken_back.len(),
-                    "MPM: {} call(s) still waiting for room in {}'s stdin withdrawn unsent",
-                    taken_back.len(),
-                    worker.name
-                );
-            }
+            // Calls still waiting for room in its stdin never reach it: withdrawn here.
+            shared.withdrawn(worker, &worker.stdin.withdraw(), true);
         }
     }
 

@@ -131,9 +131,10 @@ impl Shared {
         }
     }
 
-    /// A worker answered calls as withdrawn: their callers hear so. The first answer is the
-    /// acknowledgement of the withdraw command; later ones are calls that came after it.
-    fn withdrawn(&self, worker: &WorkerProcess, ids: &[u64], first: bool) {
+    /// Calls a worker never began were withdrawn (by it, or unsent from its stdin): their
+    /// callers hear so. The worker's first answer is the acknowledgement of the withdraw
+    /// command; later ones are calls that came after it.
+    pub(super) fn withdrawn(&self, worker: &WorkerProcess, ids: &[u64], first: bool) {
         for &id in ids {
             self.complete(id, Err(MpmError::Withdrawn));
         }
