@@ -1,7 +1,7 @@
 //! The monitors' loop: one thread waits, with `epoll`, on every worker's stdout (reports,
 //! handled as each line is whole), stderr (log lines, forwarded whole: `worker_logs.rs`) and
-//! stdin (room in a full pipe, for the commands that wait: `stdin.rs`), and on its own wake
-//! socket (a new worker, the stop). Workers cost processes, not threads: the main process's
+//! stdin (room in a full pipe, for the commands that wait: `stdin.rs`), and on its own wake-up
+//! (an eventfd: a new worker, the stop). Workers cost processes, not threads: the main process's
 //! thread count does not grow with `--workers`, and a wake-up costs what is ready, not what
 //! is watched (`poll` rebuilt and scanned every pipe of every worker on each wake-up). A
 //! worker leaves the loop once both its pipes ended (its last log lines are out before its
@@ -11,14 +11,14 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{self, Read};
 use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst, mpsc::SyncSender};
 use std::thread::JoinHandle;
 
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use super::Shared;
 use super::child::{Outputs, WorkerProcess};
@@ -35,16 +35,15 @@ const EVENTS: usize = 256;
 const STDOUT: u64 = 0;
 const STDERR: u64 = 1;
 const STDIN: u64 = 2;
-/// The wake socket's token.
+/// The wake-up's token.
 const WAKE: u64 = u64::MAX;
 
 /// The loop's state shared with the threads that hand it workers.
 pub(super) struct Pump {
     incoming: Mutex<Vec<Watched>>,
-    /// What wakes the loop: a new worker, the stop.
-    wake: Wake,
-    /// The loop's end of the wake socket and its epoll set, until the loop starts.
-    receiver: Mutex<Option<(WakeReceiver, Epoll)>>,
+    /// The loop's epoll set, with what wakes the loop (a new worker, the stop) in it. `None`
+    /// without a descriptor to spare: then no worker can be watched, and its start fails.
+    set: Option<(Epoll, EventFd)>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Set by the stop: the loop ends once no worker is left to watch.
     closing: AtomicBool,
@@ -74,23 +73,25 @@ pub(super) struct Told {
 }
 
 impl Pump {
-    /// A loop not started yet. Without a wake socket or an epoll set (no descriptor left) no
-    /// worker can be watched: its start fails.
+    /// A loop not started yet.
     pub(super) fn new() -> Self {
-        let parts = UnixStream::pair().and_then(|(wake, receiver)| {
-            wake.set_nonblocking(true)?;
-            receiver.set_nonblocking(true)?;
-            let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-            epoll.add(&receiver, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
-            Ok((wake, (WakeReceiver(receiver), epoll)))
+        let set = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).and_then(|epoll| {
+            let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+            epoll.add(&wake, EpollEvent::new(EpollFlags::EPOLLIN, WAKE))?;
+            Ok((epoll, wake))
         });
-        let (wake, receiver) = parts.ok().unzip();
         Self {
             incoming: Mutex::default(),
-            wake: Wake(wake),
-            receiver: Mutex::new(receiver),
+            set: set.ok(),
             thread: Mutex::default(),
             closing: AtomicBool::default(),
+        }
+    }
+
+    /// Wakes the loop; never blocks (several wake-ups count as one).
+    fn wake(&self) {
+        if let Some((_, wake)) = &self.set {
+            let _ = wake.write(1);
         }
     }
 }
@@ -103,19 +104,16 @@ impl Shared {
         outputs: Outputs,
         handshake: SyncSender<Heard>,
     ) -> io::Result<()> {
+        if self.pump.set.is_none() {
+            return Err(io::Error::other("no descriptor to spare for an epoll set"));
+        }
         let mut thread = self.pump.thread.lock_unpoisoned();
         if thread.is_none() {
-            let receiver = self.pump.receiver.lock_unpoisoned().take();
-            let Some(receiver) = receiver else {
-                return Err(io::Error::other(
-                    "no wake socket or epoll set, or the monitors' loop has ended",
-                ));
-            };
             let shared = self.clone();
             *thread = Some(
                 std::thread::Builder::new()
                     .name("MPM-monitor".into())
-                    .spawn(move || shared.run_pump(receiver.0, &receiver.1))?,
+                    .spawn(move || shared.run_pump())?,
             );
         }
         // Our ends only (the worker's are other descriptions): a read never waits, so a
@@ -133,14 +131,14 @@ impl Shared {
             broken: None,
             told: Told::default(),
         });
-        self.pump.wake.wake();
+        self.pump.wake();
         Ok(())
     }
 
     /// Ends the loop once every worker it watches has ended, and waits for it.
     pub(super) fn close_pump(&self) {
         self.pump.closing.store(true, SeqCst);
-        self.pump.wake.wake();
+        self.pump.wake();
         let thread = self.pump.thread.lock_unpoisoned().take();
         if let Some(thread) = thread {
             let _ = thread.join();
@@ -148,7 +146,10 @@ impl Shared {
     }
 
     /// The loop: until it is closed and no worker is left.
-    fn run_pump(self: Arc<Self>, wake: WakeReceiver, epoll: &Epoll) {
+    fn run_pump(self: Arc<Self>) {
+        let Some((epoll, wake)) = &self.pump.set else {
+            return;
+        };
         let mut watched: HashMap<u64, Watched> = HashMap::new();
         let mut events = vec![EpollEvent::empty(); EVENTS];
         let mut chunk = vec![0u8; CHUNK];
@@ -186,7 +187,7 @@ impl Shared {
             for pass in [STDERR, STDOUT] {
                 for token in events[..ready].iter().map(EpollEvent::data) {
                     if token == WAKE {
-                        wake.drain();
+                        let _ = wake.read();
                         continue;
                     }
                     let Some(one) = watched.get_mut(&(token / 4)) else {
@@ -243,30 +244,6 @@ impl Shared {
                 one.stdout = None;
             }
         }
-    }
-}
-
-/// The waking end of the loop's wake socket: a wake-up is one byte that never blocks (a
-/// full socket already holds one), and an idle loop costs no periodic wake-up.
-struct Wake(Option<UnixStream>);
-
-/// The loop's end.
-struct WakeReceiver(UnixStream);
-
-impl Wake {
-    /// Wakes the loop; never blocks.
-    fn wake(&self) {
-        if let Some(socket) = &self.0 {
-            let _ = (&*socket).write(&[1]);
-        }
-    }
-}
-
-impl WakeReceiver {
-    /// Empties the socket (wake-ups carry no data; several count as one).
-    fn drain(&self) {
-        let mut sink = [0u8; 64];
-        while matches!((&self.0).read(&mut sink), Ok(n) if n > 0) {}
     }
 }
 
