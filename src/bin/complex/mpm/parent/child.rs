@@ -7,7 +7,6 @@
 //! unreaped. As PID 1 this process reaps adopted orphans: a worker is spawned through the
 //! reaper's registry, which leaves its status to its monitor. Its commands: `stdin.rs`.
 
-use graceful::deadline::Deadline;
 use graceful::sync::LockUnpoisoned;
 use nix::sys::wait::WaitStatus;
 use std::fs::File;
@@ -39,7 +38,8 @@ pub struct WorkerProcess {
     /// Killed by this process on a decision already logged (a failed start, a missed
     /// deadline, a forced exit): its end is then reported as that, not as a surprise.
     killed: AtomicBool,
-    ended: Latch<String>,
+    /// How it ended, set once its end is reported: what the stop and a forced exit wait for.
+    pub ended: Latch<String>,
 }
 
 /// What the monitors' loop alone reads: the worker's reports and its log lines.
@@ -120,17 +120,6 @@ impl WorkerProcess {
         // Reaped: the pid is no longer ours, and may come back as an orphan's.
         graceful::reaper::forget(self.pid);
         status
-    }
-
-    /// Records how it ended and wakes whoever waits in [`wait_ended`](Self::wait_ended).
-    pub fn set_ended(&self, how: String) {
-        self.ended.set(how);
-    }
-
-    /// Waits until the worker ended and was reported, within `deadline`; returns whether it
-    /// did.
-    pub fn wait_ended(&self, deadline: &mut Deadline) -> bool {
-        self.ended.wait_within(deadline).is_some()
     }
 }
 

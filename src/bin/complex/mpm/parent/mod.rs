@@ -221,9 +221,9 @@ impl Mpm {
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
-            if !worker.wait_ended(&mut deadline) {
+            if worker.ended.wait_within(&mut deadline).is_none() {
                 Shared::kill_late(worker, "did not exit");
-                worker.wait_ended(&mut Deadline::after(KILL_REAP_TIMEOUT));
+                worker.ended.wait_within(&mut Deadline::after(KILL_REAP_TIMEOUT));
             }
         }
         shared.join_monitors();
@@ -257,7 +257,10 @@ impl Mpm {
         }
         spawn::kill_every_child();
         let mut deadline = Deadline::after(KILL_REAP_TIMEOUT);
-        for worker in workers.iter().filter(|worker| !worker.wait_ended(&mut deadline)) {
+        for worker in workers
+            .iter()
+            .filter(|worker| worker.ended.wait_within(&mut deadline).is_none())
+        {
             tracing::error!(
                 worker_pid = worker.pid,
                 "MPM: {} was killed but not reaped in time",
@@ -286,7 +289,7 @@ fn room_for_descriptors(workers: usize) {
 fn discard(worker: &WorkerProcess, how: &str) {
     worker.kill();
     worker.reap();
-    worker.set_ended(how.into());
+    worker.ended.set(how.into());
 }
 
 impl Shared {

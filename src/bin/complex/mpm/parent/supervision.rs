@@ -114,7 +114,7 @@ impl Shared {
             self.components.failed(&worker.name, &cause);
         }
         self.fail_in_flight(&worker, &how);
-        worker.set_ended(how.clone());
+        worker.ended.set(how.clone());
         let _ = handshake.try_send(Heard::Failed(how));
         // A worker that dies after its handshake but before the whole start is decided (the
         // others still handshaking) is replaced once the start succeeded: waiting here is what

@@ -167,6 +167,15 @@ pub trait Frame: Serialize + for<'de> Deserialize<'de> {
 impl Frame for Command {}
 impl Frame for Report {}
 
+/// Call `id`: `process_number(id)`, for the worker's tests.
+#[cfg(test)]
+pub fn test_call(id: u64) -> Command {
+    Command::Call {
+        id,
+        method: Method::ProcessNumber(id as i64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -103,6 +103,7 @@ impl Lanes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mpm::shared::protocol::test_call as call;
 
     #[test]
     fn stop_outranks_update_outranks_call() {
@@ -128,13 +129,6 @@ mod tests {
         // A later end-of-file does not replace the first cause.
         lanes.stop(StopCause::ParentGone);
         assert_eq!(lanes.next(), Some(Work::Stop(StopCause::Command)));
-    }
-
-    fn call(id: u64) -> Command {
-        Command::Call {
-            id,
-            method: Method::ProcessNumber(id as i64),
-        }
     }
 
     #[test]

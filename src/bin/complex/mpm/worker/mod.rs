@@ -257,7 +257,7 @@ fn exit_parent_gone(components: &Components, name: &str) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mpm::shared::protocol::{Command, Method};
+    use crate::mpm::shared::protocol::{Command, test_call as call};
     use graceful::demo::TimeScale;
     use std::os::unix::net::UnixStream;
 
@@ -284,13 +284,6 @@ mod tests {
             .map(|line| Report::from_line(line).unwrap())
             .collect();
         (cause, reports)
-    }
-
-    fn call(id: u64) -> Command {
-        Command::Call {
-            id,
-            method: Method::ProcessNumber(id as i64),
-        }
     }
 
     #[test]
