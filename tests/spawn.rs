@@ -1,6 +1,7 @@
 //! `graceful::spawn` as a program that runs workers uses it: the child starts with the
 //! shutdown signals blocked and SIGPIPE at its default, inherits no descriptor but its
 //! pipes, and stays its owner's to kill and reap until the owner reaps it.
+#![cfg(all(target_os = "linux", target_env = "gnu"))]
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;

@@ -70,7 +70,9 @@
 //! # Platforms
 //! Unix only (Linux first): process groups, `posix_spawn`, signal dispositions and PID 1
 //! are the subject. ctrlc would cover a Windows console's Ctrl+C, but the rest has no
-//! counterpart there, so the library does not pretend to build.
+//! counterpart there, so the library does not pretend to build. [`spawn`] needs Linux with
+//! glibc 2.34 or later: it closes every other descriptor in the child with
+//! `posix_spawn_file_actions_addclosefrom_np`, which musl does not have.
 
 #[cfg(not(unix))]
 compile_error!("graceful is Unix-only: its subject is signals, process groups and PID 1");
@@ -91,6 +93,7 @@ mod service;
 mod shield;
 mod shutdown;
 pub mod signals;
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub mod spawn;
 pub mod sync;
 

@@ -121,10 +121,10 @@ pub fn wait_until_ended(pid: u32) -> nix::Result<()> {
     }
 }
 
-/// SIGKILLs every child of this process, for the forced exit: a child stopped before its
-/// exec holds its spawning thread (`CLONE_VFORK`) and has no handle yet, but the kernel
-/// lists it (reliably, while it is stopped). Every child of ours is a worker (or, as PID 1,
-/// an orphan that ends with us anyway), reaped only by its monitor after its end.
+/// SIGKILLs every child of this process, for a forced exit: a child stopped before its exec
+/// holds its spawning thread (`CLONE_VFORK`) and has no handle yet, but the kernel lists it
+/// (reliably, while it is stopped). Only for a process whose children are all its workers
+/// (or, as PID 1, orphans that end with it anyway): any other child is killed too.
 pub fn kill_every_child() {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return;

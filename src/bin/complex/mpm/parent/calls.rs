@@ -151,6 +151,7 @@ impl Shared {
         deadline: &AnswerDeadline,
     ) -> Result<Reply, MpmError> {
         self.take_pending(id);
+        worker.stdin.take_back(id);
         if deadline.in_the_stop {
             Self::kill_late(worker, &format!("neither answered call {id}{what} nor stopped"));
             return Err(MpmError::WorkerCrashed {
@@ -178,8 +179,13 @@ impl Shared {
         self.register(id, &worker, method.name(), waiter)?;
         tracing::debug!("MPM.{method}: call {id} to {}", worker.name);
         if worker.stdin.send(&Command::Call { id, method }).is_err() {
-            // Its monitor fails the pending call (or already did): the caller hears of it.
-            tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
+            if self.withdrawing.load(SeqCst) {
+                // Registered before the withdraw, sent after the stop command: never run.
+                self.complete(id, Err(MpmError::Withdrawn));
+            } else {
+                // Its monitor fails the pending call (or already did): the caller hears of it.
+                tracing::debug!("MPM: call {id}: {} stdin is closed", worker.name);
+            }
         }
         Ok((id, worker))
     }

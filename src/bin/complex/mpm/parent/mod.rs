@@ -14,7 +14,8 @@
 //! Files: this one holds the state, the start and the stop; [`calls`] and [`answers`] the
 //! callers; [`update`]; [`supervision`] (reports, ends, replacements) and [`pump`] (the
 //! monitors' loop); [`handshake`] the parent's half of lesson 7; one worker process in
-//! [`child`], [`stdin`], [`spawn`], [`worker_logs`]; [`latch`] a value set once.
+//! [`child`], [`stdin`], [`worker_logs`] (spawned by `graceful::spawn`); [`latch`] a value
+//! set once.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
@@ -33,6 +34,7 @@ use graceful::spawn::{self, Program};
 use handshake::Handshaking;
 use latch::Latch;
 use pump::Pump;
+use supervision::Withdrawal;
 
 mod answers;
 mod calls;
@@ -195,7 +197,7 @@ impl Mpm {
         );
         for worker in &workers {
             // Calls still waiting for room in its stdin never reach it: withdrawn here.
-            shared.withdrawn(worker, &worker.stdin.withdraw(), true);
+            shared.withdrawn(worker, &worker.stdin.withdraw(), Withdrawal::Unsent);
         }
     }
 
@@ -217,7 +219,8 @@ impl Mpm {
             workers.len()
         );
         for worker in &workers {
-            worker.stdin.close();
+            // Calls that came between the withdraw and now, still queued, go no further.
+            shared.withdrawn(worker, &worker.stdin.close(), Withdrawal::Unsent);
         }
         tracing::debug!("MPM.stop: waiting for the workers to finish the item in hand and exit");
         for worker in &workers {
@@ -270,9 +273,9 @@ impl Mpm {
     }
 }
 
-/// Each worker holds three descriptors of this process (its pipes), and the monitors' loop
-/// polls them all at once (`poll` takes no more than the limit): a thousand workers need
-/// more than the usual soft limit of 1,024, so it is raised towards the hard limit.
+/// Each worker holds three descriptors of this process (its pipes), all open at once for the
+/// monitors' loop: a thousand workers need more than the usual soft limit of 1,024, so it
+/// is raised towards the hard limit.
 fn room_for_descriptors(workers: usize) {
     let needed = u64::try_from(workers)
         .unwrap_or(u64::MAX)

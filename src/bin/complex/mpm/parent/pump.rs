@@ -14,6 +14,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst, mpsc::SyncSender};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
@@ -37,6 +38,8 @@ const STDERR: u64 = 1;
 const STDIN: u64 = 2;
 /// The wake-up's token.
 const WAKE: u64 = u64::MAX;
+/// How long the loop waits before it tries again after `epoll_wait` failed.
+const RETRY_WAIT: Duration = Duration::from_millis(100);
 
 /// The loop's state shared with the threads that hand it workers.
 pub(super) struct Pump {
@@ -62,6 +65,21 @@ pub(super) struct Watched {
     pub(super) broken: Option<String>,
     /// What its reports told so far: see `supervision.rs`.
     pub(super) told: Told,
+}
+
+impl Watched {
+    fn close_pipes(&mut self, epoll: &Epoll) {
+        close(&mut self.stdout, epoll);
+        close(&mut self.stderr, epoll);
+    }
+}
+
+/// Stops reading one of a worker's pipes, out of the set first: a child caught between its
+/// spawn and its exec holds a copy of it, and would keep its hang-up reported on every wait.
+fn close(pipe: &mut Option<File>, epoll: &Epoll) {
+    if let Some(pipe) = pipe.take() {
+        let _ = epoll.delete(&pipe);
+    }
 }
 
 /// What a worker's reports told that decides how its end is reported.
@@ -159,7 +177,7 @@ impl Shared {
                     tracing::error!("MPM: cannot watch {} ({error}); killing it", one.worker.name);
                     one.worker.kill();
                     one.broken = Some(format!("cannot watch its pipes: {error}"));
-                    (one.stdout, one.stderr) = (None, None);
+                    one.close_pipes(epoll);
                 }
                 watched.insert(one.worker.incarnation, one);
             }
@@ -170,20 +188,22 @@ impl Shared {
                 Ok(ready) => ready,
                 Err(nix::errno::Errno::EINTR) => 0,
                 Err(error) => {
-                    // Cannot wait for the pipes any more: end the workers rather than spin
-                    // or hang; their ends are reported as usual.
+                    // Cannot wait for the pipes (only EINTR is expected): end the workers
+                    // rather than hang, their ends reported as usual, and try again a little
+                    // later rather than spin.
                     tracing::error!("MPM: cannot wait for the workers' pipes ({error}); killing them");
                     for one in watched.values_mut() {
                         one.worker.kill();
                         one.broken
                             .get_or_insert(format!("cannot wait for its pipes: {error}"));
-                        (one.stdout, one.stderr) = (None, None);
+                        one.close_pipes(epoll);
                     }
+                    std::thread::sleep(RETRY_WAIT);
                     0
                 }
             };
             // Log lines first: a worker logs what it did, then reports it, so of what this
-            // wait found ready, every stderr is read before any stdout.
+            // wait found ready, each stderr is read (once) before any stdout.
             for pass in [STDERR, STDOUT] {
                 for token in events[..ready].iter().map(EpollEvent::data) {
                     if token == WAKE {
@@ -194,8 +214,10 @@ impl Shared {
                         continue;
                     };
                     match token % 4 {
-                        STDIN if pass == STDERR => drop(one.worker.stdin.write_queued()),
-                        pipe if pipe == pass => self.take_in(one, pipe, &mut chunk),
+                        STDIN if pass == STDERR => {
+                            let _ = one.worker.stdin.try_write_all();
+                        }
+                        pipe if pipe == pass => self.take_in(one, pipe, &mut chunk, epoll),
                         _ => {}
                     }
                 }
@@ -214,12 +236,12 @@ impl Shared {
     }
 
     /// Reads what epoll said is ready in one of a worker's pipes.
-    fn take_in(&self, one: &mut Watched, pipe: u64, chunk: &mut [u8]) {
+    fn take_in(&self, one: &mut Watched, pipe: u64, chunk: &mut [u8], epoll: &Epoll) {
         let worker = one.worker.clone();
         if pipe == STDERR {
             if let Some(stderr) = one.stderr.as_mut() {
                 if !take_in_lines(&worker, stderr, chunk, &mut one.lines) {
-                    one.stderr = None;
+                    close(&mut one.stderr, epoll);
                 }
             }
             return;
@@ -232,7 +254,7 @@ impl Shared {
             self.on_report(&worker, told, handshake, report);
         }) {
             Ok(true) => {}
-            Ok(false) => one.stdout = None,
+            Ok(false) => close(&mut one.stdout, epoll),
             Err(error) => {
                 tracing::error!(
                     worker_pid = worker.pid,
@@ -241,7 +263,7 @@ impl Shared {
                 );
                 worker.kill();
                 one.broken = Some(error.to_string());
-                one.stdout = None;
+                close(&mut one.stdout, epoll);
             }
         }
     }

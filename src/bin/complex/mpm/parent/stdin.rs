@@ -30,7 +30,7 @@ use crate::mpm::shared::protocol::{Command, Frame};
 pub struct Stdin {
     outbox: Mutex<Outbox>,
     /// [`Stdin::close`] ran: an exit after it is expected.
-    stop_sent: AtomicBool,
+    close_requested: AtomicBool,
 }
 
 /// The write end of the pipe, while it is open, and what waits for room in it.
@@ -47,41 +47,61 @@ struct Outbox {
 }
 
 impl Outbox {
-    /// Writes what waits until the pipe is full. A broken pipe (the worker is gone, which its
-    /// monitor reports) drops it all.
+    /// Writes what waits until the pipe is full. A frame of which nothing went out stays in
+    /// its queue (a withdraw may still take it back, a stop still overtake it); one begun is
+    /// finished before any other. A broken pipe (the worker is gone, which its monitor
+    /// reports) drops it all.
     fn write_queued(&mut self) {
         while let Some(pipe) = &self.pipe {
-            let (frame, written) = match self.head.take() {
-                Some(head) => head,
-                None => match self.control.pop_front() {
-                    Some(control) => (control, 0),
-                    None => match self.commands.pop_front() {
-                        Some((_, command)) => (command, 0),
-                        None => {
-                            if self.closing {
-                                self.pipe = None;
-                            }
-                            return;
-                        }
-                    },
-                },
+            let (frame, written) = if let Some((frame, written)) = &self.head {
+                (frame, *written)
+            } else if let Some(frame) = self.control.front() {
+                (frame, 0)
+            } else if let Some((_, frame)) = self.commands.front() {
+                (frame, 0)
+            } else {
+                if self.closing {
+                    self.pipe = None;
+                }
+                return;
             };
-            match (&*pipe).write(&frame[written..]) {
-                Ok(n) if written + n == frame.len() => {}
-                Ok(n) if n > 0 => self.head = Some((frame, written + n)),
-                Err(error) if error.kind() == io::ErrorKind::Interrupted => {
-                    self.head = Some((frame, written))
+            let (length, outcome) = (frame.len(), (&*pipe).write(&frame[written..]));
+            match outcome {
+                Ok(n) if n > 0 => {
+                    let frame = match self.head.take() {
+                        Some((frame, _)) => frame,
+                        None => match self.control.pop_front() {
+                            Some(frame) => frame,
+                            None => self
+                                .commands
+                                .pop_front()
+                                .map(|(_, frame)| frame)
+                                .unwrap_or_default(),
+                        },
+                    };
+                    if written + n < length {
+                        self.head = Some((frame, written + n));
+                    }
                 }
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) if error.kind() != io::ErrorKind::WouldBlock => {
-                    (self.pipe, self.control, self.commands) = (None, VecDeque::new(), VecDeque::new());
+                    (self.pipe, self.head) = (None, None);
+                    (self.control, self.commands) = (VecDeque::new(), VecDeque::new());
                 }
-                // Full: the rest waits for room.
-                _ => {
-                    self.head = Some((frame, written));
-                    return;
-                }
+                // Full: what waits stays where it is until the worker makes room.
+                _ => return,
             }
         }
+    }
+
+    /// Takes the unsent calls out of the queue, for their callers to hear they were withdrawn.
+    fn take_back_calls(&mut self) -> Vec<u64> {
+        let mut taken_back = Vec::new();
+        self.commands.retain(|(id, _)| {
+            taken_back.extend(*id);
+            id.is_none()
+        });
+        taken_back
     }
 
     fn is_empty(&self) -> bool {
@@ -101,11 +121,12 @@ impl Stdin {
                 commands: VecDeque::new(),
                 closing: false,
             }),
-            stop_sent: AtomicBool::new(false),
+            close_requested: AtomicBool::new(false),
         })
     }
 
-    /// Sends one call or update, never waiting: written now, or queued for when the pipe has
+    /// Sends one call or update (the control commands have [`withdraw`](Self::withdraw) and
+    /// [`close`](Self::close)), never waiting: written now, or queued for when the pipe has
     /// room. Fails once the stop command is on its way or the pipe broke.
     pub fn send(&self, command: &Command) -> io::Result<()> {
         let id = match command {
@@ -126,35 +147,37 @@ impl Stdin {
     /// of those calls, taken back: the worker never sees them. Never blocks.
     pub fn withdraw(&self) -> Vec<u64> {
         self.with_outbox(|outbox| {
-            let mut taken_back = Vec::new();
-            outbox.commands.retain(|(id, _)| {
-                taken_back.extend(*id);
-                id.is_none()
-            });
             push_control(outbox, &Command::Withdraw);
+            outbox.take_back_calls()
+        })
+    }
+
+    /// Takes call `id` back if it is still queued (its caller gave up on it): a stuck worker
+    /// does not pile up calls nobody waits for.
+    pub fn take_back(&self, id: u64) {
+        self.with_outbox(|outbox| outbox.commands.retain(|(queued, _)| *queued != Some(id)));
+    }
+
+    /// Queues the stop command ahead of everything else but a frame half written, then the
+    /// end of stdin, and returns the ids of the calls still queued, never to be sent now.
+    /// Idempotent, and never blocks: a wedged worker whose pipe is full must not hold up the
+    /// stop; the stop's deadline kills it.
+    pub fn close(&self) -> Vec<u64> {
+        self.close_requested.store(true, SeqCst);
+        self.with_outbox(|outbox| {
+            push_control(outbox, &Command::Stop);
+            outbox.closing = true;
+            // Whatever was still queued would follow the stop.
+            let taken_back = outbox.take_back_calls();
+            outbox.commands.clear();
             taken_back
         })
     }
 
-    /// Queues the stop command ahead of everything else but a frame half written, then the
-    /// end of stdin. Idempotent, and never blocks: a wedged worker whose pipe is full must not
-    /// hold up the stop; the stop's deadline kills it.
-    pub fn close(&self) {
-        self.stop_sent.store(true, SeqCst);
-        self.with_outbox(|outbox| {
-            if !outbox.closing {
-                push_control(outbox, &Command::Stop);
-                // Whatever was still queued would follow the stop: never sent. Its callers are
-                // released when the worker ends.
-                outbox.commands.clear();
-                outbox.closing = true;
-            }
-        });
-    }
-
     /// Has `epoll` report `token` whenever a reader frees room in the full pipe (edge
     /// triggered: our own writes never fire it). Registered once: the pipe leaves the set by
-    /// itself when it is closed, so no number that may have been reused is ever named to it.
+    /// itself once its last copy is closed (a child caught between its spawn and its exec
+    /// holds copies), so no number that may have been reused is ever named to it.
     pub fn watch_room(&self, epoll: &Epoll, token: u64) -> nix::Result<()> {
         let outbox = self.outbox.lock_unpoisoned();
         let room = EpollFlags::EPOLLOUT | EpollFlags::EPOLLET;
@@ -165,16 +188,16 @@ impl Stdin {
     }
 
     /// Writes what waits, for the monitors' loop once the pipe has room; returns whether
-    /// something still waits.
-    pub fn write_queued(&self) -> bool {
+    /// everything is out.
+    pub fn try_write_all(&self) -> bool {
         let mut outbox = self.outbox.lock_unpoisoned();
         outbox.write_queued();
-        outbox.pipe.is_some() && !outbox.is_empty()
+        outbox.pipe.is_none() || outbox.is_empty()
     }
 
     /// Whether [`close`](Self::close) ran: an exit after it is expected.
     pub fn was_closed(&self) -> bool {
-        self.stop_sent.load(SeqCst)
+        self.close_requested.load(SeqCst)
     }
 
     /// Runs `change` on the outbox and writes what it can. What is left waits for the
@@ -230,19 +253,28 @@ mod tests {
         // A "worker" that never reads its stdin.
         let (stdin, process, _stdout) = spawn("/bin/sleep", &["60".into()]);
         let mut sent = 0;
-        while !stdin.write_queued() {
+        while stdin.try_write_all() {
             stdin.send(&call(sent, "x".repeat(100))).unwrap();
             sent += 1;
             assert!(sent < 100_000, "a pipe holds far less than 10 MB");
         }
-        let queued = [sent, sent + 1];
-        for id in queued {
+        // A frame of at most PIPE_BUF bytes goes out whole or not at all: the last one sent
+        // did not, and waits with the two queued behind it.
+        for id in [sent, sent + 1] {
             stdin.send(&call(id, "queued".into())).unwrap();
         }
-        // The half-written frame stays (it must be finished); the two whole ones come back.
-        assert_eq!(stdin.withdraw(), queued);
-        stdin.close();
-        assert!(stdin.send(&call(sent + 2, "late".into())).is_err());
+        assert_eq!(
+            stdin.withdraw(),
+            [sent - 1, sent, sent + 1],
+            "all taken back, unsent"
+        );
+        stdin.send(&call(sent + 2, "after the withdraw".into())).unwrap();
+        assert_eq!(
+            stdin.close(),
+            [sent + 2],
+            "what the stop overtakes comes back too"
+        );
+        assert!(stdin.send(&call(sent + 3, "late".into())).is_err());
         process.kill().unwrap();
         process.wait().unwrap();
     }
@@ -259,7 +291,7 @@ mod tests {
         // No monitor here: write what the pipe could not take yet, until the stop is out.
         let mut echoed = Vec::new();
         let mut chunk = [0; 4096];
-        while stdin.write_queued() {
+        while !stdin.try_write_all() {
             let n = stdout.read(&mut chunk).unwrap();
             echoed.extend_from_slice(&chunk[..n]);
         }
@@ -285,7 +317,7 @@ mod tests {
         assert_eq!(wait(), 0, "our own write is no news");
         // More than cat's stdout pipe and its stdin pipe hold together: ours fills.
         stdin.send(&call(2, "y".repeat(400_000))).unwrap();
-        assert!(stdin.write_queued(), "the rest waits for room");
+        assert!(!stdin.try_write_all(), "the rest waits for room");
         assert_eq!(wait(), 0);
         // Reading cat's output lets it read more of its input, which makes room.
         epoll
@@ -298,7 +330,7 @@ mod tests {
             for event in &events[..ready] {
                 match event.data() {
                     // Written only when room is reported: a missed report stalls this loop.
-                    7 => queued = stdin.write_queued(),
+                    7 => queued = !stdin.try_write_all(),
                     _ => echoed += stdout.read(&mut chunk).unwrap(),
                 }
             }

@@ -16,6 +16,16 @@ use crate::mpm::shared::handshake::Step;
 use crate::mpm::shared::protocol::Report;
 use nix::sys::wait::WaitStatus;
 
+/// Who withdrew calls a worker never began.
+pub(super) enum Withdrawal {
+    /// The worker, in its acknowledgement of the withdraw command.
+    Acknowledged,
+    /// The worker, for calls that reached it after the withdraw command.
+    Later,
+    /// MPM: calls still waiting in the worker's stdin, taken back unsent.
+    Unsent,
+}
+
 /// The wait before the second restart within the window; each later one waits twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest wait before a restart.
@@ -50,7 +60,11 @@ impl Shared {
             Report::Updated { id, version } => self.complete(id, Ok(Reply::Updated { version })),
             Report::Withdrawn { ids } => {
                 told.withdrawals += 1;
-                self.withdrawn(worker, &ids, told.withdrawals == 1);
+                let by = match told.withdrawals {
+                    1 => Withdrawal::Acknowledged,
+                    _ => Withdrawal::Later,
+                };
+                self.withdrawn(worker, &ids, by);
             }
         }
     }
@@ -131,22 +145,22 @@ impl Shared {
         }
     }
 
-    /// Calls a worker never began were withdrawn (by it, or unsent from its stdin): their
-    /// callers hear so. The worker's first answer is the acknowledgement of the withdraw
-    /// command; later ones are calls that came after it.
-    pub(super) fn withdrawn(&self, worker: &WorkerProcess, ids: &[u64], first: bool) {
+    /// Calls `worker` never began were withdrawn: their callers hear so, and the line says by
+    /// whom.
+    pub(super) fn withdrawn(&self, worker: &WorkerProcess, ids: &[u64], by: Withdrawal) {
         for &id in ids {
             self.complete(id, Err(MpmError::Withdrawn));
         }
-        let (count, more) = (ids.len(), if first { "" } else { " more" });
+        let (count, name) = (ids.len(), &worker.name);
+        let said = match by {
+            Withdrawal::Acknowledged => format!("{name} withdrew {count} call(s) it had not begun"),
+            Withdrawal::Later => format!("{name} withdrew {count} more call(s) it had not begun"),
+            Withdrawal::Unsent => {
+                format!("withdrew {count} call(s) still waiting in {name}'s stdin, never sent")
+            }
+        };
         if count > 0 {
-            tracing::info!(
-                event = "withdrawn",
-                worker = %worker.name,
-                count,
-                "MPM: {} withdrew {count}{more} call(s) it had not begun",
-                worker.name
-            );
+            tracing::info!(event = "withdrawn", worker = %name, count, "MPM: {said}");
         }
     }
 
