@@ -5,15 +5,19 @@
 //!   thread writes it (`queue.rs`); a stalled stderr costs dropped lines (counted, and the
 //!   count logged once stderr moves), never a stalled signal, stop or forced exit.
 //! - **One stream for the whole run.** Workers write their lines into a pipe to the main
-//!   process, which passes each whole line to its own queue ([`forward`]), so stderr has one
-//!   writer: a worker killed mid-line can never leave half a line with another glued to it.
+//!   process, which cuts them into whole lines ([`WholeLines`]) and passes each to its own
+//!   queue ([`forward`]), so stderr has one writer: a worker killed mid-line can never
+//!   leave half a line with another glued to it.
 //! - **The exit event is the last line.** [`write_final`] queues it and seals the queue: a
 //!   thread that logs a moment later (a task racing the exit) writes nothing, and
 //!   the end of the process ([`crate::Edge`]) waits for the writer, with a bound, before the process ends.
 
 mod format;
+mod lines;
 mod queue;
 mod shedding;
+
+pub use lines::WholeLines;
 
 use std::cell::Cell;
 use std::io::IsTerminal;

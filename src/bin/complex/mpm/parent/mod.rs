@@ -14,8 +14,8 @@
 //! Files: this one holds the state, the start and the stop; [`calls`] and [`answers`] the
 //! callers; [`update`]; [`supervision`] (reports, ends, replacements) and [`pump`] (the
 //! monitors' loop); [`handshake`] the parent's half of lesson 7; one worker process in
-//! [`child`], [`stdin`], [`worker_logs`] (spawned by `graceful::spawn`); [`latch`] a value
-//! set once.
+//! [`child`] and [`stdin`] (spawned by `graceful::spawn`, its log cut by
+//! `graceful::logging::WholeLines`); [`latch`] a value set once.
 
 use graceful::sync::LockUnpoisoned;
 use std::collections::{HashMap, VecDeque};
@@ -46,7 +46,6 @@ mod reply;
 mod stdin;
 mod supervision;
 mod update;
-mod worker_logs;
 
 pub use reply::{MpmError, Reply};
 

@@ -1,5 +1,5 @@
 //! The monitors' loop: one thread waits, with `epoll`, on every worker's stdout (reports,
-//! handled as each line is whole), stderr (log lines, forwarded whole: `worker_logs.rs`) and
+//! handled as each line is whole), stderr (log lines, forwarded whole: see `WholeLines`) and
 //! stdin (room in a full pipe, for the commands that wait: `stdin.rs`), and on its own wake-up
 //! (an eventfd: a new worker, the stop). Workers cost processes, not threads: the main process's
 //! thread count does not grow with `--workers`, and a wake-up costs what is ready, not what
@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, atomic::AtomicBool, atomic::Ordering::SeqCst, mpsc::
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use graceful::logging::WholeLines;
 use graceful::sync::LockUnpoisoned;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -24,11 +25,12 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 use super::Shared;
 use super::child::{Outputs, WorkerProcess};
 use super::handshake::Heard;
-use super::worker_logs::{self, Dropped, Lines};
 use crate::mpm::shared::protocol::{self, Frame, ProtocolError, Report};
 
 /// Bytes taken per read.
 const CHUNK: usize = 64 * 1024;
+/// The longest log line carried; anything longer is dropped (worker lines are far shorter).
+const MAX_LOG_LINE: usize = 64 * 1024;
 /// Readiness events taken per wait.
 const EVENTS: usize = 256;
 /// An event's token: the worker's incarnation (unique for the whole run, so an event never
@@ -59,8 +61,8 @@ pub(super) struct Watched {
     stdout: Option<File>,
     stderr: Option<File>,
     /// Its stdout and stderr, cut into lines.
-    reports: Lines,
-    lines: Lines,
+    reports: WholeLines,
+    lines: WholeLines,
     /// Why its report stream broke, if it did not end cleanly.
     pub(super) broken: Option<String>,
     /// What its reports told so far: see `supervision.rs`.
@@ -144,8 +146,8 @@ impl Shared {
             handshake,
             stdout: Some(outputs.stdout),
             stderr: Some(outputs.stderr),
-            reports: Lines::new(protocol::MAX_LINE),
-            lines: Lines::new(worker_logs::MAX_LINE),
+            reports: WholeLines::new(protocol::MAX_LINE),
+            lines: WholeLines::new(MAX_LOG_LINE),
             broken: None,
             told: Told::default(),
         });
@@ -272,7 +274,7 @@ impl Shared {
 /// One read of the worker's stdout (epoll said it is ready); handles every whole report.
 /// `Ok(false)` at the end.
 fn take_in_reports(
-    reports: &mut Lines,
+    reports: &mut WholeLines,
     stdout: &mut File,
     chunk: &mut [u8],
     on_report: &mut impl FnMut(Report),
@@ -300,7 +302,12 @@ fn take_in_reports(
 }
 
 /// One read of the worker's stderr; forwards its whole lines. Returns whether it is open.
-fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], lines: &mut Lines) -> bool {
+fn take_in_lines(
+    worker: &WorkerProcess,
+    stderr: &mut File,
+    chunk: &mut [u8],
+    lines: &mut WholeLines,
+) -> bool {
     let name = worker.name.as_str();
     let n = match stderr.read(chunk) {
         Ok(n) => n,
@@ -321,13 +328,13 @@ fn take_in_lines(worker: &WorkerProcess, stderr: &mut File, chunk: &mut [u8], li
         }
         return false;
     }
-    for Dropped::TooLong(bytes) in lines.push(&chunk[..n], |line| graceful::logging::forward(name, line)) {
+    for bytes in lines.push(&chunk[..n], |line| graceful::logging::forward(name, line)) {
         tracing::warn!(
             event = "truncated",
             component = name,
             bytes,
             "{name}: a log line longer than {} bytes was dropped",
-            worker_logs::MAX_LINE
+            MAX_LOG_LINE
         );
     }
     true

@@ -6,7 +6,7 @@
 //! leaves the decision to its parent, which sends the stop command ([`install_signal_policy`];
 //! it was spawned with the signals blocked: lesson 7). Lesson 6 is `intake.rs`, lesson 8 the
 //! lanes its work loop ([`serve`]) takes items from, `lanes.rs`. Its log goes through its
-//! parent (`parent/worker_logs.rs`), flushed, bounded, before it exits. Planted faults
+//! parent (`graceful::logging::WholeLines`), flushed, bounded, before it exits. Planted faults
 //! (`fault.rs`) come in through the choice of the next item, never through the loop.
 
 mod dummy;
