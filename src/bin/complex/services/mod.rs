@@ -97,13 +97,7 @@ impl Facade {
             // The reference's way: a pool thread waits out the whole round trip, so busy
             // tasks beyond --pool-threads queue for the pool (and would starve a stop that
             // needed it).
-            return Ok(self
-                .pool
-                .run(method.name(), move || match method {
-                    Method::ProcessNumber(n) => mpm.process_number(n),
-                    Method::ProcessString(s) => mpm.process_string(s),
-                })
-                .await??);
+            return Ok(self.pool.run(method.name(), move || mpm.call(method)).await??);
         }
         // No pool thread sits idle waiting for a worker: the call is sent from here (that
         // never blocks) and its answer awaited here. Dropping this future abandons the

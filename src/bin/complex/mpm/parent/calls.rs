@@ -1,8 +1,8 @@
 //! The calls: the public call API, and the callers waiting for answers (dispatch,
 //! registration, completion, release).
 //!
-//! Two ways to call, one path under both: `process_string` and `process_number` block their
-//! thread until the answer (the reference's API, which `--blocking-calls` runs on the pool);
+//! Two ways to call, one path under both: [`Mpm::call`] blocks its thread until the answer
+//! (the reference's API, which `--blocking-calls` runs on the pool);
 //! [`Mpm::submit`] hands an async task a handle to await. Sending never blocks either way.
 //!
 //! The invariant: a caller is registered under the pending lock only while its worker is
@@ -51,14 +51,12 @@ impl Waiter {
 }
 
 impl Mpm {
-    /// `process_string(parameter)` in some worker, blocking (the reference's API).
-    pub fn process_string(&self, parameter: String) -> Result<Reply, MpmError> {
-        self.shared.call(Method::ProcessString(parameter))
-    }
-
-    /// `process_number(parameter)` in some worker, blocking (the reference's API).
-    pub fn process_number(&self, parameter: i64) -> Result<Reply, MpmError> {
-        self.shared.call(Method::ProcessNumber(parameter))
+    /// `method` in some worker; this thread waits for the answer, 30 s at most (the
+    /// reference's API).
+    pub fn call(&self, method: Method) -> Result<Reply, MpmError> {
+        let result = self.shared.call(method);
+        self.shared.stats.count_call(&result);
+        result
     }
 
     /// Sends `method` to some worker and returns at once, never blocking (a full pipe
@@ -115,14 +113,7 @@ impl Stats {
 }
 
 impl Shared {
-    /// A blocking call: dispatch, then this thread waits for the answer (30 s at most).
     fn call(&self, method: Method) -> Result<Reply, MpmError> {
-        let result = self.call_uncounted(method);
-        self.stats.count_call(&result);
-        result
-    }
-
-    fn call_uncounted(&self, method: Method) -> Result<Reply, MpmError> {
         let what = method.name();
         let (reply, answer) = sync_channel(1);
         let (id, worker) = self.dispatch(method, Waiter::Blocking(reply))?;
