@@ -1,13 +1,11 @@
-//! `complex`'s command line: the shared options, its own, and the hidden worker subcommand.
-//! This file alone knows the flags: it maps them onto the process layer's settings
-//! ([`MpmConfig`], [`WorkerConfig`]), and back into a worker's arguments.
+//! `complex`'s command line: the shared options and its own, mapped onto the process layer's
+//! settings ([`MpmConfig`]), and the hidden worker subcommand, whose arguments are the
+//! process layer's own ([`WorkerConfig`]: the manager writes them, its worker reads them).
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use graceful::LogFormat;
-use graceful::demo::{CommonArgs, TimeScale};
-use tracing_subscriber::filter::LevelFilter;
+use clap::{Args, Parser, Subcommand};
+use graceful::demo::CommonArgs;
 
 use crate::mpm::{self, MpmConfig, WorkerConfig};
 
@@ -40,7 +38,7 @@ pub struct Cli {
 pub enum Subcommands {
     /// A worker process, started by `complex` and talked to over stdin/stdout (JSON lines)
     #[command(hide = true)]
-    Worker(WorkerArgs),
+    Worker(WorkerConfig),
 }
 
 /// `complex`'s own options.
@@ -102,83 +100,16 @@ impl Cli {
             fault: self.complex.inject_fault,
             restart_limit: self.complex.restart_limit,
             restart_window: self.complex.restart_window,
-            worker_command: WorkerArgs::command_line,
         }
-    }
-}
-
-/// `complex worker`'s arguments, written by the manager ([`WorkerArgs::command_line`]) and
-/// read back by clap like every other command line.
-#[derive(Args, Debug, Clone)]
-pub struct WorkerArgs {
-    /// 1-based: the worker is `worker-INDEX`
-    #[arg(long, value_name = "INDEX", value_parser = clap::value_parser!(u16).range(1..))]
-    pub index: u16,
-
-    /// Multiply every simulated delay by F
-    #[arg(long, value_name = "F", default_value = "1", value_parser = TimeScale::parse, allow_negative_numbers = true)]
-    pub time_scale: TimeScale,
-
-    /// The log lines' format
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-
-    /// Lowest level logged
-    #[arg(long, value_name = "LEVEL", default_value = "debug")]
-    pub log_level: LevelFilter,
-
-    /// Refuse to start (`complex --fail-start worker-N`)
-    #[arg(long)]
-    pub fail_start: bool,
-
-    /// A planted fault
-    #[arg(long, value_enum)]
-    pub inject_fault: Option<mpm::Fault>,
-}
-
-impl WorkerArgs {
-    /// The process layer's settings for this worker.
-    pub fn config(&self) -> WorkerConfig {
-        WorkerConfig {
-            index: self.index,
-            time_scale: self.time_scale,
-            log_format: self.log_format,
-            log_level: self.log_level,
-            fail_start: self.fail_start,
-            fault: self.inject_fault,
-        }
-    }
-
-    /// The command line that runs `config` as `complex worker ...`: what
-    /// [`MpmConfig::worker_command`] is set to.
-    pub fn command_line(config: &WorkerConfig) -> Vec<String> {
-        let name = |value: Option<clap::builder::PossibleValue>| {
-            value.map(|v| v.get_name().to_owned()).unwrap_or_default()
-        };
-        let mut args = vec![
-            "worker".into(),
-            "--index".into(),
-            config.index.to_string(),
-            "--time-scale".into(),
-            config.time_scale.factor().to_string(),
-            "--log-format".into(),
-            name(config.log_format.to_possible_value()),
-            "--log-level".into(),
-            config.log_level.to_string().to_lowercase(),
-        ];
-        if config.fail_start {
-            args.push("--fail-start".into());
-        }
-        if let Some(fault) = config.fault {
-            args.extend(["--inject-fault".into(), name(fault.to_possible_value())]);
-        }
-        args
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use graceful::LogFormat;
+    use graceful::demo::TimeScale;
+    use tracing_subscriber::filter::LevelFilter;
 
     #[test]
     fn worker_arguments_round_trip_through_clap() {
@@ -190,12 +121,12 @@ mod tests {
             fail_start: true,
             fault: Some(mpm::Fault::WorkerIgnoresStop),
         };
-        let line = WorkerArgs::command_line(&config);
+        let line = config.command_line();
         let cli = Cli::try_parse_from(std::iter::once("complex".to_string()).chain(line)).unwrap();
         let Some(Subcommands::Worker(args)) = cli.command else {
             panic!("not the worker subcommand: {cli:?}");
         };
-        assert_eq!(args.config(), config);
+        assert_eq!(args, config);
         assert!(
             Cli::try_parse_from(["complex", "worker"]).is_err(),
             "--index is required"

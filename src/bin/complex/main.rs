@@ -31,7 +31,7 @@ fn main() {
     }
     let cli = Cli::parse();
     if let Some(Subcommands::Worker(args)) = &cli.command {
-        mpm::worker::run(args.config());
+        mpm::worker::run(args.clone());
     }
     let workers = usize::from(cli.complex.workers);
     let known = |component: &str| {

@@ -305,7 +305,7 @@ impl Shared {
         };
         self.open_for_calls()
             .map_err(|_| failed("MPM is stopping".into()))?;
-        let args = (self.config.worker_command)(&self.config.worker(slot));
+        let args = self.config.worker(slot).command_line();
         // No lock is held across the spawn: a child stopped before its exec holds the
         // spawning thread (vfork), and the runtime and the forced exit need the slots.
         let (worker, outputs) =

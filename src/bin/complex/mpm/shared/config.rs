@@ -1,7 +1,11 @@
-//! The process layer's own settings. The command line (`cli.rs`) maps its flags onto these;
-//! nothing in `mpm/` knows a flag's name.
+//! The process layer's own settings. The command line (`cli.rs`) maps its flags onto the
+//! manager's; a worker's are the arguments of the hidden `complex worker`, which the manager
+//! writes ([`WorkerConfig::command_line`]) and the worker reads back through clap, so both
+//! sides of that protocol live here.
 
 use std::time::Duration;
+
+use clap::ValueEnum;
 
 use graceful::demo::TimeScale;
 use graceful::logging::LogFormat;
@@ -26,9 +30,6 @@ pub struct MpmConfig {
     pub restart_limit: u32,
     /// ... within this window.
     pub restart_window: Duration,
-    /// How a worker's settings become the arguments of the process that runs it: the
-    /// command line's business (the same executable parses them back), not this layer's.
-    pub worker_command: fn(&WorkerConfig) -> Vec<String>,
 }
 
 impl MpmConfig {
@@ -45,20 +46,26 @@ impl MpmConfig {
     }
 }
 
-/// What one worker process is told.
-#[derive(Clone, Debug, PartialEq)]
+/// What one worker process is told: the arguments of `complex worker`.
+#[derive(Clone, Debug, PartialEq, clap::Args)]
 pub struct WorkerConfig {
-    /// 1-based: the worker is `worker-<index>`.
+    /// 1-based: the worker is `worker-INDEX`
+    #[arg(long, value_name = "INDEX", value_parser = clap::value_parser!(u16).range(1..))]
     pub index: u16,
-    /// Its simulated work is scaled by it.
+    /// Multiply every simulated delay by F
+    #[arg(long, value_name = "F", default_value = "1", value_parser = TimeScale::parse, allow_negative_numbers = true)]
     pub time_scale: TimeScale,
-    /// Its log lines' format (they are forwarded through the parent's writer).
+    /// The log lines' format (they are forwarded through the parent's writer)
+    #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
-    /// Its lowest level logged.
+    /// Lowest level logged
+    #[arg(long, value_name = "LEVEL", default_value = "debug")]
     pub log_level: LevelFilter,
-    /// Refuse to start (a demonstration of a failed handshake).
+    /// Refuse to start (`complex --fail-start worker-N`: a failed handshake)
+    #[arg(long)]
     pub fail_start: bool,
-    /// A planted fault.
+    /// A planted fault
+    #[arg(long = "inject-fault", value_enum)]
     pub fault: Option<Fault>,
 }
 
@@ -66,6 +73,31 @@ impl WorkerConfig {
     /// `worker-<index>`: its name in the logs.
     pub fn name(&self) -> String {
         format!("worker-{}", self.index)
+    }
+
+    /// The command line that runs this worker: `complex worker ...`.
+    pub fn command_line(&self) -> Vec<String> {
+        let name = |value: Option<clap::builder::PossibleValue>| {
+            value.map(|v| v.get_name().to_owned()).unwrap_or_default()
+        };
+        let mut args = vec![
+            "worker".into(),
+            "--index".into(),
+            self.index.to_string(),
+            "--time-scale".into(),
+            self.time_scale.factor().to_string(),
+            "--log-format".into(),
+            name(self.log_format.to_possible_value()),
+            "--log-level".into(),
+            self.log_level.to_string().to_lowercase(),
+        ];
+        if self.fail_start {
+            args.push("--fail-start".into());
+        }
+        if let Some(fault) = self.fault {
+            args.extend(["--inject-fault".into(), name(fault.to_possible_value())]);
+        }
+        args
     }
 }
 
