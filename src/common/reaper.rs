@@ -152,7 +152,7 @@ fn reap(pid: Pid) -> bool {
 
 /// This process's children, from every thread's list (a child belongs to the thread that
 /// forked it, or that inherited it).
-fn children() -> Vec<u32> {
+pub(crate) fn children() -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };

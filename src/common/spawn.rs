@@ -12,8 +12,8 @@
 //! workers); the program is this executable, opened once ([`Program`]), so a file deleted or
 //! replaced meanwhile (a package upgrade) still starts what runs; the service manager's
 //! variables speak to the main process alone and stay out of the worker's environment.
-//! Spawn inside [`crate::reaper::own`] when this process may be PID 1, so the reaper leaves
-//! the child's status to its owner.
+//! The child is recorded with the PID 1 reaper ([`crate::reaper::own`]) from its spawn
+//! until [`Process::wait`] reaps it, so a reaper never takes its status from its owner.
 
 use std::ffi::{CString, OsString};
 use std::fs::File;
@@ -97,12 +97,16 @@ impl Process {
         kill(self.pid, Signal::SIGKILL)
     }
 
-    /// Waits for the process to end and reaps it.
+    /// Waits for the process to end and reaps it; from then on its pid is not ours (it may
+    /// come back as an orphan's).
     pub fn wait(self) -> nix::Result<WaitStatus> {
         loop {
             match waitpid(self.pid, None) {
                 Err(Errno::EINTR) => {}
-                waited => return waited,
+                waited => {
+                    crate::reaper::forget(self.id());
+                    return waited;
+                }
             }
         }
     }
@@ -126,14 +130,8 @@ pub fn wait_until_ended(pid: u32) -> nix::Result<()> {
 /// (reliably, while it is stopped). Only for a process whose children are all its workers
 /// (or, as PID 1, orphans that end with it anyway): any other child is killed too.
 pub fn kill_every_child() {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
-    };
-    for task in tasks.flatten() {
-        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        for pid in children.split_whitespace().filter_map(|pid| pid.parse().ok()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        }
+    for pid in crate::reaper::children() {
+        let _ = kill(Pid::from_raw(pid as libc::pid_t), Signal::SIGKILL);
     }
 }
 
@@ -175,7 +173,18 @@ pub fn spawn_with_signals_blocked(program: &Program, args: &[String]) -> io::Res
             Ok(CString::new(pair)?)
         })
         .collect::<io::Result<Vec<_>>>()?;
-    let pid = posix_spawn(path.as_c_str(), &actions, &attributes, &argv, &environment)?;
+    let pid = crate::reaper::own(
+        || {
+            Ok(posix_spawn(
+                path.as_c_str(),
+                &actions,
+                &attributes,
+                &argv,
+                &environment,
+            )?)
+        },
+        |pid| pid.as_raw().unsigned_abs(),
+    )?;
     // The child's ends are the child's alone: ours close here, so its end of file is seen.
     drop((stdin_child, stdout_child, stderr_child));
     Ok(Spawned {

@@ -4,8 +4,9 @@
 //! ended, and [`WorkerProcess::kill`] takes the same lock, so a pid is never signalled once
 //! reaped (and maybe reused); the monitor waits for the end before reaping, so a kill still
 //! reaches a worker that closed its pipes but lives on. `Drop` kills and reaps a child still
-//! unreaped. As PID 1 this process reaps adopted orphans: a worker is spawned through the
-//! reaper's registry, which leaves its status to its monitor. Its commands: `stdin.rs`.
+//! unreaped. As PID 1 this process reaps adopted orphans: `graceful::spawn` records a worker
+//! with the reaper's registry until it is reaped, so its status is left to its monitor. Its
+//! commands: `stdin.rs`.
 
 use graceful::sync::LockUnpoisoned;
 use nix::sys::wait::WaitStatus;
@@ -75,11 +76,7 @@ impl WorkerProcess {
             stdin,
             stdout,
             stderr,
-        } = graceful::reaper::own(
-            || spawn::spawn_with_signals_blocked(program, args),
-            |spawned| spawned.process.id(),
-        )
-        .map_err(failed("the worker process"))?;
+        } = spawn::spawn_with_signals_blocked(program, args).map_err(failed("the worker process"))?;
         let worker = Arc::new(Self {
             name: format!("worker-{}", slot + 1),
             slot,
@@ -116,10 +113,7 @@ impl WorkerProcess {
         let pid = self.child.lock_unpoisoned().as_ref()?.id();
         let _ = spawn::wait_until_ended(pid);
         let process = self.child.lock_unpoisoned().take()?;
-        let status = process.wait().ok();
-        // Reaped: the pid is no longer ours, and may come back as an orphan's.
-        graceful::reaper::forget(self.pid);
-        status
+        process.wait().ok()
     }
 }
 
@@ -133,7 +127,6 @@ impl Drop for WorkerProcess {
             );
             let _ = process.kill();
             let _ = process.wait();
-            graceful::reaper::forget(self.pid);
         }
     }
 }
