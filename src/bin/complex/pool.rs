@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use graceful::deadline::Deadline;
 use tokio::sync::{Notify, oneshot};
 
 /// Why a pool job gave no result.
@@ -127,7 +128,8 @@ impl BlockingPool {
     /// Returns whether the pool drained in time.
     pub async fn stop(&self, bound: Duration) -> bool {
         self.close();
-        let drained = tokio::time::timeout(bound, async {
+        // Like every bound on another party, one the time the run spent stopped never spends.
+        let idle = std::pin::pin!(async {
             loop {
                 let idle = self.shared.idle.notified();
                 if self.shared.in_flight.load(SeqCst) == 0 {
@@ -135,9 +137,8 @@ impl BlockingPool {
                 }
                 idle.await;
             }
-        })
-        .await
-        .is_ok();
+        });
+        let drained = Deadline::after(bound).within(idle).await.is_some();
         let (skipped, abandoned) = (
             self.shared.skipped.load(SeqCst),
             self.shared.abandoned.load(SeqCst),
