@@ -471,14 +471,10 @@ fn read(run: &Run, path: &str) -> String {
         .unwrap_or_else(|error| run.fail(&format!("cannot read {path}: {error}")))
 }
 
-/// Waits until `condition` holds, looking every millisecond; fails naming `what` after
-/// [`PATIENCE`]. For a state only `/proc` shows (a stop taking hold after the detach).
+/// Waits until `condition`, a state only `/proc` shows (a stop taking hold after the
+/// detach), holds; fails naming `what` after [`PATIENCE`].
 fn wait_until(run: &Run, what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        if Instant::now() >= deadline {
-            run.fail(&format!("waited {PATIENCE:?} for {what}"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
+    if !spawning::wait_proc_state(PATIENCE, condition) {
+        run.fail(&format!("waited {PATIENCE:?} for {what}"));
     }
 }

@@ -16,7 +16,7 @@ mod reader;
 mod watch;
 
 pub use reader::Stderr;
-pub use watch::{is_alive, wait_exited, wait_signal_taken};
+pub use watch::{is_alive, wait_exited, wait_proc_state, wait_signal_taken};
 
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;

@@ -150,11 +150,16 @@ fn signal_pending(pid: i32, signal: i32) -> bool {
 
 /// Waits until `signal` is no longer pending for process `pid` (a handler took it, or its
 /// disposition discarded it), so that the next one sent cannot merge with it; returns
-/// whether that happened within `timeout`. No notification says so: `/proc` is read every
-/// millisecond.
+/// whether that happened within `timeout`.
 pub fn wait_signal_taken(pid: i32, signal: i32, timeout: Duration) -> bool {
+    wait_proc_state(timeout, || !signal_pending(pid, signal))
+}
+
+/// Waits until `condition`, a state only `/proc` shows, holds; returns whether it did
+/// within `timeout`. No notification says so: it is read every millisecond.
+pub fn wait_proc_state(timeout: Duration, condition: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
-    while signal_pending(pid, signal) {
+    while !condition() {
         if Instant::now() >= deadline {
             return false;
         }
