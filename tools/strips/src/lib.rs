@@ -8,9 +8,31 @@
 //! hand-built markup would have to get right by itself.
 
 use svg::Document;
-use svg::node::element::{Circle, Group, Line, Rectangle, Text};
+use svg::node::element::{Circle, Group, Rectangle, Text};
 
 /// The look every picture of the suite's tools shares (tools/timeline's too).
+/// The drawing primitives the suite's pictures share.
+pub mod draw {
+    use ::svg::node::element::Line;
+
+    /// A coordinate as written in the picture: a tenth of a pixel.
+    pub fn fmt_px(v: f64) -> String {
+        format!("{v:.1}")
+    }
+
+    /// A straight line of one colour.
+    pub fn line(x1: f64, y1: f64, x2: f64, y2: f64, colour: &str) -> Line {
+        Line::new()
+            .set("x1", fmt_px(x1))
+            .set("y1", fmt_px(y1))
+            .set("x2", fmt_px(x2))
+            .set("y2", fmt_px(y2))
+            .set("stroke", colour)
+    }
+}
+
+use self::draw::{fmt_px, line};
+
 pub mod style {
     /// The font, one that every SVG viewer has or can stand in for.
     pub const FONT: &str = "DejaVu Sans, Verdana, Helvetica, Arial, sans-serif";
@@ -83,24 +105,11 @@ fn fmt_tick(ms: f64) -> String {
     }
 }
 
-fn fmt_px(v: f64) -> String {
-    format!("{v:.1}")
-}
-
 fn text(x: f64, y: f64, size: f64, content: impl Into<String>) -> Text {
     Text::new(content)
         .set("x", fmt_px(x))
         .set("y", fmt_px(y))
         .set("font-size", size)
-}
-
-fn line(x1: f64, y1: f64, x2: f64, y2: f64, colour: &str) -> Line {
-    Line::new()
-        .set("x1", fmt_px(x1))
-        .set("y1", fmt_px(y1))
-        .set("x2", fmt_px(x2))
-        .set("y2", fmt_px(y2))
-        .set("stroke", colour)
 }
 
 /// A log-scaled axis from a 1-2-5 step at or below the smallest sample to one at or above

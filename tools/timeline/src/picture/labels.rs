@@ -15,9 +15,7 @@ pub fn text_width(text: &str, size: f64, bold: bool) -> f64 {
     text.chars().count() as f64 * size * per_char
 }
 
-pub fn fmt_px(v: f64) -> String {
-    format!("{v:.1}")
-}
+pub use strips::draw::fmt_px;
 
 /// A box on the canvas.
 #[derive(Clone, Copy, Debug)]

@@ -11,7 +11,7 @@ use super::axis::Axis;
 use super::labels::{Anchor, Label, Placer, fmt_px, halo};
 use super::shapes::{
     CUT, FAILED, RESTART, UPDATE, action_colour, cross, dot, fmt_duration, fmt_time, line, phase_colour,
-    short_cause, signal_label, triangle,
+    short_cause, signal_label, signal_mark, triangle,
 };
 use crate::model::{Component, MarkKind, Phase};
 
@@ -216,14 +216,7 @@ pub fn lane(c: &Component, axis: &Axis, y: f64, placer: &mut Placer) -> Group {
     for s in &c.signals {
         let x = axis.x(s.t);
         let colour = action_colour(&s.action);
-        let mut mark = Group::new()
-            .set("class", "signal")
-            .set("data-signal", s.signal.clone())
-            .set("data-action", s.action.clone())
-            .set("data-process", s.process.clone())
-            .set("data-t", format!("{:.3}", s.t))
-            .add(Title::new(format!("{} · {}", fmt_time(s.t, 1.0), s.message)))
-            .add(triangle(x, y + 0.5, 8.0, colour));
+        let mut mark = signal_mark(s).add(triangle(x, y + 0.5, 8.0, colour));
         let right = Label::new(x + 6.0, y + 6.8, 9.0, signal_label(s));
         let left = right.clone().anchor(Anchor::End);
         let left = Label { x: x - 6.0, ..left };

@@ -3,7 +3,7 @@
 //! same thing the same way.
 
 use svg::node::element::path::Data;
-use svg::node::element::{Circle, Group, Line, Path, Polygon, Rectangle};
+use svg::node::element::{Circle, Group, Path, Polygon, Rectangle, Title};
 
 use strips::style::GREY;
 
@@ -82,13 +82,17 @@ pub fn short_cause(cause: &str) -> String {
     format!("failed: {s}")
 }
 
-pub fn line(x1: f64, y1: f64, x2: f64, y2: f64, colour: &str) -> Line {
-    Line::new()
-        .set("x1", fmt_px(x1))
-        .set("y1", fmt_px(y1))
-        .set("x2", fmt_px(x2))
-        .set("y2", fmt_px(y2))
-        .set("stroke", colour)
+pub use strips::draw::line;
+
+/// A signal's mark, before its shape: what it was and did, for tools and the tooltip.
+pub fn signal_mark(s: &Signal) -> Group {
+    Group::new()
+        .set("class", "signal")
+        .set("data-signal", s.signal.clone())
+        .set("data-action", s.action.clone())
+        .set("data-process", s.process.clone())
+        .set("data-t", format!("{:.3}", s.t))
+        .add(Title::new(format!("{} · {}", fmt_time(s.t, 1.0), s.message)))
 }
 
 pub fn triangle(x: f64, y: f64, size: f64, colour: &str) -> Polygon {

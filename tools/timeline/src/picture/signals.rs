@@ -3,13 +3,13 @@
 //! arrow from a delayed signal to its delivery.
 
 use svg::node::element::path::Data;
-use svg::node::element::{Circle, Group, Path, Title};
+use svg::node::element::{Circle, Group, Path};
 
 use strips::style::{GREY, TEXT};
 
 use super::axis::Axis;
 use super::labels::{Anchor, Label, Placer, fmt_px, halo};
-use super::shapes::{action_colour, fmt_time, line, signal_label, triangle};
+use super::shapes::{action_colour, line, signal_label, signal_mark, triangle};
 use crate::model::Run;
 
 /// Levels of labels at most; a label with no room on any is left to its mark's tooltip.
@@ -87,13 +87,7 @@ pub fn signals_row(run: &Run, axis: &Axis, y: f64, layout: Layout, placer: &mut 
     for (s, label) in run.signals.iter().zip(layout.labels) {
         let x = axis.x(s.t);
         let colour = action_colour(&s.action);
-        let mut mark = Group::new()
-            .set("class", "signal")
-            .set("data-signal", s.signal.clone())
-            .set("data-action", s.action.clone())
-            .set("data-process", s.process.clone())
-            .set("data-t", format!("{:.3}", s.t))
-            .add(Title::new(format!("{} · {}", fmt_time(s.t, 1.0), s.message)));
+        let mut mark = signal_mark(s);
         mark = if s.action == "delivered" {
             mark.add(
                 Circle::new()
